@@ -1,0 +1,19 @@
+/*
+ * Test programs. The kernel command line picks one with `test=NAME`; its
+ * return value becomes the guest's exit code (0 = success). To add one, write
+ * tests/NAME.c and add a line to the table in main.c.
+ */
+#ifndef MALV_TEST_H
+#define MALV_TEST_H
+
+struct guest_test {
+    const char *name;
+    int (*run)(void);
+    const char *summary;
+};
+
+int test_hello(void);
+int test_selftest(void);
+int test_idle(void);
+
+#endif

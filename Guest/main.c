@@ -1,0 +1,36 @@
+#include "malv/bootinfo.h"
+#include "malv/console.h"
+#include "malv/layout.h"
+#include "malv/string.h"
+#include "malv/system.h"
+#include "malv/test.h"
+
+static const struct guest_test tests[] = {
+    { "hello", test_hello, "banner, command line and memory map" },
+    { "selftest", test_selftest, "guest memory, CPUID and PIT interrupt checks" },
+    { "idle", test_idle, "spin until the VMM stops the guest" },
+};
+
+#define TEST_COUNT (sizeof tests / sizeof tests[0])
+
+void guest_main(uint64_t start_info_paddr)
+{
+    const char *error = bootinfo_init(start_info_paddr);
+    if (error) {
+        printf("malvguest: %s (start_info at 0x%llx)\n", error,
+               (unsigned long long)start_info_paddr);
+        guest_exit(EXIT_BAD_BOOT_INFO);
+    }
+
+    char name[64] = "";
+    cmdline_get("test", name, sizeof name);
+    for (unsigned i = 0; i < TEST_COUNT; i++)
+        if (strcmp(name, tests[i].name) == 0)
+            guest_exit((uint32_t)tests[i].run());
+
+    printf("unknown test '%s'; available:", name);
+    for (unsigned i = 0; i < TEST_COUNT; i++)
+        printf(" %s", tests[i].name);
+    printf("\n");
+    guest_exit(EXIT_UNKNOWN_TEST);
+}

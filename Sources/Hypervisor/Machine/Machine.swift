@@ -1,0 +1,236 @@
+import CKVM
+import Dispatch
+import Glibc
+import Logging
+import Synchronization
+
+/// A running VM: KVM objects, guest memory, buses, platform devices, and its vCPU thread.
+///
+/// Built from a `MachineConfiguration`; `run()` blocks until the guest exits, faults, or is
+/// stopped by `requestStop` (which SIGINT/SIGTERM call when `run(stopOnSignals:)` asks).
+public final class Machine: @unchecked Sendable {
+    public static let serialPort: UInt64 = 0x3f8
+    public static let serialIRQ: UInt32 = 4
+
+    public let configuration: MachineConfiguration
+    public let memory: GuestMemory
+    public let portBus = IOBus(name: "pio")
+    public let mmioBus = IOBus(name: "mmio")
+    public let serial: Serial8250
+
+    let kvm: KVMSystem
+    let vm: KVMVirtualMachine
+    let vcpu: KVMVCPU
+    private let console: ConsoleWriter
+    private let logger: Logger
+    private let requestedExit = Mutex<MachineExit?>(nil)
+    private let vcpuThread = Mutex<NativeThread?>(nil)
+    private let exitCounts = Mutex(ExitStatistics())
+
+    public var statistics: ExitStatistics { exitCounts.withLock { $0 } }
+
+    public init(configuration: MachineConfiguration, console: ConsoleWriter,
+                logger: Logger = Logger(label: "malvvm.machine")) throws(HypervisorError) {
+        try configuration.validate()
+        // Read and check the kernel before any KVM state exists: a bad path is the common mistake.
+        let loader: PVHELFLoader
+        do { loader = try PVHELFLoader(path: configuration.kernelPath) } catch { throw .boot(error) }
+
+        self.configuration = configuration
+        self.console = console
+        self.logger = logger
+        kvm = try KVMSystem(path: configuration.kvmPath)
+        vm = try kvm.createVM()
+        do {
+            memory = try GuestMemory(layout: X86BootLayout.ramLayout(size: configuration.memorySize))
+        } catch { throw .memory(error) }
+
+        do {
+            for (slot, region) in memory.regions.enumerated() {
+                try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.start, size: region.size,
+                                           host: region.host)
+            }
+            try vm.setIdentityMapAddress(X86BootLayout.kvmIdentityMap)
+            try vm.setTSSAddress(X86BootLayout.kvmTSS)
+            try vm.createIRQChip()
+            try vm.setInterruptRoutes(InterruptRoute.pcLegacy)
+            try vm.createPIT()
+        } catch { throw .system(error) }
+
+        let vm = self.vm
+        serial = Serial8250(output: { [console] byte in console.append(byte) }, interrupt: {
+            // The UART's interrupt is an edge on ISA IRQ 4: pulse the line.
+            try? vm.setIRQLine(Machine.serialIRQ, high: true)
+            try? vm.setIRQLine(Machine.serialIRQ, high: false)
+        })
+        vcpu = try vm.createVCPU(id: 0)
+
+        do {
+            try portBus.insert(serial, name: "serial0", base: Self.serialPort, size: Serial8250.portCount)
+            try portBus.insert(DebugExit { [weak self] code in self?.requestStop(.guestExit(code: code)) },
+                               name: "debug-exit", base: DebugExit.defaultPort, size: DebugExit.portCount)
+        } catch { throw .bus(error) }
+
+        try configureCPUID()
+        let kernel: LoadedKernel
+        do {
+            kernel = try loader.load(into: memory)
+            try PVHBoot.writeBootInformation(into: memory, commandLine: configuration.commandLine,
+                                             memoryMap: X86BootLayout.memoryMap(ram: memory.regions))
+        } catch { throw .boot(error) }
+        do {
+            switch kernel.bootProtocol {
+            case let .pvh(entry):
+                try vcpu.setSpecialRegisters(PVHBoot.initialSpecialRegisters(from: vcpu.specialRegisters()))
+                try vcpu.setRegisters(PVHBoot.initialRegisters(entry: entry))
+                logger.debug("loaded PVH kernel", metadata: ["entry": "0x\(String(entry, radix: 16))",
+                                                             "end": "0x\(String(kernel.end, radix: 16))"])
+            }
+        } catch { throw .system(error) }
+    }
+
+    /// The host's supported CPUID, marked as a hypervisor guest with APIC ID 0.
+    private func configureCPUID() throws(HypervisorError) {
+        var entries = try kvm.supportedCPUID()
+        for index in entries.indices {
+            switch entries[index].function {
+            case 1:
+                entries[index].ecx |= 1 << 31  // hypervisor present
+                entries[index].ebx &= 0x00ff_ffff  // initial APIC ID (bits 31:24) = vCPU 0
+            case 0xb, 0x1f:
+                entries[index].edx = 0  // x2APIC ID
+            default:
+                break
+            }
+        }
+        do { try vcpu.setCPUID(entries) } catch { throw .system(error) }
+    }
+
+    /// Asks the VM to end with `exit`; the first request wins. Safe from any thread.
+    public func requestStop(_ exit: MachineExit) {
+        let first = requestedExit.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = exit
+            return true
+        }
+        guard first else { return }
+        vcpu.setImmediateExit(true)
+        // Under the lock: run() clears the thread only after joining it, so it is never signalled once gone.
+        vcpuThread.withLock { $0?.signal(VCPUKick.signal) }
+    }
+
+    /// Runs the guest on its own vCPU thread until it ends. With `stopOnSignals`, SIGINT and
+    /// SIGTERM end the VM cleanly (`.stopped`) instead of killing the process.
+    public func run(stopOnSignals: Bool = false) throws(HypervisorError) -> MachineExit {
+        _ = VCPUKick.installed
+        var sources: [DispatchSourceSignal] = []
+        if stopOnSignals {
+            for number in [SIGINT, SIGTERM] {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number)
+                source.setEventHandler { [weak self] in self?.requestStop(.stopped(signal: number)) }
+                source.resume()
+                sources.append(source)
+            }
+        }
+        defer {
+            for source in sources { source.cancel() }
+        }
+
+        let failure = Mutex<SystemError?>(nil)
+        let thread: NativeThread
+        do throws(SystemError) {
+            thread = try NativeThread { [self] in
+                VCPUKick.unblockOnThisThread()
+                do throws(SystemError) { try runLoop() } catch { failure.withLock { $0 = error } }
+            }
+        } catch { throw .system(error) }
+        vcpuThread.withLock { $0 = thread }
+        // A stop requested before the thread existed could not signal it; immediate_exit covers that.
+        thread.join()
+        vcpuThread.withLock { $0 = nil }
+        console.flush()
+
+        if let error = failure.withLock({ $0 }) { throw .system(error) }
+        let exit = requestedExit.withLock { $0 } ?? .fault(reason: "vCPU loop ended without a reason", details: "")
+        logger.debug("VM ended", metadata: ["exit": "\(exit)", "exits": "\(statistics)"])
+        return exit
+    }
+
+    private func runLoop() throws(SystemError) {
+        var counts = ExitStatistics()
+        defer { exitCounts.withLock { $0 = counts } }
+        while requestedExit.withLock({ $0 }) == nil {
+            switch try vcpu.run() {
+            case let .portOut(port, size, data):
+                counts.portIO += 1
+                for start in stride(from: 0, to: data.count, by: size) {
+                    portBus.write(UInt64(port), data: UnsafeRawBufferPointer(rebasing: data[start..<start + size]))
+                }
+                console.flush()
+            case let .portIn(port, size, data):
+                counts.portIO += 1
+                for start in stride(from: 0, to: data.count, by: size) {
+                    portBus.read(UInt64(port), into: UnsafeMutableRawBufferPointer(rebasing: data[start..<start + size]))
+                }
+            case let .mmioWrite(address, data):
+                counts.mmio += 1
+                mmioBus.write(address, data: data)
+            case let .mmioRead(address, data):
+                counts.mmio += 1
+                mmioBus.read(address, into: data)
+            case .interrupted:
+                counts.interrupted += 1
+                vcpu.setImmediateExit(false)
+            case .halt:
+                // The in-kernel LAPIC handles HLT; seeing one means the guest halted for good.
+                counts.other += 1
+                requestStop(.fault(reason: "guest halted with no way to wake", details: registerDump()))
+            case .shutdown:
+                counts.other += 1
+                requestStop(.fault(reason: "triple fault", details: registerDump()))
+            case let .internalError(suberror, data):
+                counts.other += 1
+                let words = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+                requestStop(.fault(reason: "KVM internal error (suberror \(suberror), emulation failure or triple fault)",
+                                   details: "data: \(words)\n" + registerDump()))
+            case let .failEntry(reason):
+                counts.other += 1
+                requestStop(.fault(reason: "VM entry failed (hardware reason 0x\(String(reason, radix: 16)))",
+                                   details: registerDump()))
+            case let .systemEvent(type):
+                counts.other += 1
+                if type == UInt32(KVM_SYSTEM_EVENT_CRASH) {
+                    requestStop(.fault(reason: "guest reported a crash", details: registerDump()))
+                } else {
+                    requestStop(.guestShutdown)
+                }
+            case let .unhandled(reason):
+                counts.other += 1
+                requestStop(.fault(reason: "unhandled KVM exit reason \(reason)", details: registerDump()))
+            }
+        }
+    }
+
+    /// The vCPU's registers, for the report of a fatal exit.
+    public func registerDump() -> String {
+        guard let r = try? vcpu.registers(), let s = try? vcpu.specialRegisters() else { return "(registers unavailable)" }
+        func hex(_ value: UInt64) -> String {
+            let digits = String(value, radix: 16)
+            return "0x" + String(repeating: "0", count: max(0, 16 - digits.count)) + digits
+        }
+        func seg(_ name: String, _ x: kvm_segment) -> String {
+            "\(name)=\(String(x.selector, radix: 16)) base=\(hex(x.base)) limit=\(String(x.limit, radix: 16)) type=\(x.type) dpl=\(x.dpl) l=\(x.l) db=\(x.db)"
+        }
+        return """
+        rip=\(hex(r.rip)) rsp=\(hex(r.rsp)) rflags=\(hex(r.rflags))
+        rax=\(hex(r.rax)) rbx=\(hex(r.rbx)) rcx=\(hex(r.rcx)) rdx=\(hex(r.rdx))
+        rsi=\(hex(r.rsi)) rdi=\(hex(r.rdi)) rbp=\(hex(r.rbp)) r8=\(hex(r.r8))
+        r9=\(hex(r.r9)) r10=\(hex(r.r10)) r11=\(hex(r.r11)) r12=\(hex(r.r12))
+        r13=\(hex(r.r13)) r14=\(hex(r.r14)) r15=\(hex(r.r15))
+        cr0=\(hex(s.cr0)) cr2=\(hex(s.cr2)) cr3=\(hex(s.cr3)) cr4=\(hex(s.cr4)) efer=\(hex(s.efer))
+        \(seg("cs", s.cs)) \(seg("ss", s.ss))
+        gdt=\(hex(s.gdt.base))/\(s.gdt.limit) idt=\(hex(s.idt.base))/\(s.idt.limit)
+        """
+    }
+}

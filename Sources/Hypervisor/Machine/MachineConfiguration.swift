@@ -1,0 +1,83 @@
+import Glibc
+
+/// What a VM is made of. A value: build it, validate it, then hand it to `Machine`.
+public struct MachineConfiguration: Sendable {
+    public var kernelPath: String
+    public var commandLine: String
+    public var memorySize: UInt64
+    public var kvmPath: String
+
+    /// Room for the boot information area (below 1 MiB) and a small kernel above it.
+    public static let minimumMemory: UInt64 = 2 << 20
+    public static let defaultMemory: UInt64 = 256 << 20
+
+    public init(kernelPath: String, commandLine: String = "", memorySize: UInt64 = MachineConfiguration.defaultMemory,
+                kvmPath: String = KVMSystem.defaultPath) {
+        self.kernelPath = kernelPath
+        self.commandLine = commandLine
+        self.memorySize = memorySize
+        self.kvmPath = kvmPath
+    }
+
+    /// Checks what can be checked without touching KVM, with messages fit for a command line.
+    public func validate() throws(HypervisorError) {
+        guard memorySize >= Self.minimumMemory else {
+            throw .configuration("memory size \(MemorySize.format(memorySize)) is below the minimum of \(MemorySize.format(Self.minimumMemory))")
+        }
+        guard memorySize % 4096 == 0 else {
+            throw .configuration("memory size \(memorySize) bytes is not a multiple of 4 KiB")
+        }
+        let host = HostResources.physicalMemory
+        guard host == 0 || memorySize <= host else {
+            throw .configuration("memory size \(MemorySize.format(memorySize)) exceeds this host's \(MemorySize.format(host)) of RAM")
+        }
+        guard commandLine.utf8.count < X86BootLayout.commandLineCapacity else {
+            throw .boot(.commandLineTooLong(length: commandLine.utf8.count, limit: X86BootLayout.commandLineCapacity - 1))
+        }
+    }
+}
+
+public enum HostResources {
+    /// Physical RAM of this host in bytes (0 if unknown).
+    public static var physicalMemory: UInt64 {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES))
+        let pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return 0 }
+        return UInt64(pages) * UInt64(pageSize)
+    }
+}
+
+/// Memory sizes as people write them: "256M", "1G", "512MiB", "4096K"; a bare number is MiB, as in QEMU's -m.
+public enum MemorySize {
+    public static func parse(_ text: String) -> UInt64? {
+        var digits = Substring(text)
+        var unitText = ""
+        while let last = digits.last, !last.isNumber {
+            unitText.insert(last, at: unitText.startIndex)
+            digits.removeLast()
+        }
+        guard !digits.isEmpty, digits.allSatisfy(\.isNumber), let value = UInt64(digits) else { return nil }
+        let shift: UInt64
+        switch unitText.uppercased() {
+        case "B": shift = 0
+        case "K", "KB", "KIB": shift = 10
+        case "", "M", "MB", "MIB": shift = 20
+        case "G", "GB", "GIB": shift = 30
+        case "T", "TB", "TIB": shift = 40
+        default: return nil
+        }
+        let (bytes, overflow) = value.multipliedReportingOverflow(by: 1 << shift)
+        return overflow ? nil : bytes
+    }
+
+    /// "256 MiB" for whole units, "23.5 GiB" otherwise.
+    public static func format(_ bytes: UInt64) -> String {
+        for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] where bytes >= 1 << shift {
+            let whole = bytes >> UInt64(shift)
+            if whole << UInt64(shift) == bytes { return "\(whole) \(unit)" }
+            let tenths = ((bytes - (whole << UInt64(shift))) * 10) >> UInt64(shift)
+            return "\(whole).\(tenths) \(unit)"
+        }
+        return "\(bytes) bytes"
+    }
+}

@@ -1,0 +1,20 @@
+/// How a VM ended.
+public enum MachineExit: Sendable, Equatable {
+    /// The guest wrote `code` to the debug-exit port.
+    case guestExit(code: UInt32)
+    /// The guest asked to power off or reset through KVM (a system event).
+    case guestShutdown
+    /// The host asked the VM to stop (SIGINT, SIGTERM).
+    case stopped(signal: Int32)
+    /// The guest cannot go on: triple fault, emulation failure, failed entry. `details` holds the registers.
+    case fault(reason: String, details: String)
+}
+
+/// Exits taken by the vCPUs, by kind: the cost model of every device rests on these.
+public struct ExitStatistics: Sendable, Equatable {
+    public var portIO: UInt64 = 0
+    public var mmio: UInt64 = 0
+    public var interrupted: UInt64 = 0
+    public var other: UInt64 = 0
+    public var total: UInt64 { portIO + mmio + interrupted + other }
+}

@@ -1,0 +1,142 @@
+import CKVM
+import Glibc
+
+public enum GuestMemoryError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// [address, address + length) is not wholly inside one RAM region.
+    case outOfRange(address: GuestAddress, length: UInt64)
+    case invalidLayout(String)
+    case allocationFailed(size: UInt64, SystemError)
+
+    public var description: String {
+        switch self {
+        case let .outOfRange(address, length):
+            return "guest access of \(length) bytes at \(address) is outside guest RAM"
+        case let .invalidLayout(why):
+            return "invalid guest memory layout: \(why)"
+        case let .allocationFailed(size, error):
+            return "cannot allocate \(size >> 20) MiB of guest memory: \(error)"
+        }
+    }
+}
+
+/// One contiguous range of guest RAM and where it lives in this process and in the memfd.
+public struct GuestMemoryRegion: @unchecked Sendable {
+    public let start: GuestAddress
+    public let size: UInt64
+    /// Offset of this region inside the backing memfd, for sharing it with another process.
+    public let fileOffset: UInt64
+    let host: UnsafeMutableRawPointer
+
+    public var end: UInt64 { start.raw + size }
+
+    func contains(_ address: GuestAddress, length: UInt64) -> Bool {
+        guard address.raw >= start.raw, let last = address.adding(length) else { return false }
+        return last.raw <= end
+    }
+}
+
+/// Guest RAM: one memfd mapped MAP_SHARED, cut into regions at guest-physical addresses.
+///
+/// memfd backing lets a later process (the GPU daemon) map the same pages. Every accessor is
+/// bounds-checked and throws instead of trapping: guest-supplied addresses reach these calls.
+public final class GuestMemory: @unchecked Sendable {
+    public let regions: [GuestMemoryRegion]
+    /// The memfd holding all regions back to back.
+    public let fileDescriptor: Int32
+    public let totalSize: UInt64
+    private let mapping: UnsafeMutableRawPointer
+
+    /// - Parameter layout: (start, size) pairs, sorted, non-overlapping, page-aligned.
+    public init(layout: [(start: GuestAddress, size: UInt64)]) throws(GuestMemoryError) {
+        let pageSize: UInt64 = 4096
+        var previousEnd: UInt64 = 0
+        var total: UInt64 = 0
+        for (index, range) in layout.enumerated() {
+            guard range.size > 0, range.size % pageSize == 0, range.start.raw % pageSize == 0 else {
+                throw .invalidLayout("region \(index) at \(range.start) of \(range.size) bytes is empty or not page-aligned")
+            }
+            guard range.start.raw >= previousEnd, let end = range.start.adding(range.size) else {
+                throw .invalidLayout("region \(index) at \(range.start) overlaps or wraps")
+            }
+            previousEnd = end.raw
+            total += range.size
+        }
+        guard total > 0 else { throw .invalidLayout("no RAM") }
+
+        let fd = ckvm_memfd_create("malvvm-guest-ram", CKVM_MFD_CLOEXEC)
+        guard fd >= 0 else { throw .allocationFailed(size: total, SystemError("memfd_create", errno: -fd)) }
+        guard ftruncate(fd, off_t(total)) == 0 else {
+            let error = errno
+            close(fd)
+            throw .allocationFailed(size: total, SystemError("ftruncate", errno: error))
+        }
+        // MAP_NORESERVE: pages are allocated when the guest touches them, as with any VMM.
+        guard let base = mmap(nil, Int(total), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0),
+              base != MAP_FAILED else {
+            let error = errno
+            close(fd)
+            throw .allocationFailed(size: total, SystemError("mmap", errno: error))
+        }
+        var regions: [GuestMemoryRegion] = []
+        var offset: UInt64 = 0
+        for range in layout {
+            regions.append(GuestMemoryRegion(start: range.start, size: range.size, fileOffset: offset,
+                                             host: base + Int(offset)))
+            offset += range.size
+        }
+        self.regions = regions
+        self.fileDescriptor = fd
+        self.totalSize = total
+        self.mapping = base
+    }
+
+    deinit {
+        munmap(mapping, Int(totalSize))
+        close(fileDescriptor)
+    }
+
+    /// The host bytes behind [address, address + length), which must lie in one region.
+    public func slice(at address: GuestAddress, length: UInt64) throws(GuestMemoryError) -> UnsafeMutableRawBufferPointer {
+        for region in regions where region.contains(address, length: length) {
+            return UnsafeMutableRawBufferPointer(start: region.host + Int(address.raw - region.start.raw), count: Int(length))
+        }
+        throw .outOfRange(address: address, length: length)
+    }
+
+    public func contains(_ address: GuestAddress, length: UInt64) -> Bool {
+        regions.contains { $0.contains(address, length: length) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer, at address: GuestAddress) throws(GuestMemoryError) {
+        let target = try slice(at: address, length: UInt64(bytes.count))
+        if !bytes.isEmpty { target.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+    }
+
+    public func write(_ bytes: [UInt8], at address: GuestAddress) throws(GuestMemoryError) {
+        let target = try slice(at: address, length: UInt64(bytes.count))
+        bytes.withUnsafeBytes { source in
+            if !source.isEmpty { target.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: source.count) }
+        }
+    }
+
+    public func read(_ length: Int, at address: GuestAddress) throws(GuestMemoryError) -> [UInt8] {
+        Array(try slice(at: address, length: UInt64(length)))
+    }
+
+    /// Little-endian integer load; unaligned addresses are fine.
+    public func read<T: FixedWidthInteger>(_: T.Type, at address: GuestAddress) throws(GuestMemoryError) -> T {
+        let source = try slice(at: address, length: UInt64(MemoryLayout<T>.size))
+        return T(littleEndian: source.loadUnaligned(as: T.self))
+    }
+
+    public func write<T: FixedWidthInteger>(_ value: T, at address: GuestAddress) throws(GuestMemoryError) {
+        let target = try slice(at: address, length: UInt64(MemoryLayout<T>.size))
+        target.storeBytes(of: value.littleEndian, as: T.self)
+    }
+
+    /// Zero-fills a range (for the part of an ELF segment past its file bytes).
+    public func fill(_ byte: UInt8, at address: GuestAddress, length: UInt64) throws(GuestMemoryError) {
+        let target = try slice(at: address, length: length)
+        if length > 0 { memset(target.baseAddress!, Int32(byte), Int(length)) }
+    }
+}

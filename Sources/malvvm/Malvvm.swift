@@ -1,0 +1,28 @@
+import ArgumentParser
+import Logging
+
+struct Malvvm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "malvvm",
+        abstract: "A KVM virtual machine monitor for machine-learning guests that share one GPU.",
+        version: "0.1.0",
+        subcommands: [Run.self]
+    )
+}
+
+/// Options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .warning
+
+    func bootstrapLogging() {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

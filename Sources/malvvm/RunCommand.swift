@@ -1,0 +1,76 @@
+import ArgumentParser
+import Glibc
+import Hypervisor
+import Logging
+
+extension Malvvm {
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Boot a guest kernel and print its serial console; exits with the guest's exit code.",
+            discussion: """
+            The guest ends the VM by writing a value v to the debug-exit port 0xf4 (QEMU's \
+            isa-debug-exit); malvvm then exits with v. A triple fault or KVM internal error prints the \
+            vCPU registers and exits 1; SIGINT/SIGTERM stop the VM and exit 128+signal.
+            """
+        )
+
+        @Option(name: .long, help: ArgumentHelp("PVH ELF kernel to boot (ELF32 or ELF64).", valueName: "path"))
+        var kernel: String
+
+        @Option(name: .long, help: ArgumentHelp("Guest RAM, e.g. 256M, 1G (a bare number is MiB).", valueName: "size"))
+        var memory: MemoryArgument = MemoryArgument(bytes: MachineConfiguration.defaultMemory)
+
+        @Option(name: .long, help: ArgumentHelp("Kernel command line.", valueName: "string"))
+        var cmdline: String = ""
+
+        @OptionGroup var global: GlobalOptions
+
+        var machineConfiguration: MachineConfiguration {
+            MachineConfiguration(kernelPath: kernel, commandLine: cmdline, memorySize: memory.bytes)
+        }
+
+        func validate() throws {
+            do { try machineConfiguration.validate() } catch { throw ValidationError(error.description) }
+        }
+
+        func run() throws {
+            global.bootstrapLogging()
+            let machine: Machine
+            do {
+                machine = try Machine(configuration: machineConfiguration, console: .fileDescriptor(STDOUT_FILENO))
+            } catch {
+                throw RuntimeFailure(message: error.description)
+            }
+            let exit: MachineExit
+            do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
+
+            switch exit {
+            case let .guestExit(code):
+                throw ExitCode(Int32(truncatingIfNeeded: code & 0xff))
+            case .guestShutdown:
+                return
+            case let .stopped(signal):
+                Terminal.note("VM stopped by signal \(signal)")
+                throw ExitCode(128 + signal)
+            case let .fault(reason, details):
+                Terminal.error("guest fault: \(reason)")
+                FileHandleWriter.standardError.write(details + "\n")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+struct MemoryArgument: ExpressibleByArgument {
+    let bytes: UInt64
+
+    init(bytes: UInt64) { self.bytes = bytes }
+
+    init?(argument: String) {
+        guard let bytes = MemorySize.parse(argument) else { return nil }
+        self.bytes = bytes
+    }
+
+    static var defaultCompletionKind: CompletionKind { .default }
+    var defaultValueDescription: String { MemorySize.format(bytes) }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+
+/// `malvvm run` end to end: the real binary, real /dev/kvm, the real test guest.
+@Suite(.serialized) struct RunCommandTests {
+    @Test(arguments: [Harness.guest, Harness.guest32])
+    func helloPrintsTheBannerAndExitsZero(kernel: String) throws {
+        let result = try Harness.boot("hello", kernel: kernel)
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect(result.stdoutLines.first == "malvguest: hello from ring 3 (PVH entry, x86-64 long mode)")
+        #expect(result.stdout.contains("cmdline: 'test=hello'"))
+        #expect(result.stdout.contains("hello: ok"))
+        #expect(result.stderr.isEmpty)
+    }
+
+    @Test func selftestPassesEveryCheck() throws {
+        let result = try Harness.boot("selftest")
+        #expect(result.status == 0, "output: \(result.stdout)")
+        #expect(result.stdout.contains("selftest: 4 passed, 0 failed"))
+    }
+
+    @Test func theGuestExitCodeBecomesTheProcessExitCode() throws {
+        let result = try Harness.boot("no-such-test")
+        #expect(result.status == 2)
+        #expect(result.stdout.contains("unknown test 'no-such-test'"))
+    }
+
+    @Test func sigintStopsTheVMCleanly() throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--cmdline", "test=idle"], interruptAfter: 1.0)
+        #expect(result.status == 128 + SIGINT)
+        #expect(result.stdout.contains("idle: running"))
+        #expect(result.stderrLines == ["malvvm: VM stopped by signal 2"])
+    }
+
+    @Test func logLevelDebugReportsExitCounts() throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--cmdline", "test=hello", "--log-level", "debug"])
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("VM ended"))
+    }
+}
+
+/// Every mistake gets one line on stderr and the right exit code: 2 for usage, 1 for runtime.
+@Suite struct CommandLineErrorTests {
+    static let usageMistakes: [[String]] = [
+        ["run"],  // no --kernel
+        ["run", "--kernel", Harness.guest, "--memory", "0"],
+        ["run", "--kernel", Harness.guest, "--memory", "lots"],
+        ["run", "--kernel", Harness.guest, "--memory", "64T"],
+        ["run", "--kernel", Harness.guest, "--frobnicate"],
+        ["run", "--kernel", Harness.guest, "--log-level", "loud"],
+        ["fly"],
+    ]
+
+    @Test(arguments: usageMistakes)
+    func usageMistakesExitTwoWithOneLine(arguments: [String]) throws {
+        let result = try Harness.malvvm(arguments)
+        #expect(result.status == 2)
+        #expect(result.stderrLines.count == 1, "stderr: \(result.stderr)")
+        #expect(result.stderr.hasPrefix("malvvm: error: "))
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func missingKernelFileExitsOne() throws {
+        let result = try Harness.malvvm(["run", "--kernel", "/nonexistent/guest.elf"])
+        #expect(result.status == 1)
+        #expect(result.stderrLines == ["malvvm: error: cannot read kernel '/nonexistent/guest.elf': No such file or directory"])
+    }
+
+    @Test func aFileThatIsNotAKernelExitsOne() throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.packageRoot.appendingPathComponent("Package.swift").path])
+        #expect(result.status == 1)
+        #expect(result.stderrLines == ["malvvm: error: kernel is not an ELF file"])
+    }
+
+    @Test func anELFWithoutAPVHNoteExitsOne() throws {
+        // The guest with its PVH note's type changed: a valid ELF that no longer says how to enter it.
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Harness.guest)))
+        let xen: [UInt8] = Array("Xen\0".utf8)
+        var noteName: Int?
+        for i in 12..<(bytes.count - 4) where bytes[i - 4] == 18 && bytes[i - 3] == 0 && Array(bytes[i..<(i + 4)]) == xen {
+            noteName = i
+            break
+        }
+        let name = try #require(noteName)
+        bytes[name - 4] = 0x7f
+        let path = NSTemporaryDirectory() + "malvvm-nopvh-\(getpid()).elf"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try Harness.malvvm(["run", "--kernel", path])
+        #expect(result.status == 1)
+        #expect(result.stderrLines.count == 1)
+        #expect(result.stderr.contains("no PVH entry point"))
+    }
+
+    @Test func aKernelTooBigForMemoryExitsOne() throws {
+        // The guest image ends above 1 MiB + 128 KiB; 2 MiB of RAM holds it, 1 MiB does not exist as an option.
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--memory", "1M"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("below the minimum"))
+    }
+
+    @Test func noPermissionOnDevKVMExitsOne() throws {
+        // As the unprivileged 'nobody' user, /dev/kvm (0600 root, or 0660 kvm group) cannot be opened.
+        guard getuid() == 0 else { return }  // only root can drop to another user
+        let result = try Harness.malvvm(["run", "--kernel", "/etc/hostname"],
+                                        wrapper: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        #expect(result.status == 1)
+        #expect(result.stderrLines.count == 1, "stderr: \(result.stderr)")
+    }
+
+    @Test func helpAndVersionExitZero() throws {
+        #expect(try Harness.malvvm(["--help"]).status == 0)
+        #expect(try Harness.malvvm(["run", "--help"]).stdout.contains("--kernel"))
+        #expect(try Harness.malvvm(["--version"]).stdout.hasPrefix("0."))
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+
+/// Runs the built `malvvm` binary, and QEMU, as a user would from a shell.
+enum Harness {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let guest = packageRoot.appendingPathComponent("Guest/build/malvguest.elf").path
+    static let guest32 = packageRoot.appendingPathComponent("Guest/build/malvguest32.elf").path
+
+    /// The malvvm built next to this test bundle (swift test builds every product).
+    static let malvvm: String = {
+        let productsDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        return productsDirectory.appendingPathComponent("malvvm").path
+    }()
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+        var stdoutLines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
+        var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+    }
+
+    /// Runs `executable` with a time limit; `interruptAfter` sends SIGINT that many seconds in.
+    static func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 120,
+                    interruptAfter: TimeInterval? = nil, wrapper: [String] = []) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: wrapper.first ?? executable)
+        process.arguments = wrapper.isEmpty ? arguments : Array(wrapper.dropFirst()) + [executable] + arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        if let interruptAfter {
+            Thread.sleep(forTimeInterval: interruptAfter)
+            process.interrupt()
+        }
+        // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+        let group = DispatchGroup()
+        let stdout = Collected(), stderr = Collected()
+        for (pipe, sink) in [(out, stdout), (err, stderr)] {
+            group.enter()
+            DispatchQueue.global().async {
+                sink.data = pipe.fileHandleForReading.readDataToEndOfFile()
+                group.leave()
+            }
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        if process.isRunning {
+            process.terminate()
+            Issue.record("\(executable) \(arguments) did not finish in \(timeout) s")
+        }
+        process.waitUntilExit()
+        group.wait()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout.data, as: UTF8.self),
+                      stderr: String(decoding: stderr.data, as: UTF8.self))
+    }
+
+    /// One pipe's bytes, written by its reader before `group.leave()` and read after `group.wait()`.
+    private final class Collected: @unchecked Sendable {
+        var data = Data()
+    }
+
+    static func malvvm(_ arguments: [String], timeout: TimeInterval = 120, interruptAfter: TimeInterval? = nil,
+                       wrapper: [String] = []) throws -> Result {
+        try run(malvvm, arguments, timeout: timeout, interruptAfter: interruptAfter, wrapper: wrapper)
+    }
+
+    static func boot(_ test: String, kernel: String = guest, memory: String = "256M") throws -> Result {
+        try malvvm(["run", "--kernel", kernel, "--memory", memory, "--cmdline", "test=\(test)"])
+    }
+
+    /// The same guest under QEMU's microvm, with isa-debug-exit on the same port. QEMU's status
+    /// is (code << 1) | 1; the result carries the guest's own code, as malvvm reports it.
+    static func qemu(_ test: String, kernel: String = guest, memory: String = "256M") throws -> Result {
+        let raw = try run("/usr/bin/qemu-system-x86_64", [
+            "-M", "microvm,x-option-roms=off,rtc=off", "-enable-kvm", "-cpu", "host,-arch-capabilities",
+            "-m", memory, "-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
+            "-kernel", kernel, "-append", "test=\(test)", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ])
+        let code = raw.status & 1 == 1 ? raw.status >> 1 : -raw.status
+        return Result(status: code, stdout: raw.stdout, stderr: raw.stderr)
+    }
+}
