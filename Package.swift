@@ -1,13 +1,15 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies flow one way: malvvm → Hypervisor → CKVM / system libraries.
+// Dependencies flow one way: malvvm → Hypervisor, (later VirtioGPU, GVMCS) → GPUHost →
+// CKVM / CVulkan / system libraries.
 let package = Package(
     name: "malvvm",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "malvvm", targets: ["malvvm"]),
         .library(name: "Hypervisor", targets: ["Hypervisor"]),
+        .library(name: "GPUHost", targets: ["GPUHost"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,6 +25,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .systemLibrary(name: "CVulkan", path: "Sources/CVulkan", pkgConfig: "vulkan",
+                       providers: [.apt(["libvulkan-dev"])]),
+        // The physical GPU: compute backends (Vulkan, CPU reference) and the ML kernel library.
+        // Shaders/*.comp are compiled to SPIR-V by scripts/build-shaders into Generated/.
+        .target(
+            name: "GPUHost",
+            dependencies: ["CVulkan", .product(name: "Logging", package: "swift-log")],
+            exclude: ["Shaders"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         .executableTarget(
             name: "malvvm",
             dependencies: [
@@ -33,5 +45,6 @@ let package = Package(
         ),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
+        .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// The reference backend: every kernel in plain Swift, run synchronously inside `submit`.
+/// It is the oracle for the Vulkan kernels and what a VM gets when the host has no Vulkan
+/// device.
+public final class CPUBackend: ComputeBackend {
+    /// Same ceiling as a Vulkan storage buffer can reach, so code that works here is not
+    /// surprised by a device later.
+    public static let maxBufferBytes = Int(UInt32.max)
+
+    private struct State {
+        var buffers: [BufferID: CPUBuffer] = [:]
+        var nextBuffer: UInt64 = 1
+        var completed: [SubmissionID: BatchCompletion] = [:]
+        var nextSubmission: UInt64 = 1
+    }
+
+    public let kind = BackendKind.cpuReference
+    public let device: DeviceInfo
+    private let state = Mutex(State())
+
+    public init() {
+        device = DeviceInfo(
+            index: 0, name: "CPU reference", type: .cpu, vendorID: 0, deviceID: 0, apiVersion: "n/a",
+            driverName: "GPUHost CPU reference", driverInfo: nil, pciAddress: nil, memoryHeaps: [],
+            timestampPeriod: nil, maxStorageBufferRange: UInt64(Self.maxBufferBytes),
+            maxComputeWorkGroupCount: [.max, .max, .max], maxComputeSharedMemorySize: 0)
+    }
+
+    public func createBuffer(byteCount: Int, placement: MemoryPlacement) throws(GPUError) -> BufferID {
+        guard byteCount > 0, byteCount <= Self.maxBufferBytes else {
+            throw .invalidBufferSize(requested: byteCount, limit: Self.maxBufferBytes)
+        }
+        let buffer = CPUBuffer(byteCount: byteCount, placement: placement)
+        return state.withLock { state in
+            let id = BufferID(rawValue: state.nextBuffer)
+            state.nextBuffer += 1
+            state.buffers[id] = buffer
+            return id
+        }
+    }
+
+    public func destroyBuffer(_ buffer: BufferID) throws(GPUError) {
+        let removed = state.withLock { $0.buffers.removeValue(forKey: buffer) }
+        if removed == nil { throw .unknownBuffer(buffer) }
+    }
+
+    public func capacity(of buffer: BufferID) -> Int? {
+        state.withLock { $0.buffers[buffer]?.byteCount }
+    }
+
+    public func write(_ buffer: BufferID, byteOffset: Int, from bytes: UnsafeRawBufferPointer) throws(GPUError) {
+        let storage = try lookup(buffer, byteOffset: byteOffset, byteCount: bytes.count)
+        if let source = bytes.baseAddress {
+            memcpy(storage.base + byteOffset, source, bytes.count)
+        }
+    }
+
+    public func read(_ buffer: BufferID, byteOffset: Int, into bytes: UnsafeMutableRawBufferPointer) throws(GPUError) {
+        let storage = try lookup(buffer, byteOffset: byteOffset, byteCount: bytes.count)
+        if let destination = bytes.baseAddress {
+            memcpy(destination, storage.base + byteOffset, bytes.count)
+        }
+    }
+
+    public func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID {
+        try state.withLock { (state: inout State) throws(GPUError) -> SubmissionID in
+            // Validate the whole batch first: a batch either runs entirely or not at all.
+            let buffers = state.buffers
+            _ = try batch.validate(capacity: { buffers[$0]?.byteCount })
+            let clock = ContinuousClock()
+            let start = clock.now
+            for kernel in batch.kernels {
+                try CPUKernelRunner(buffers: state.buffers).run(kernel)
+            }
+            let elapsed = start.duration(to: clock.now)
+            let id = SubmissionID(rawValue: state.nextSubmission)
+            state.nextSubmission += 1
+            state.completed[id] = BatchCompletion(
+                submission: id, kernelCount: batch.kernels.count, dispatchCount: batch.kernels.count,
+                barrierCount: 0, executionNanoseconds: Self.nanoseconds(elapsed), timing: .hostClock)
+            return id
+        }
+    }
+
+    public func isComplete(_ submission: SubmissionID) throws(GPUError) -> Bool {
+        let known = state.withLock { $0.completed[submission] != nil }
+        guard known else { throw .unknownSubmission(submission) }
+        return true
+    }
+
+    public func wait(_ submission: SubmissionID, timeoutNanoseconds: UInt64) throws(GPUError) -> BatchCompletion {
+        let completion = state.withLock { $0.completed.removeValue(forKey: submission) }
+        guard let completion else { throw .unknownSubmission(submission) }
+        return completion
+    }
+
+    private func lookup(_ buffer: BufferID, byteOffset: Int, byteCount: Int) throws(GPUError) -> CPUBuffer {
+        guard let storage = state.withLock({ $0.buffers[buffer] }) else { throw .unknownBuffer(buffer) }
+        let (end, overflow) = byteOffset.addingReportingOverflow(byteCount)
+        guard byteOffset >= 0, byteCount >= 0, !overflow, end <= storage.byteCount else {
+            throw .bufferAccessOutOfBounds(buffer, byteOffset: byteOffset, byteCount: byteCount,
+                                           capacity: storage.byteCount)
+        }
+        return storage
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return UInt64(max(seconds, 0)) &* 1_000_000_000 &+ UInt64(max(attoseconds, 0) / 1_000_000_000)
+    }
+}

@@ -1,0 +1,104 @@
+/// Decoded 8-bit images (N x H x W x C, channels interleaved as decoders emit them) to the
+/// f32 N x C x H x W tensor a model takes: out = (in * scale - mean[c]) / std[c].
+/// The defaults are torchvision's ToTensor + Normalize with ImageNet statistics.
+public struct NormalizeParams: Hashable, Sendable {
+    public static let maxChannels = 4
+
+    public var batch: Int
+    public var height: Int
+    public var width: Int
+    public var channels: Int
+    public var scale: Float
+    public var mean: [Float]
+    public var std: [Float]
+    /// uint8 elements.
+    public var input: BufferRange
+    public var output: BufferRange
+
+    public init(batch: Int, height: Int, width: Int, channels: Int = 3, scale: Float = 1.0 / 255.0,
+                mean: [Float] = [0.485, 0.456, 0.406], std: [Float] = [0.229, 0.224, 0.225],
+                input: BufferRange, output: BufferRange) {
+        self.batch = batch
+        self.height = height
+        self.width = width
+        self.channels = channels
+        self.scale = scale
+        self.mean = mean
+        self.std = std
+        self.input = input
+        self.output = output
+    }
+}
+
+/// NCHW f32 crop: output[n][c][y][x] = input[n][c][top + y][left + x].
+public struct CropParams: Hashable, Sendable {
+    public var batch: Int
+    public var channels: Int
+    public var height: Int
+    public var width: Int
+    public var top: Int
+    public var left: Int
+    public var outHeight: Int
+    public var outWidth: Int
+    public var input: BufferRange
+    public var output: BufferRange
+
+    public init(batch: Int, channels: Int, height: Int, width: Int, top: Int, left: Int,
+                outHeight: Int, outWidth: Int, input: BufferRange, output: BufferRange) {
+        self.batch = batch
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.top = top
+        self.left = left
+        self.outHeight = outHeight
+        self.outWidth = outWidth
+        self.input = input
+        self.output = output
+    }
+}
+
+/// NCHW f32 mirror: output[n][c][y][x] = input[n][c][y][width - 1 - x].
+public struct FlipParams: Hashable, Sendable {
+    public var batch: Int
+    public var channels: Int
+    public var height: Int
+    public var width: Int
+    public var input: BufferRange
+    public var output: BufferRange
+
+    public init(batch: Int, channels: Int, height: Int, width: Int, input: BufferRange, output: BufferRange) {
+        self.batch = batch
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.input = input
+        self.output = output
+    }
+}
+
+/// NCHW f32 bilinear resize with half-pixel centres, as PyTorch `interpolate(mode="bilinear",
+/// align_corners=False)`: src = (dst + 0.5) * in / out - 0.5, clamped at 0, far neighbour
+/// clamped to the edge.
+public struct ResizeParams: Hashable, Sendable {
+    public var batch: Int
+    public var channels: Int
+    public var height: Int
+    public var width: Int
+    public var outHeight: Int
+    public var outWidth: Int
+    public var input: BufferRange
+    public var output: BufferRange
+
+    public init(batch: Int, channels: Int, height: Int, width: Int, outHeight: Int, outWidth: Int,
+                input: BufferRange, output: BufferRange) {
+        self.batch = batch
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.outHeight = outHeight
+        self.outWidth = outWidth
+        self.input = input
+        self.output = output
+    }
+}

@@ -1,0 +1,145 @@
+import CVulkan
+
+/// Everything one batch in flight needs from the device: a command pool with one command
+/// buffer, the fence it signals, a two-entry timestamp query pool, and a descriptor pool.
+/// Slots are recycled after their batch retires, so steady-state submission creates no
+/// Vulkan objects.
+final class VulkanSubmissionSlot {
+    let device: VulkanDevice
+    let commandPool: VkCommandPool
+    let commandBuffer: VkCommandBuffer
+    let fence: VkFence
+    /// nil when the queue family cannot write timestamps.
+    let queryPool: VkQueryPool?
+    private var descriptorPool: VkDescriptorPool?
+    private var descriptorSetCapacity = 0
+
+    init(device: VulkanDevice, timestamps: Bool) throws(GPUError) {
+        let dev = device.handle
+        var poolInfo = VkCommandPoolCreateInfo()
+        poolInfo.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO
+        poolInfo.flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT.rawValue
+        poolInfo.queueFamilyIndex = device.queueFamily
+        var commandPool: VkCommandPool?
+        try vkCheck(vkCreateCommandPool(dev, &poolInfo, nil, &commandPool), "vkCreateCommandPool")
+        guard let commandPool else {
+            throw .vulkan(call: "vkCreateCommandPool", result: VulkanResult(rawValue: VK_ERROR_INITIALIZATION_FAILED.rawValue))
+        }
+
+        var allocateInfo = VkCommandBufferAllocateInfo()
+        allocateInfo.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO
+        allocateInfo.commandPool = commandPool
+        allocateInfo.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY
+        allocateInfo.commandBufferCount = 1
+        var commandBuffer: VkCommandBuffer?
+        let allocated = vkAllocateCommandBuffers(dev, &allocateInfo, &commandBuffer)
+        guard allocated == VK_SUCCESS, let commandBuffer else {
+            vkDestroyCommandPool(dev, commandPool, nil)
+            throw .vulkan(call: "vkAllocateCommandBuffers", result: VulkanResult(rawValue: allocated.rawValue))
+        }
+
+        var fenceInfo = VkFenceCreateInfo()
+        fenceInfo.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO
+        var fence: VkFence?
+        let fenceResult = vkCreateFence(dev, &fenceInfo, nil, &fence)
+        guard fenceResult == VK_SUCCESS, let fence else {
+            vkDestroyCommandPool(dev, commandPool, nil)
+            throw .vulkan(call: "vkCreateFence", result: VulkanResult(rawValue: fenceResult.rawValue))
+        }
+
+        var queryPool: VkQueryPool?
+        if timestamps {
+            var queryInfo = VkQueryPoolCreateInfo()
+            queryInfo.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO
+            queryInfo.queryType = VK_QUERY_TYPE_TIMESTAMP
+            queryInfo.queryCount = 2
+            let queryResult = vkCreateQueryPool(dev, &queryInfo, nil, &queryPool)
+            guard queryResult == VK_SUCCESS, queryPool != nil else {
+                vkDestroyFence(dev, fence, nil)
+                vkDestroyCommandPool(dev, commandPool, nil)
+                throw .vulkan(call: "vkCreateQueryPool", result: VulkanResult(rawValue: queryResult.rawValue))
+            }
+        }
+
+        self.device = device
+        self.commandPool = commandPool
+        self.commandBuffer = commandBuffer
+        self.fence = fence
+        self.queryPool = queryPool
+    }
+
+    deinit {
+        let dev = device.handle
+        if let descriptorPool { vkDestroyDescriptorPool(dev, descriptorPool, nil) }
+        if let queryPool { vkDestroyQueryPool(dev, queryPool, nil) }
+        vkDestroyFence(dev, fence, nil)
+        // Destroying the pool frees its command buffer.
+        vkDestroyCommandPool(dev, commandPool, nil)
+    }
+
+    /// Readies the slot for a new batch of `dispatches` dispatches and begins recording.
+    /// The previous batch on this slot must have retired (its fence waited for).
+    func begin(dispatches: Int) throws(GPUError) {
+        let dev = device.handle
+        try vkCheck(vkResetFences(dev, 1, [fence]), "vkResetFences")
+        try vkCheck(vkResetCommandPool(dev, commandPool, 0), "vkResetCommandPool")
+        try prepareDescriptorPool(sets: max(dispatches, 1))
+        var beginInfo = VkCommandBufferBeginInfo()
+        beginInfo.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
+        beginInfo.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT.rawValue
+        try vkCheck(vkBeginCommandBuffer(commandBuffer, &beginInfo), "vkBeginCommandBuffer")
+    }
+
+    func allocateDescriptorSet(layout: VkDescriptorSetLayout) throws(GPUError) -> VkDescriptorSet {
+        guard let descriptorPool else {
+            throw .vulkan(call: "vkAllocateDescriptorSets", result: VulkanResult(rawValue: VK_ERROR_OUT_OF_POOL_MEMORY.rawValue))
+        }
+        var layouts: [VkDescriptorSetLayout?] = [layout]
+        var set: VkDescriptorSet?
+        let result = layouts.withUnsafeMutableBufferPointer { pointer in
+            var info = VkDescriptorSetAllocateInfo()
+            info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO
+            info.descriptorPool = descriptorPool
+            info.descriptorSetCount = 1
+            info.pSetLayouts = UnsafePointer(pointer.baseAddress)
+            return vkAllocateDescriptorSets(device.handle, &info, &set)
+        }
+        try vkCheck(result, "vkAllocateDescriptorSets")
+        guard let set else {
+            throw .vulkan(call: "vkAllocateDescriptorSets", result: VulkanResult(rawValue: VK_ERROR_OUT_OF_POOL_MEMORY.rawValue))
+        }
+        return set
+    }
+
+    /// Resets the pool, or replaces it with one of the next power-of-two size when the batch
+    /// needs more sets than it holds (batches grow; they rarely shrink for long).
+    private func prepareDescriptorPool(sets: Int) throws(GPUError) {
+        let dev = device.handle
+        if let descriptorPool, sets <= descriptorSetCapacity {
+            try vkCheck(vkResetDescriptorPool(dev, descriptorPool, 0), "vkResetDescriptorPool")
+            return
+        }
+        if let descriptorPool {
+            vkDestroyDescriptorPool(dev, descriptorPool, nil)
+            self.descriptorPool = nil
+            descriptorSetCapacity = 0
+        }
+        var capacity = 16
+        while capacity < sets { capacity *= 2 }
+        var size = VkDescriptorPoolSize()
+        size.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+        size.descriptorCount = UInt32(capacity * ShaderKernel.maxBindingCount)
+        var pool: VkDescriptorPool?
+        let result = withUnsafePointer(to: &size) { sizePointer in
+            var info = VkDescriptorPoolCreateInfo()
+            info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO
+            info.maxSets = UInt32(capacity)
+            info.poolSizeCount = 1
+            info.pPoolSizes = sizePointer
+            return vkCreateDescriptorPool(dev, &info, nil, &pool)
+        }
+        try vkCheck(result, "vkCreateDescriptorPool")
+        descriptorPool = pool
+        descriptorSetCapacity = capacity
+    }
+}
