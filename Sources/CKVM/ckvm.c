@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 
 #define CKVM_IOCTL(fd, request, arg) \
     do { int r_ = ioctl((fd), (request), (arg)); return r_ < 0 ? -errno : r_; } while (0)
@@ -85,6 +86,19 @@ int ckvm_set_gsi_routing(int vm_fd, const ckvm_irq_route *routes, uint32_t count
     return result;
 }
 
+int ckvm_irqfd(int vm_fd, int eventfd, uint32_t gsi, int deassign) {
+    struct kvm_irqfd irqfd = { .fd = (uint32_t)eventfd, .gsi = gsi, .flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0 };
+    CKVM_IOCTL(vm_fd, KVM_IRQFD, &irqfd);
+}
+
+int ckvm_ioeventfd(int vm_fd, uint64_t address, uint32_t length, int eventfd, int pio, int deassign) {
+    struct kvm_ioeventfd ioeventfd = {
+        .addr = address, .len = length, .fd = eventfd,
+        .flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0),
+    };
+    CKVM_IOCTL(vm_fd, KVM_IOEVENTFD, &ioeventfd);
+}
+
 int ckvm_run(int vcpu_fd) { CKVM_IOCTL(vcpu_fd, KVM_RUN, 0); }
 int ckvm_get_regs(int vcpu_fd, struct kvm_regs *regs) { CKVM_IOCTL(vcpu_fd, KVM_GET_REGS, regs); }
 int ckvm_set_regs(int vcpu_fd, const struct kvm_regs *regs) { CKVM_IOCTL(vcpu_fd, KVM_SET_REGS, regs); }
@@ -135,5 +149,10 @@ uint32_t ckvm_run_system_event_type(const struct kvm_run *run) { return run->sys
 
 int ckvm_memfd_create(const char *name, unsigned int flags) {
     int fd = memfd_create(name, flags);
+    return fd < 0 ? -errno : fd;
+}
+
+int ckvm_eventfd(unsigned int initial) {
+    int fd = eventfd(initial, EFD_CLOEXEC | EFD_NONBLOCK);
     return fd < 0 ? -errno : fd;
 }

@@ -23,10 +23,16 @@ extension Malvvm {
         @Option(name: .long, help: ArgumentHelp("Kernel command line.", valueName: "string"))
         var cmdline: String = ""
 
+        @Option(name: .long, help: ArgumentHelp("A virtio-blk disk backed by a file; repeat for more. Add ',readonly' to forbid writes.",
+                                                valueName: "path[,readonly]"))
+        var disk: [DiskArgument] = []
+
         @OptionGroup var global: GlobalOptions
 
         var machineConfiguration: MachineConfiguration {
-            MachineConfiguration(kernelPath: kernel, commandLine: cmdline, memorySize: memory.bytes)
+            var configuration = MachineConfiguration(kernelPath: kernel, commandLine: cmdline, memorySize: memory.bytes)
+            configuration.disks = disk.map(\.configuration)
+            return configuration
         }
 
         func validate() throws {
@@ -73,4 +79,21 @@ struct MemoryArgument: ExpressibleByArgument {
 
     static var defaultCompletionKind: CompletionKind { .default }
     var defaultValueDescription: String { MemorySize.format(bytes) }
+}
+
+struct DiskArgument: ExpressibleByArgument {
+    let configuration: DiskConfiguration
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let path = parts.first, !path.isEmpty else { return nil }
+        var readOnly = false
+        for option in parts.dropFirst() {
+            switch option {
+            case "readonly", "ro": readOnly = true
+            default: return nil
+            }
+        }
+        configuration = DiskConfiguration(path: path, readOnly: readOnly)
+    }
 }

@@ -43,6 +43,12 @@ typedef struct {
 /// KVM_SET_GSI_ROUTING: replaces the whole table.
 int ckvm_set_gsi_routing(int vm_fd, const ckvm_irq_route *routes, uint32_t count);
 
+/// KVM_IRQFD: a write to `eventfd` injects `gsi` in the kernel, with no exit to userspace.
+int ckvm_irqfd(int vm_fd, int eventfd, uint32_t gsi, int deassign);
+/// KVM_IOEVENTFD: a guest write of `length` bytes (0 = any) to `address` signals `eventfd`
+/// in the kernel instead of exiting to userspace. `pio` selects port I/O over MMIO.
+int ckvm_ioeventfd(int vm_fd, uint64_t address, uint32_t length, int eventfd, int pio, int deassign);
+
 // --- vCPU ---
 int ckvm_run(int vcpu_fd);
 int ckvm_get_regs(int vcpu_fd, struct kvm_regs *regs);
@@ -82,5 +88,7 @@ uint32_t ckvm_run_system_event_type(const struct kvm_run *run);
 /// memfd_create(2): glibc declares it only under _GNU_SOURCE, which Swift's Glibc module lacks.
 int ckvm_memfd_create(const char *name, unsigned int flags);
 #define CKVM_MFD_CLOEXEC 0x0001U
+/// eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK.
+int ckvm_eventfd(unsigned int initial);
 
 #endif

@@ -13,7 +13,7 @@ public enum PVHBoot {
     static let tssSelector: UInt16 = 0x18
 
     public static func writeBootInformation(into memory: GuestMemory, commandLine: String,
-                                            memoryMap: [MemoryMapEntry]) throws(BootError) {
+                                            memoryMap: [MemoryMapEntry], rsdp: GuestAddress? = nil) throws(BootError) {
         let cmdline = Array(commandLine.utf8)
         guard cmdline.count < X86BootLayout.commandLineCapacity else {
             throw .commandLineTooLong(length: cmdline.count, limit: X86BootLayout.commandLineCapacity - 1)
@@ -35,6 +35,7 @@ public enum PVHBoot {
             try memory.write(startInfoMagic, at: GuestAddress(info))
             try memory.write(startInfoVersion, at: GuestAddress(info + 4))
             try memory.write(X86BootLayout.commandLine.raw, at: GuestAddress(info + 24))
+            try memory.write(rsdp?.raw ?? 0, at: GuestAddress(info + 32))
             try memory.write(X86BootLayout.memoryMap.raw, at: GuestAddress(info + 40))
             try memory.write(UInt32(memoryMap.count), at: GuestAddress(info + 48))
             try writeBootGDT(into: memory)

@@ -15,6 +15,14 @@ public enum X86BootLayout {
     public static let kernelAreaStart: UInt64 = 0x10_0000
 
     public static let mmioHoleStart: UInt64 = 0xC000_0000
+    /// PCI: 32-bit BARs below the ECAM window; 64-bit BARs far above any RAM size we allow.
+    public static let pciWindow32Start: UInt64 = 0xC000_0000
+    public static let pciWindow32Size: UInt64 = 0x2000_0000
+    /// PCIe ECAM for buses 0-255 (1 MiB each), described to the guest by the ACPI MCFG table.
+    public static let ecamStart: UInt64 = 0xE000_0000
+    public static let ecamSize: UInt64 = 0x1000_0000
+    public static let pciWindow64Start: UInt64 = 0x80_0000_0000
+    public static let pciWindow64Size: UInt64 = 0x80_0000_0000
     public static let mmioHoleEnd: UInt64 = 0x1_0000_0000
     /// KVM on VMX needs an identity-map page and three TSS pages for real-mode emulation; they sit
     /// where QEMU puts them, in the MMIO hole, and the memory map marks them reserved.
@@ -60,6 +68,9 @@ extension X86BootLayout {
         if !map.contains(where: { $0.start == kvmIdentityMap }) {
             map.append(MemoryMapEntry(start: kvmIdentityMap, size: kvmPrivateSize, kind: .reserved))
         }
+        // Linux uses MMCONFIG only where the memory map reserves it.
+        let ecam = MemoryMapEntry(start: ecamStart, size: ecamSize, kind: .reserved)
+        map.insert(ecam, at: map.firstIndex { $0.start > ecamStart } ?? map.endIndex)
         return map
     }
 }

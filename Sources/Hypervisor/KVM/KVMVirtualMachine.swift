@@ -46,6 +46,26 @@ public final class KVMVirtualMachine: @unchecked Sendable {
         _ = try SystemError.check(result, "KVM_SET_GSI_ROUTING")
     }
 
+    /// Binds `eventfd` to `gsi`: a write to it injects the interrupt inside KVM.
+    public func registerIRQFD(_ eventfd: EventFD, gsi: UInt32) throws(SystemError) {
+        _ = try SystemError.check(ckvm_irqfd(fd, eventfd.fileDescriptor, gsi, 0), "KVM_IRQFD(gsi \(gsi))")
+    }
+
+    public func unregisterIRQFD(_ eventfd: EventFD, gsi: UInt32) throws(SystemError) {
+        _ = try SystemError.check(ckvm_irqfd(fd, eventfd.fileDescriptor, gsi, 1), "KVM_IRQFD deassign(gsi \(gsi))")
+    }
+
+    /// Makes guest MMIO writes of `length` bytes to `address` signal `eventfd` without an exit.
+    public func registerIOEventFD(_ eventfd: EventFD, mmioAddress address: UInt64, length: UInt32) throws(SystemError) {
+        _ = try SystemError.check(ckvm_ioeventfd(fd, address, length, eventfd.fileDescriptor, 0, 0),
+                                  "KVM_IOEVENTFD(0x\(String(address, radix: 16)))")
+    }
+
+    public func unregisterIOEventFD(_ eventfd: EventFD, mmioAddress address: UInt64, length: UInt32) throws(SystemError) {
+        _ = try SystemError.check(ckvm_ioeventfd(fd, address, length, eventfd.fileDescriptor, 0, 1),
+                                  "KVM_IOEVENTFD deassign(0x\(String(address, radix: 16)))")
+    }
+
     public func setIRQLine(_ irq: UInt32, high: Bool) throws(SystemError) {
         _ = try SystemError.check(ckvm_irq_line(fd, irq, high ? 1 : 0), "KVM_IRQ_LINE(\(irq))")
     }

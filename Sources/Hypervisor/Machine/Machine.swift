@@ -17,10 +17,13 @@ public final class Machine: @unchecked Sendable {
     public let portBus = IOBus(name: "pio")
     public let mmioBus = IOBus(name: "mmio")
     public let serial: Serial8250
+    public let pci: PCIRootComplex
+    public private(set) var virtioDevices: [VirtioPCIDevice] = []
 
     let kvm: KVMSystem
     let vm: KVMVirtualMachine
     let vcpu: KVMVCPU
+    let interrupts: InterruptRouter
     private let console: ConsoleWriter
     private let logger: Logger
     private let requestedExit = Mutex<MachineExit?>(nil)
@@ -53,9 +56,10 @@ public final class Machine: @unchecked Sendable {
             try vm.setIdentityMapAddress(X86BootLayout.kvmIdentityMap)
             try vm.setTSSAddress(X86BootLayout.kvmTSS)
             try vm.createIRQChip()
-            try vm.setInterruptRoutes(InterruptRoute.pcLegacy)
+            interrupts = try InterruptRouter(vm: vm)
             try vm.createPIT()
         } catch { throw .system(error) }
+        pci = PCIRootComplex(mmioBus: mmioBus, logger: logger)
 
         let vm = self.vm
         serial = Serial8250(output: { [console] byte in console.append(byte) }, interrupt: {
@@ -69,14 +73,26 @@ public final class Machine: @unchecked Sendable {
             try portBus.insert(serial, name: "serial0", base: Self.serialPort, size: Serial8250.portCount)
             try portBus.insert(DebugExit { [weak self] code in self?.requestStop(.guestExit(code: code)) },
                                name: "debug-exit", base: DebugExit.defaultPort, size: DebugExit.portCount)
+            try portBus.insert(pci.configPorts, name: "pci-conf1", base: PCIRootComplex.configAddressPort, size: 8)
+            try mmioBus.insert(pci.ecam, name: "pci-ecam", base: X86BootLayout.ecamStart, size: X86BootLayout.ecamSize)
         } catch { throw .bus(error) }
+
+        for (index, disk) in configuration.disks.enumerated() {
+            let block = try VirtioBlock(path: disk.path, readOnly: disk.readOnly)
+            let name = "virtio-blk\(index)"
+            let device = try VirtioPCIDevice(device: block, name: name, memory: memory, vm: vm, router: interrupts, logger: logger)
+            try pci.plug(device, slot: index + 1, name: name)
+            virtioDevices.append(device)
+        }
 
         try configureCPUID()
         let kernel: LoadedKernel
-        do {
+        do throws(BootError) {
             kernel = try loader.load(into: memory)
+            let rsdp: GuestAddress
+            do { rsdp = try ACPITables.write(into: memory, vcpuCount: 1) } catch { throw BootError.bootAreaOutsideMemory }
             try PVHBoot.writeBootInformation(into: memory, commandLine: configuration.commandLine,
-                                             memoryMap: X86BootLayout.memoryMap(ram: memory.regions))
+                                             memoryMap: X86BootLayout.memoryMap(ram: memory.regions), rsdp: rsdp)
         } catch { throw .boot(error) }
         do {
             switch kernel.bootProtocol {

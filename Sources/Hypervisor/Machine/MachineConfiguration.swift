@@ -1,11 +1,25 @@
 import Glibc
 
+/// A virtio-blk disk: a file (or block device) the guest sees as a PCI device.
+public struct DiskConfiguration: Sendable, Equatable {
+    public var path: String
+    public var readOnly: Bool
+
+    public init(path: String, readOnly: Bool = false) {
+        self.path = path
+        self.readOnly = readOnly
+    }
+}
+
 /// What a VM is made of. A value: build it, validate it, then hand it to `Machine`.
 public struct MachineConfiguration: Sendable {
     public var kernelPath: String
     public var commandLine: String
     public var memorySize: UInt64
     public var kvmPath: String
+    public var disks: [DiskConfiguration] = []
+    /// PCI slots 1-31 hold devices; slot 0 is the host bridge.
+    public static let maximumDisks = 31
 
     /// Room for the boot information area (below 1 MiB) and a small kernel above it.
     public static let minimumMemory: UInt64 = 2 << 20
@@ -30,6 +44,9 @@ public struct MachineConfiguration: Sendable {
         let host = HostResources.physicalMemory
         guard host == 0 || memorySize <= host else {
             throw .configuration("memory size \(MemorySize.format(memorySize)) exceeds this host's \(MemorySize.format(host)) of RAM")
+        }
+        guard disks.count <= Self.maximumDisks else {
+            throw .configuration("at most \(Self.maximumDisks) disks fit on the PCI bus")
         }
         guard commandLine.utf8.count < X86BootLayout.commandLineCapacity else {
             throw .boot(.commandLineTooLong(length: commandLine.utf8.count, limit: X86BootLayout.commandLineCapacity - 1))

@@ -1,0 +1,60 @@
+/// Feature bits every transport knows (virtio 1.2 §6).
+public enum VirtioFeature {
+    public static let indirectDescriptors: UInt64 = 1 << 28
+    public static let eventIndex: UInt64 = 1 << 29
+    public static let version1: UInt64 = 1 << 32
+}
+
+/// Device status bits (virtio 1.2 §2.1).
+public enum VirtioStatus {
+    public static let acknowledge: UInt8 = 1
+    public static let driver: UInt8 = 2
+    public static let driverOK: UInt8 = 4
+    public static let featuresOK: UInt8 = 8
+    public static let needsReset: UInt8 = 0x40
+    public static let failed: UInt8 = 0x80
+}
+
+/// A virtio device's own behaviour, independent of the transport that carries it.
+///
+/// The transport negotiates features, holds queue configuration, runs the device thread and
+/// raises interrupts; the device answers configuration reads and serves its queues.
+public protocol VirtioDeviceBackend: AnyObject, Sendable {
+    /// The virtio device ID (2 = block, 16 = GPU).
+    var deviceType: UInt16 { get }
+    /// Device-specific and transport features offered; VERSION_1 is added by the transport.
+    var offeredFeatures: UInt64 { get }
+    /// The largest size of each queue.
+    var queueMaximumSizes: [UInt16] { get }
+    var configurationSize: Int { get }
+    /// PCI class, subclass and programming interface for the device.
+    var pciClass: (UInt8, UInt8, UInt8) { get }
+
+    func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer)
+    func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer)
+    /// The driver rang queue `index`'s doorbell (called on the device thread). Serve what is
+    /// available and call `context.completed(queue:)`; throw to put the device into NEEDS_RESET.
+    func process(queue index: Int, context: VirtioQueueContext) throws(VirtqueueError)
+    /// The driver reset the device: drop any state from the last activation.
+    func reset()
+}
+
+/// What a device sees of its activated queues: the rings and a way to interrupt the driver.
+public final class VirtioQueueContext: @unchecked Sendable {
+    public let negotiatedFeatures: UInt64
+    public let queues: [Virtqueue?]
+    let interrupt: (Int) -> Void
+
+    init(negotiatedFeatures: UInt64, queues: [Virtqueue?], interrupt: @escaping (Int) -> Void) {
+        self.negotiatedFeatures = negotiatedFeatures
+        self.queues = queues
+        self.interrupt = interrupt
+    }
+
+    /// Used entries were added to `queue`: interrupt the driver if it wants to hear of them.
+    public func completed(queue index: Int) {
+        guard let queue = queues[index] else { return }
+        queue.requestNotification()
+        if queue.needsInterrupt() { interrupt(index) }
+    }
+}
