@@ -9,6 +9,9 @@ static const struct guest_test tests[] = {
     { "hello", test_hello, "banner, command line and memory map" },
     { "selftest", test_selftest, "guest memory, CPUID and PIT interrupt checks" },
     { "idle", test_idle, "spin until the VMM stops the guest" },
+    { "pci", test_pci, "list PCI functions, BARs and capabilities" },
+    { "blk", test_blk, "virtio-blk: write, flush, read back, verify; polled and MSI-X" },
+    { "blkbench", test_blkbench, "virtio-blk throughput and IOPS" },
 };
 
 #define TEST_COUNT (sizeof tests / sizeof tests[0])

@@ -94,3 +94,33 @@ size_t strlcpy(char *dst, const char *src, size_t size)
     }
     return len;
 }
+
+bool parse_u64(const char *s, uint64_t *value, const char **end)
+{
+    unsigned base = 10;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+    }
+    uint64_t v = 0;
+    const char *start = s;
+    bool overflow = false;
+    for (;; s++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (base == 16 && *s >= 'a' && *s <= 'f')
+            d = (unsigned)(*s - 'a' + 10);
+        else if (base == 16 && *s >= 'A' && *s <= 'F')
+            d = (unsigned)(*s - 'A' + 10);
+        else
+            break;
+        if (v > (UINT64_MAX - d) / base)
+            overflow = true;
+        v = v * base + d;
+    }
+    if (end)
+        *end = s;
+    *value = v;
+    return s != start && !overflow;
+}

@@ -46,12 +46,13 @@ import Testing
             MemoryMapEntry(start: 0x9_fc00, size: 0x400, kind: .reserved),
             MemoryMapEntry(start: 0xf_0000, size: 0x1_0000, kind: .reserved),
             MemoryMapEntry(start: 0x10_0000, size: (256 << 20) - 0x10_0000, kind: .ram),
+            MemoryMapEntry(start: 0xe000_0000, size: 0x1000_0000, kind: .reserved),  // ECAM
             MemoryMapEntry(start: 0xfeff_c000, size: 0x4000, kind: .reserved),
         ])
         let regions = [GuestMemoryRegion(start: GuestAddress(0), size: 3 << 30, fileOffset: 0, host: UnsafeMutableRawPointer(bitPattern: 0x1000)!),
                        GuestMemoryRegion(start: GuestAddress(4 << 30), size: 1 << 30, fileOffset: 3 << 30, host: UnsafeMutableRawPointer(bitPattern: 0x1000)!)]
         let large = X86BootLayout.memoryMap(ram: regions)
-        #expect(large.map(\.start) == [0, 0x9_fc00, 0xf_0000, 0x10_0000, 0xfeff_c000, 4 << 30])
+        #expect(large.map(\.start) == [0, 0x9_fc00, 0xf_0000, 0x10_0000, 0xe000_0000, 0xfeff_c000, 4 << 30])
         #expect(large.last?.size == 1 << 30)
     }
 

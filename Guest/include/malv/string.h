@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 void *memset(void *dst, int c, size_t n);
 void *memcpy(void *restrict dst, const void *restrict src, size_t n);
@@ -17,5 +18,12 @@ char *strchr(const char *s, int c);
 
 /* Copies at most size-1 bytes and always terminates; returns strlen(src). */
 size_t strlcpy(char *dst, const char *src, size_t size);
+
+/*
+ * Parses an unsigned number: decimal, or hex with a 0x prefix. Stops at the
+ * first character that is not a digit and stores its address in *end (if
+ * end is not NULL). Returns false if no digit was read or the value overflows.
+ */
+bool parse_u64(const char *s, uint64_t *value, const char **end);
 
 #endif
