@@ -173,6 +173,21 @@ import Testing
         #expect(evented.needsInterrupt())  // used 3 passes event 2
     }
 
+    /// The driver may add a request after the device's last pop but before it re-arms
+    /// notifications, and then skip the doorbell: re-arming must report that work.
+    @Test func rearmingNotificationsReportsWorkThatSlippedIn() throws {
+        var ring = try TestRing()
+        try ring.setDescriptor(0, address: 0x8000, length: 4, flags: 0)
+        let queue = try ring.queue(eventIndex: true)
+        #expect(!queue.enableNotification())
+        try ring.offer(0)
+        #expect(queue.enableNotification())
+        _ = try queue.popChain()
+        #expect(!queue.enableNotification())
+        let availEvent = try ring.memory.read(UInt16.self, at: GuestAddress(ring.used.raw + 4 + 8 * UInt64(ring.size)))
+        #expect(availEvent == 1)
+    }
+
     @Test func gathersAndScattersAcrossBuffers() throws {
         var ring = try TestRing()
         try ring.memory.write([1, 2, 3], at: GuestAddress(0x8000))

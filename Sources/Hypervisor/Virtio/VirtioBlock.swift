@@ -1,7 +1,9 @@
 import Glibc
 import Synchronization
 
-/// A virtio block device (virtio 1.2 §5.2) backed by a file: read, write, flush, get-id.
+/// A virtio block device (virtio 1.2 §5.2) backed by a file: read, write, flush, get-id,
+/// discard (a validated hint that leaves data in place, as QEMU's default discard=ignore does)
+/// and write-zeroes.
 ///
 /// Data moves between the file and guest memory with preadv/pwritev on the guest's own
 /// buffers (no copies). Every request is checked: a bad sector, size or layout gets
@@ -18,10 +20,16 @@ public final class VirtioBlock: VirtioDeviceBackend {
         static let readOnly: UInt64 = 1 << 5
         static let blockSize: UInt64 = 1 << 6
         static let flush: UInt64 = 1 << 9
+        static let discard: UInt64 = 1 << 13
+        static let writeZeroes: UInt64 = 1 << 14
     }
 
+    /// One discard or write-zeroes range per request; the largest range, in sectors.
+    static let maximumRangeSectors: UInt32 = 0x3f_ffff
+    static let rangeSize = 16
+
     enum RequestType: UInt32 {
-        case read = 0, write = 1, flush = 4, getID = 8
+        case read = 0, write = 1, flush = 4, getID = 8, discard = 11, writeZeroes = 13
     }
 
     enum Status: UInt8 {
@@ -41,6 +49,7 @@ public final class VirtioBlock: VirtioDeviceBackend {
 
     public var offeredFeatures: UInt64 {
         Feature.segmentMaximum | Feature.blockSize | Feature.flush | (readOnly ? Feature.readOnly : 0)
+            | Feature.discard | Feature.writeZeroes
             | VirtioFeature.indirectDescriptors | VirtioFeature.eventIndex
     }
 
@@ -80,6 +89,15 @@ public final class VirtioBlock: VirtioDeviceBackend {
         c.appendLittleEndian(UInt32(Self.queueSize - 2))  // 12: seg_max: header and status take two
         c.appendLittleEndian(UInt32(0))  // 16: geometry
         c.appendLittleEndian(UInt32(Self.sectorSize))  // 20: blk_size
+        c += [UInt8](repeating: 0, count: 8)  // 24: topology
+        c += [0, 0]  // 32: writeback, unused
+        c.appendLittleEndian(UInt16(1))  // 34: num_queues
+        c.appendLittleEndian(Self.maximumRangeSectors)  // 36: max_discard_sectors
+        c.appendLittleEndian(UInt32(1))  // 40: max_discard_seg
+        c.appendLittleEndian(UInt32(1))  // 44: discard_sector_alignment
+        c.appendLittleEndian(Self.maximumRangeSectors)  // 48: max_write_zeroes_sectors
+        c.appendLittleEndian(UInt32(1))  // 52: max_write_zeroes_seg
+        c.append(0)  // 56: write_zeroes_may_unmap
         while c.count < configurationSize { c.append(0) }
         return c
     }
@@ -98,14 +116,7 @@ public final class VirtioBlock: VirtioDeviceBackend {
     // MARK: Requests
 
     public func process(queue index: Int, context: VirtioQueueContext) throws(VirtqueueError) {
-        guard let queue = context.queues[index] else { return }
-        var served = false
-        while let chain = try queue.popChain() {
-            let written = serve(chain, queue: queue)
-            queue.pushUsed(head: chain.head, length: written)
-            served = true
-        }
-        if served { context.completed(queue: index) }
+        try context.drain(queue: index) { chain, queue in serve(chain, queue: queue) }
     }
 
     /// Carries out one request; returns how many bytes it wrote into the chain.
@@ -139,12 +150,42 @@ public final class VirtioBlock: VirtioDeviceBackend {
             id += [UInt8](repeating: 0, count: room - id.count)
             written = UInt64(queue.scatter(id, into: chain))
             status = .ok
+        case .discard, .writeZeroes:
+            let ranges = queue.gather(chain, skip: 16, count: Int(min(chain.readableLength - 16, 4096)))
+            status = readOnly ? .ioError : zeroOrDiscard(ranges, zero: type == RequestType.writeZeroes.rawValue)
         case nil:
             status = .unsupported
         }
         let statusAddress = GuestAddress(statusBuffer.address.raw + UInt64(statusBuffer.length) - 1)
         queue.scatter([status.rawValue], at: statusAddress)
         return UInt32(truncatingIfNeeded: written + 1)
+    }
+
+    /// Serves a discard or write-zeroes payload: one {sector, sectors, flags} range, as advertised.
+    private func zeroOrDiscard(_ payload: [UInt8], zero: Bool) -> Status {
+        guard payload.count == Self.rangeSize else { return payload.isEmpty ? .ioError : .unsupported }
+        var sector: UInt64 = 0
+        for i in 0..<8 { sector |= UInt64(payload[i]) << (8 * UInt64(i)) }
+        let count = UInt32(payload[8]) | UInt32(payload[9]) << 8 | UInt32(payload[10]) << 16 | UInt32(payload[11]) << 24
+        let flags = UInt32(payload[12]) | UInt32(payload[13]) << 8 | UInt32(payload[14]) << 16 | UInt32(payload[15]) << 24
+        // Only the unmap flag (bit 0) exists, and only for write-zeroes.
+        guard flags & ~(zero ? 1 : 0) == 0 else { return .unsupported }
+        guard count > 0, count <= Self.maximumRangeSectors else { return .ioError }
+        let (end, overflow) = sector.addingReportingOverflow(UInt64(count))
+        guard !overflow, end <= capacitySectors else { return .ioError }
+        guard zero else { return .ok }
+        let chunk = [UInt8](repeating: 0, count: 64 << 10)
+        var offset = sector * Self.sectorSize
+        var remaining = UInt64(count) * Self.sectorSize
+        while remaining > 0 {
+            let length = Int(min(remaining, UInt64(chunk.count)))
+            let written = chunk.withUnsafeBytes { pwrite(fd, $0.baseAddress, length, off_t(offset)) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return .ioError }
+            offset += UInt64(written)
+            remaining -= UInt64(written)
+        }
+        return .ok
     }
 
     /// The writable buffers without the final status byte.

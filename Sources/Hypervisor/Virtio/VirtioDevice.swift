@@ -54,7 +54,20 @@ public final class VirtioQueueContext: @unchecked Sendable {
     /// Used entries were added to `queue`: interrupt the driver if it wants to hear of them.
     public func completed(queue index: Int) {
         guard let queue = queues[index] else { return }
-        queue.requestNotification()
         if queue.needsInterrupt() { interrupt(index) }
+    }
+
+    /// The device loop every queue wants: serve each available chain until the queue stays
+    /// empty with notifications re-armed, then interrupt once for the batch.
+    public func drain(queue index: Int, serve: (DescriptorChain, Virtqueue) -> UInt32) throws(VirtqueueError) {
+        guard let queue = queues[index] else { return }
+        var served = false
+        repeat {
+            while let chain = try queue.popChain() {
+                queue.pushUsed(head: chain.head, length: serve(chain, queue))
+                served = true
+            }
+        } while queue.enableNotification()
+        if served { completed(queue: index) }
     }
 }

@@ -216,11 +216,16 @@ public final class Virtqueue: @unchecked Sendable {
         return nextUsed &- usedEvent &- 1 < nextUsed &- old
     }
 
-    /// With EVENT_IDX, asks the driver to notify again once it adds past what we have taken.
-    public func requestNotification() {
-        guard configuration.eventIndex else { return }
+    /// Re-arms driver notifications after the device drained the queue (with EVENT_IDX: asks to
+    /// hear of anything past what it has taken). Returns true when the driver added work in the
+    /// meantime, which it may not have notified: the caller must drain again, or the request is
+    /// stranded until the next doorbell.
+    public func enableNotification() -> Bool {
+        guard configuration.eventIndex else { return hasAvailable }
         store16(used, 4 + 8 * Int(size), nextAvailable)
+        // The avail_event store must be visible before re-reading avail.idx (store-load order).
         atomicMemoryFence(ordering: .sequentiallyConsistent)
+        return hasAvailable
     }
 
     // MARK: Moving bytes between chains and guest memory
