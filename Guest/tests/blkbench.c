@@ -115,6 +115,12 @@ int test_blkbench(void)
     if (cmdline_get("bench_ms", arg, sizeof arg) && (!parse_u64(arg, &ms, NULL) || ms == 0 || ms > 60000))
         ms = 700;
     bool msix = cmdline_get("blk_msix", arg, sizeof arg) && strcmp(arg, "1") == 0;
+    /* rows=NAME runs one row (e.g. seq-read-4k-qd1), rows=none none: a host counting exits
+     * per row runs each alone and subtracts the boot's share, measured with rows=none. */
+    char only[24] = "";
+    cmdline_get("rows", only, sizeof only);
+    /* hold=1 keeps the guest alive after "done" so the host can read its counters first. */
+    bool hold = cmdline_get("hold", arg, sizeof arg) && strcmp(arg, "1") == 0;
 
     const char *err = pci_init();
     if (!err)
@@ -150,6 +156,11 @@ int test_blkbench(void)
         for (unsigned write = 0; write < 2; write++)
             for (unsigned s = 0; s < 2; s++)
                 for (unsigned q = 0; q < 2; q++, row++) {
+                    char name[24];
+                    snprintf(name, sizeof name, "%s-%s-%s-qd%u", random ? "rand" : "seq", write ? "write" : "read",
+                             sizes[s] == 4096 ? "4k" : "64k", depths[q]);
+                    if (only[0] && strcmp(only, name) != 0)
+                        continue;
                     printf("blkbench: %s-%s %s qd%u: ", random ? "rand" : "seq", write ? "write" : "read",
                            sizes[s] == 4096 ? "4k" : "64k", depths[q]);
                     if (write && dev.read_only) {
@@ -171,5 +182,10 @@ int test_blkbench(void)
     if (msix)
         printf("blkbench: %llu interrupts\n", (unsigned long long)dev.irqs_seen);
     printf("blkbench: done\n");
+    if (hold) {
+        console_flush();
+        for (;;)
+            __asm__ volatile("pause");
+    }
     return 0;
 }

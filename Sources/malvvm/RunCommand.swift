@@ -27,6 +27,10 @@ extension Malvvm {
                                                 valueName: "path[,readonly]"))
         var disk: [DiskArgument] = []
 
+        @Option(name: .long, help: ArgumentHelp("Write the VM's exit counters (KVM's and malvvm's) as JSON to this file when it ends.",
+                                                valueName: "path"))
+        var metrics: String?
+
         @OptionGroup var global: GlobalOptions
 
         var machineConfiguration: MachineConfiguration {
@@ -49,6 +53,7 @@ extension Malvvm {
             }
             let exit: MachineExit
             do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
+            if let metrics { try writeMetrics(machine, to: metrics) }
 
             switch exit {
             case let .guestExit(code):
@@ -64,6 +69,25 @@ extension Malvvm {
                 throw ExitCode(1)
             }
         }
+    }
+}
+
+/// The counters as one JSON object: {"kvm": {name: value…}, "vmm": {…}}.
+func writeMetrics(_ machine: Machine, to path: String) throws {
+    func object(_ values: [String: UInt64]) -> String {
+        "{" + values.keys.sorted().map { "\"\($0)\": \(values[$0]!)" }.joined(separator: ", ") + "}"
+    }
+    let exits = machine.statistics
+    let vmm: [String: UInt64] = ["port_io_exits": exits.portIO, "mmio_exits": exits.mmio, "interrupted": exits.interrupted,
+                                 "other_exits": exits.other, "unmapped_port_accesses": machine.portBus.unmappedAccesses,
+                                 "unmapped_mmio_accesses": machine.mmioBus.unmappedAccesses]
+    let text = "{\"kvm\": \(object(machine.kvmStatistics())), \"vmm\": \(object(vmm))}\n"
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw RuntimeFailure(message: "cannot write metrics to '\(path)': \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let bytes = Array(text.utf8)
+    guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+        throw RuntimeFailure(message: "cannot write metrics to '\(path)': \(String(cString: strerror(errno)))")
     }
 }
 

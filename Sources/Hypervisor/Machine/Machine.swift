@@ -32,6 +32,14 @@ public final class Machine: @unchecked Sendable {
 
     public var statistics: ExitStatistics { exitCounts.withLock { $0 } }
 
+    /// KVM's own counters for this VM: the VM's plus the sum over its vCPUs (exits by kind,
+    /// halts, interrupt injections). Empty when this kernel has no binary statistics.
+    public func kvmStatistics() -> [String: UInt64] {
+        var totals = (try? vm.statistics()) ?? [:]
+        for (name, value) in (try? vcpu.statistics()) ?? [:] { totals[name, default: 0] += value }
+        return totals
+    }
+
     public init(configuration: MachineConfiguration, console: ConsoleWriter,
                 logger: Logger = Logger(label: "malvvm.machine")) throws(HypervisorError) {
         try configuration.validate()
