@@ -1,19 +1,21 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies flow one way: malvvm → Hypervisor, (later VirtioGPU, GVMCS) → GPUHost →
-// CKVM / CVulkan / system libraries.
+// Dependencies flow one way: malvvm → Hypervisor, GPUHost (later VirtioGPU, GVMCS) →
+// CKVM / CVulkan / CGPUInventory / system libraries.
 let package = Package(
     name: "malvvm",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "malvvm", targets: ["malvvm"]),
+        .executable(name: "gpu-bench", targets: ["gpu-bench"]),
         .library(name: "Hypervisor", targets: ["Hypervisor"]),
         .library(name: "GPUHost", targets: ["GPUHost"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Thin typed wrappers for the KVM ioctls and the kvm_run unions Swift cannot reach.
@@ -25,24 +27,41 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+
+        // The physical GPU. Vulkan for compute; libdrm and libpci (through C wrappers for their
+        // unions, a variadic call and a longjmp error handler) for the host's GPU inventory.
+        // The pkg-config names must be exact ("drm" fails silently).
         .systemLibrary(name: "CVulkan", path: "Sources/CVulkan", pkgConfig: "vulkan",
                        providers: [.apt(["libvulkan-dev"])]),
-        // The physical GPU: compute backends (Vulkan, CPU reference) and the ML kernel library.
-        // Shaders/*.comp are compiled to SPIR-V by scripts/build-shaders into Generated/.
+        .systemLibrary(name: "CDRM", path: "Sources/CDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
+        .systemLibrary(name: "CPCI", path: "Sources/CPCI", pkgConfig: "libpci", providers: [.apt(["libpci-dev"])]),
+        .target(name: "CGPUInventory", dependencies: ["CDRM", "CPCI"], path: "Sources/CGPUInventory"),
+        // Compute backends, the ML kernel library and the time-sliced scheduler. Shaders/*.comp
+        // are compiled to SPIR-V by scripts/build-shaders into Generated/.
         .target(
             name: "GPUHost",
-            dependencies: ["CVulkan", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CVulkan",
+                "CGPUInventory",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
             exclude: ["Shaders"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+
         .executableTarget(
             name: "malvvm",
             dependencies: [
                 "Hypervisor",
+                "GPUHost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The benchmark behind scripts/bench-gpu (run in release mode).
+        .executableTarget(name: "gpu-bench", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
+
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),

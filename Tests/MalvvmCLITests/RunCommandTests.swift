@@ -114,3 +114,15 @@ import Testing
         #expect(try Harness.malvvm(["--version"]).stdout.hasPrefix("0."))
     }
 }
+
+@Suite struct GPUsCommandTests {
+    /// Every host has some Vulkan answer here (lavapipe at least) and no DRM or PCI GPU: each
+    /// source reports, and none makes the command fail.
+    @Test func listsEverySourceOrSaysItFoundNothing() throws {
+        let result = try Harness.malvvm(["gpus"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect(result.stdout.contains("VULKAN"))
+        #expect(result.stdout.contains("PCI") && result.stdout.contains("DRM"))
+        #expect(result.stdout.hasSuffix("\n"))
+    }
+}
