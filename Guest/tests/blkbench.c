@@ -10,6 +10,7 @@
  */
 #include "malv/bootinfo.h"
 #include "malv/console.h"
+#include "malv/format.h"
 #include "malv/memory.h"
 #include "malv/string.h"
 #include "malv/test.h"
