@@ -177,7 +177,7 @@ public struct GPUInventory: Hashable, Sendable {
 
     /// One table, a row per GPU, then a line for each source that found nothing.
     public func renderTable() -> String {
-        var table = TextTable(header: ["#", "PCI", "IDS", "NAME", "DRIVER", "IOMMU", "VFIO", "DRM", "VULKAN"])
+        var table = TextTable(header: ["#", "PCI", "IDS", "NAME", "DRIVER", "MEMORY", "IOMMU", "VFIO", "DRM", "VULKAN"])
         for (number, gpu) in gpus.enumerated() {
             let ids = gpu.pci.map { hexID($0.vendorID, $0.deviceID) }
                 ?? gpu.vulkan.first.map { hexID($0.vendorID, $0.deviceID) }
@@ -188,8 +188,12 @@ public struct GPUInventory: Hashable, Sendable {
             let driver = gpu.pci?.driver ?? gpu.drm.first?.driver ?? gpu.vulkan.first?.driverName ?? "-"
             let drm = gpu.drm.compactMap { $0.renderNode ?? $0.primaryNode }.joined(separator: ",")
             let vulkan = gpu.vulkan.map { "[\($0.index)] \($0.type.rawValue)" }.joined(separator: ",")
+            // Device-local heaps are the GPU's own memory; a CPU device has only host heaps.
+            let heaps = gpu.vulkan.first?.memoryHeaps ?? []
+            let local = heaps.filter(\.deviceLocal).reduce(UInt64(0)) { $0 + $1.size }
+            let memory = heaps.isEmpty ? "-" : "\((local > 0 ? local : heaps.reduce(0) { $0 + $1.size }) >> 20) MiB"
             table.append([
-                "\(number)", gpu.pciAddress?.description ?? "-", ids, name, driver,
+                "\(number)", gpu.pciAddress?.description ?? "-", ids, name, driver, memory,
                 gpu.pci?.iommuGroup.map(String.init) ?? "-",
                 gpu.pci.map { $0.boundToVFIO ? "yes" : "no" } ?? "-",
                 drm.isEmpty ? "-" : drm, vulkan.isEmpty ? "-" : vulkan,
