@@ -27,7 +27,8 @@ public struct CommandBatch: Hashable, Sendable {
 public enum TimingSource: String, Hashable, Sendable {
     /// Device timestamps around the batch (vkCmdWriteTimestamp), scaled by timestampPeriod.
     case deviceTimestamps
-    /// The host clock around synchronous execution (CPU reference backend).
+    /// CPU time of the host thread that ran the batch (CPU reference backend): execution only,
+    /// like device timestamps, so a loaded host does not inflate a client's bill.
     case hostClock
     /// The queue cannot write timestamps.
     case unavailable

@@ -131,7 +131,12 @@ struct SchedulerPolicyTests {
         // (How much of the wall clock they then fill depends on the machine's load, so that
         // is not asserted.)
         #expect(equal.device < 2.0 / 3 + 0.08, "equal share: \(equal.device)")
-        #expect(equal.heldBack > 0)
+        // The CPU "device" bills thread CPU time: on a host busy with other work it runs below
+        // wall-clock speed, the two never reach their cap, and there is nothing to hold back.
+        // Once they do reach it, their surplus work must have been held.
+        if equal.device > 2.0 / 3 - 0.05 {
+            #expect(equal.heldBack > 0, "equal share at its cap (\(equal.device)) but nothing held back")
+        }
         #expect(best.heldBack == 0)
         #expect(best.idle == 0)
         for share in best.split { #expect(abs(share - 0.5) < 0.05, "best effort split \(best.split)") }

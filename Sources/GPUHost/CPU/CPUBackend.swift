@@ -73,19 +73,27 @@ public final class CPUBackend: ComputeBackend {
             // Validate the whole batch first: a batch either runs entirely or not at all.
             let buffers = state.buffers
             _ = try batch.validate(capacity: { buffers[$0]?.byteCount })
-            let clock = ContinuousClock()
-            let start = clock.now
+            // The CPU "device" is this thread: its CPU time is what the batch cost, as a GPU's
+            // timestamps measure execution only. Wall time would also bill the client for
+            // whatever else the host ran meanwhile.
+            let start = Self.threadCPUNanoseconds()
             for kernel in batch.kernels {
                 try CPUKernelRunner(buffers: state.buffers).run(kernel)
             }
-            let elapsed = start.duration(to: clock.now)
+            let elapsed = Self.threadCPUNanoseconds() &- start
             let id = SubmissionID(rawValue: state.nextSubmission)
             state.nextSubmission += 1
             state.completed[id] = BatchCompletion(
                 submission: id, kernelCount: batch.kernels.count, dispatchCount: batch.kernels.count,
-                barrierCount: 0, executionNanoseconds: Self.nanoseconds(elapsed), timing: .hostClock)
+                barrierCount: 0, executionNanoseconds: elapsed, timing: .hostClock)
             return id
         }
+    }
+
+    static func threadCPUNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
     public func isComplete(_ submission: SubmissionID) throws(GPUError) -> Bool {
@@ -110,8 +118,4 @@ public final class CPUBackend: ComputeBackend {
         return storage
     }
 
-    private static func nanoseconds(_ duration: Duration) -> UInt64 {
-        let (seconds, attoseconds) = duration.components
-        return UInt64(max(seconds, 0)) &* 1_000_000_000 &+ UInt64(max(attoseconds, 0) / 1_000_000_000)
-    }
 }
