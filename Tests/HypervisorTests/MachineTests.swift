@@ -55,7 +55,7 @@ import Testing
         let prefixLength = 5 + 5 + 4 + 2
         let messageAddress = UInt32(0x10_0000 + prefixLength + exit42.count)
         var code: [UInt8] = [0xbe]
-        code.appendLE(messageAddress)
+        code.appendLittleEndian(messageAddress)
         code += [0xb9, 3, 0, 0, 0, 0x66, 0xba, 0xf8, 0x03, 0xf3, 0x6e]
         let (machine, console) = try boot(code + exit42 + message)
         #expect(try machine.run() == .guestExit(code: 42))

@@ -67,7 +67,7 @@ final class FakePCIDevice: PCIDevice, @unchecked Sendable {
 @Suite struct PCIRootComplexTests {
     func confRead(_ ports: any BusDevice, bus: UInt32 = 0, slot: UInt32, register: UInt32) -> UInt32 {
         var address: [UInt8] = []
-        address.appendLE(0x8000_0000 | bus << 16 | slot << 11 | register)
+        address.appendLittleEndian(0x8000_0000 | bus << 16 | slot << 11 | register)
         address.withUnsafeBytes { ports.write(offset: 0, data: $0) }
         var value: [UInt8] = [0, 0, 0, 0]
         value.withUnsafeMutableBytes { ports.read(offset: 4, data: $0) }
@@ -110,7 +110,7 @@ final class FakePCIDevice: PCIDevice, @unchecked Sendable {
 
         // The guest moves BAR 2: the old address stops decoding, the new one starts.
         var ecamWrite: [UInt8] = []
-        ecamWrite.appendLE(UInt32(0xd000_0000))
+        ecamWrite.appendLittleEndian(UInt32(0xd000_0000))
         ecamWrite.withUnsafeBytes { root.ecam.write(offset: 1 << 15 | 0x18, data: $0) }
         #expect(!byte.withUnsafeMutableBytes { mmio.read(bar2 + 4, into: $0) })
         #expect(byte.withUnsafeMutableBytes { mmio.read(0xd000_0004, into: $0) })

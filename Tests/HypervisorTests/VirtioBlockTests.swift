@@ -145,7 +145,7 @@ import Testing
     func program(_ table: MSIXTable, vector: Int, masked: Bool) {
         for (word, value) in [(0, UInt32(0xfee0_0000)), (1, 0), (2, UInt32(0x40 + vector)), (3, masked ? 1 : 0)] {
             var bytes: [UInt8] = []
-            bytes.appendLE(value)
+            bytes.appendLittleEndian(value)
             bytes.withUnsafeBytes { table.writeTable(offset: UInt64(vector * 16 + word * 4), data: $0) }
         }
     }

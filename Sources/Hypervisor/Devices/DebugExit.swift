@@ -18,8 +18,6 @@ public final class DebugExit: BusDevice {
     }
 
     public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-        var value: UInt32 = 0
-        for (index, byte) in data.prefix(4).enumerated() { value |= UInt32(byte) << (8 * UInt32(index)) }
-        onExit(value)
+        onExit(UInt32(truncatingIfNeeded: data.prefix(4).littleEndianValue))
     }
 }

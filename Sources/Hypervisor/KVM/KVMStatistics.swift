@@ -15,7 +15,7 @@ public enum KVMStatistics {
             guard got == count else { throw SystemError("read KVM statistics", errno: got < 0 ? errno : EIO) }
             return bytes
         }
-        func u32(_ b: [UInt8], _ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 | Int(b[o + 2]) << 16 | Int(b[o + 3]) << 24 }
+        func u32(_ b: [UInt8], _ o: Int) -> Int { Int(b.littleEndian(UInt32.self, at: o)) }
         // Header: flags, name_size, num_desc, id_offset, desc_offset, data_offset.
         let header = try pread(24, at: 0)
         let nameSize = u32(header, 4), count = u32(header, 8), descriptorOffset = u32(header, 16), dataOffset = u32(header, 20)
@@ -26,14 +26,11 @@ public enum KVMStatistics {
         var result: [String: UInt64] = [:]
         for index in 0..<count {
             let base = index * descriptorSize
-            let size = Int(descriptors[base + 6]) | Int(descriptors[base + 7]) << 8
+            let size = Int(descriptors.littleEndian(UInt16.self, at: base + 6))
             let offset = u32(descriptors, base + 8)
             guard size >= 1 else { continue }
             let nameBytes = descriptors[(base + 16)..<(base + descriptorSize)].prefix { $0 != 0 }
-            let value = try pread(8, at: dataOffset + offset)
-            var number: UInt64 = 0
-            for (i, byte) in value.enumerated() { number |= UInt64(byte) << (8 * UInt64(i)) }
-            result[String(decoding: nameBytes, as: UTF8.self)] = number
+            result[String(decoding: nameBytes, as: UTF8.self)] = try pread(8, at: dataOffset + offset).littleEndianValue
         }
         return result
     }

@@ -141,8 +141,7 @@ public final class MSIXTable: Sendable {
         guard index < vectorCount, data.count == 4 || data.count == 8, Int(offset) % data.count == 0 else { return }
         var words: [(Int, UInt32)] = []
         for part in 0..<(data.count / 4) {
-            var value: UInt32 = 0
-            for i in 0..<4 { value |= UInt32(data[part * 4 + i]) << (8 * UInt32(i)) }
+            let value = UInt32(truncatingIfNeeded: data[(part * 4)..<(part * 4 + 4)].littleEndianValue)
             words.append(((Int(offset) % Self.entrySize) / 4 + part, value))
         }
         let (route, deliver) = state.withLock { s -> ((UInt64, UInt32)?, Bool) in
@@ -202,11 +201,5 @@ public final class MSIXTable: Sendable {
             guard let words, position / 4 < words.count else { data[i] = 0xff; continue }
             data[i] = UInt8(truncatingIfNeeded: words[position / 4] >> (8 * UInt32(position % 4)))
         }
-    }
-}
-
-extension Array where Element == UInt8 {
-    mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
-        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 }

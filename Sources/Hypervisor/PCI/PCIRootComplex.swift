@@ -127,12 +127,11 @@ public final class PCIRootComplex: Sendable {
             } else if offset >= 4, let target = target(byteOffset: Int(offset - 4), size: data.count) {
                 value = root.configRead(slot: target.slot, function: target.function, offset: target.register, size: data.count)
             }
-            for i in data.indices { data[i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
+            data.storeLittleEndian(UInt64(value))
         }
 
         func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-            var value: UInt32 = 0
-            for (i, byte) in data.prefix(4).enumerated() { value |= UInt32(byte) << (8 * UInt32(i)) }
+            let value = UInt32(truncatingIfNeeded: data.littleEndianValue)
             if offset == 0 && data.count == 4 {
                 root.state.withLock { $0.configAddress = value & 0x80ff_fffc }
             } else if offset >= 4, let target = target(byteOffset: Int(offset - 4), size: data.count) {
@@ -163,8 +162,7 @@ public final class PCIRootComplex: Sendable {
 
         func write(offset: UInt64, data: UnsafeRawBufferPointer) {
             guard offset >> 20 == 0, PCIConfiguration.isValidAccess(offset: Int(offset & 0xfff), size: data.count) else { return }
-            var value: UInt32 = 0
-            for (i, byte) in data.prefix(4).enumerated() { value |= UInt32(byte) << (8 * UInt32(i)) }
+            let value = UInt32(truncatingIfNeeded: data.littleEndianValue)
             root.configWrite(slot: Int(offset >> 15 & 0x1f), function: Int(offset >> 12 & 0x7),
                              offset: Int(offset & 0xfff), size: data.count, value: value)
         }

@@ -126,9 +126,8 @@ public final class VirtioBlock: VirtioDeviceBackend {
             return 0  // no header or nowhere to put a status: nothing sensible to answer
         }
         let header = queue.gather(chain, count: 16)
-        let type = UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24
-        var sector: UInt64 = 0
-        for i in 0..<8 { sector |= UInt64(header[8 + i]) << (8 * UInt64(i)) }
+        let type = header.littleEndian(UInt32.self, at: 0)
+        let sector = header.littleEndian(UInt64.self, at: 8)
 
         var written: UInt64 = 0
         let status: Status
@@ -164,10 +163,9 @@ public final class VirtioBlock: VirtioDeviceBackend {
     /// Serves a discard or write-zeroes payload: one {sector, sectors, flags} range, as advertised.
     private func zeroOrDiscard(_ payload: [UInt8], zero: Bool) -> Status {
         guard payload.count == Self.rangeSize else { return payload.isEmpty ? .ioError : .unsupported }
-        var sector: UInt64 = 0
-        for i in 0..<8 { sector |= UInt64(payload[i]) << (8 * UInt64(i)) }
-        let count = UInt32(payload[8]) | UInt32(payload[9]) << 8 | UInt32(payload[10]) << 16 | UInt32(payload[11]) << 24
-        let flags = UInt32(payload[12]) | UInt32(payload[13]) << 8 | UInt32(payload[14]) << 16 | UInt32(payload[15]) << 24
+        let sector = payload.littleEndian(UInt64.self, at: 0)
+        let count = payload.littleEndian(UInt32.self, at: 8)
+        let flags = payload.littleEndian(UInt32.self, at: 12)
         // Only the unmap flag (bit 0) exists, and only for write-zeroes.
         guard flags & ~(zero ? 1 : 0) == 0 else { return .unsupported }
         guard count > 0, count <= Self.maximumRangeSectors else { return .ioError }

@@ -163,7 +163,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
         var value: UInt32 = 0
         accessThroughPCICapability { bar, offset, buffer in
             readBAR(bar, offset: offset, data: buffer)
-            for (i, byte) in buffer.enumerated() { value |= UInt32(byte) << (8 * UInt32(i)) }
+            value = UInt32(truncatingIfNeeded: buffer.littleEndianValue)
         }
         return value
     }
@@ -183,8 +183,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     public func readBAR(_ index: Int, offset: UInt64, data: UnsafeMutableRawBufferPointer) {
         switch offset {
         case Self.commonOffset..<(Self.commonOffset + Self.commonSize):
-            let value = readCommon(offset: Int(offset - Self.commonOffset), size: data.count)
-            for i in data.indices { data[i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
+            data.storeLittleEndian(readCommon(offset: Int(offset - Self.commonOffset), size: data.count))
         case Self.isrOffset:
             // Reading the ISR acknowledges it (virtio 1.2 §4.1.4.5).
             let isr = state.withLock { s -> UInt8 in
@@ -209,8 +208,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     }
 
     public func writeBAR(_ index: Int, offset: UInt64, data: UnsafeRawBufferPointer) {
-        var value: UInt64 = 0
-        for (i, byte) in data.prefix(8).enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
+        let value = data.littleEndianValue
         switch offset {
         case Self.commonOffset..<(Self.commonOffset + Self.commonSize):
             writeCommon(offset: Int(offset - Self.commonOffset), size: data.count, value: value)

@@ -1,3 +1,5 @@
+import Hypervisor
+
 /// Builds small ELF images in memory, so loader tests control every byte they feed in.
 struct TestELF {
     enum Class { case elf32, elf64 }
@@ -23,11 +25,11 @@ struct TestELF {
     func note() -> [UInt8] {
         guard let entry = pvhEntry else { return [] }
         var bytes: [UInt8] = []
-        bytes.appendLE(UInt32(4))  // "Xen\0"
-        bytes.appendLE(UInt32(noteDescriptorSize))
-        bytes.appendLE(UInt32(18))
+        bytes.appendLittleEndian(UInt32(4))  // "Xen\0"
+        bytes.appendLittleEndian(UInt32(noteDescriptorSize))
+        bytes.appendLittleEndian(UInt32(18))
         bytes += Array("Xen\0".utf8)
-        if noteDescriptorSize == 8 { bytes.appendLE(UInt64(entry)) } else { bytes.appendLE(entry) }
+        if noteDescriptorSize == 8 { bytes.appendLittleEndian(UInt64(entry)) } else { bytes.appendLittleEndian(entry) }
         return bytes
     }
 
@@ -36,47 +38,47 @@ struct TestELF {
         let headerCount = segments.count + (note.isEmpty ? 0 : 1)
         var dataOffset = headerSize + headerCount * programHeaderSize
         var out: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, is64 ? 2 : 1, 1, 1, 0] + [UInt8](repeating: 0, count: 8)
-        out.appendLE(type)
-        out.appendLE(machine)
-        out.appendLE(UInt32(1))
+        out.appendLittleEndian(type)
+        out.appendLittleEndian(machine)
+        out.appendLittleEndian(UInt32(1))
         if is64 {
-            out.appendLE(UInt64(pvhEntry ?? 0))
-            out.appendLE(UInt64(headerSize))  // phoff
-            out.appendLE(UInt64(0))  // shoff
+            out.appendLittleEndian(UInt64(pvhEntry ?? 0))
+            out.appendLittleEndian(UInt64(headerSize))  // phoff
+            out.appendLittleEndian(UInt64(0))  // shoff
         } else {
-            out.appendLE(UInt32(pvhEntry ?? 0))
-            out.appendLE(UInt32(headerSize))
-            out.appendLE(UInt32(0))
+            out.appendLittleEndian(UInt32(pvhEntry ?? 0))
+            out.appendLittleEndian(UInt32(headerSize))
+            out.appendLittleEndian(UInt32(0))
         }
-        out.appendLE(UInt32(0))  // flags
-        out.appendLE(UInt16(headerSize))
-        out.appendLE(UInt16(programHeaderSize))
-        out.appendLE(UInt16(headerCount))
-        out.appendLE(UInt16(0))
-        out.appendLE(UInt16(0))
-        out.appendLE(UInt16(0))
+        out.appendLittleEndian(UInt32(0))  // flags
+        out.appendLittleEndian(UInt16(headerSize))
+        out.appendLittleEndian(UInt16(programHeaderSize))
+        out.appendLittleEndian(UInt16(headerCount))
+        out.appendLittleEndian(UInt16(0))
+        out.appendLittleEndian(UInt16(0))
+        out.appendLittleEndian(UInt16(0))
         precondition(out.count == headerSize)
 
         var payload: [UInt8] = []
         func programHeader(type: UInt32, offset: Int, address: UInt64, fileSize: Int, memorySize: UInt64) {
             if is64 {
-                out.appendLE(type)
-                out.appendLE(UInt32(5))
-                out.appendLE(UInt64(offset))
-                out.appendLE(address)
-                out.appendLE(address)
-                out.appendLE(UInt64(fileSize))
-                out.appendLE(memorySize)
-                out.appendLE(UInt64(4096))
+                out.appendLittleEndian(type)
+                out.appendLittleEndian(UInt32(5))
+                out.appendLittleEndian(UInt64(offset))
+                out.appendLittleEndian(address)
+                out.appendLittleEndian(address)
+                out.appendLittleEndian(UInt64(fileSize))
+                out.appendLittleEndian(memorySize)
+                out.appendLittleEndian(UInt64(4096))
             } else {
-                out.appendLE(type)
-                out.appendLE(UInt32(offset))
-                out.appendLE(UInt32(address))
-                out.appendLE(UInt32(address))
-                out.appendLE(UInt32(fileSize))
-                out.appendLE(UInt32(memorySize))
-                out.appendLE(UInt32(5))
-                out.appendLE(UInt32(4096))
+                out.appendLittleEndian(type)
+                out.appendLittleEndian(UInt32(offset))
+                out.appendLittleEndian(UInt32(address))
+                out.appendLittleEndian(UInt32(address))
+                out.appendLittleEndian(UInt32(fileSize))
+                out.appendLittleEndian(UInt32(memorySize))
+                out.appendLittleEndian(UInt32(5))
+                out.appendLittleEndian(UInt32(4096))
             }
         }
         for segment in segments {
