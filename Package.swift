@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "gpu-bench", targets: ["gpu-bench"]),
         .library(name: "Hypervisor", targets: ["Hypervisor"]),
         .library(name: "GPUHost", targets: ["GPUHost"]),
+        .library(name: "GVMCS", targets: ["GVMCS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -50,6 +51,10 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
 
+        // The G-VMCS: a software model of full-vGPU virtualisation hardware (VT-x style): control
+        // structure, field encodings, the gvm* instructions, entry checks, exits, the G-EPT.
+        .target(name: "GVMCS"),
+
         .executableTarget(
             name: "malvvm",
             dependencies: [
@@ -65,5 +70,6 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
     ]
 )
