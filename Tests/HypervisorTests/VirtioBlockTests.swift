@@ -70,6 +70,39 @@ import Testing
         #expect(try request(device, ring: &ring, type: 4, sector: 0, length: 0, dataWritable: false).0 == 0)
     }
 
+    /// Writes queued together, contiguous or not, with a bad one among them: each lands where it
+    /// should and each gets its own status (merging must not blur either).
+    @Test func servesABatchOfWritesWithOneBadRequestAmongThem() throws {
+        let disk = Disk(sectors: 64)
+        let device = try VirtioBlock(path: disk.path, readOnly: false)
+        var ring = try TestRing(size: 64)
+        // sectors 4, 5, 6 (contiguous), 200 (past the end), 7 (contiguous again), 20
+        let sectors: [UInt64] = [4, 5, 6, 200, 7, 20]
+        for (i, sector) in sectors.enumerated() {
+            let header = GuestAddress(0x8000 + UInt64(i) * 0x100), data = GuestAddress(0x20000 + UInt64(i) * 0x200)
+            let status = GuestAddress(0x9000 + UInt64(i))
+            try ring.memory.write(UInt32(1), at: header)
+            try ring.memory.write(sector, at: GuestAddress(header.raw + 8))
+            try ring.memory.write([UInt8](repeating: UInt8(i + 1), count: 512), at: data)
+            try ring.memory.write(UInt8(0xee), at: status)
+            let d = UInt16(i * 3)
+            try ring.setDescriptor(d, address: header.raw, length: 16, flags: Flag.next, next: d + 1)
+            try ring.setDescriptor(d + 1, address: data.raw, length: 512, flags: Flag.next, next: d + 2)
+            try ring.setDescriptor(d + 2, address: status.raw, length: 1, flags: Flag.write)
+            try ring.offer(d)
+        }
+        let queue = try ring.queue()
+        try device.process(queue: 0, context: VirtioQueueContext(negotiatedFeatures: 0, queues: [queue]) { _ in })
+        #expect(try ring.usedIndex() == 6)
+        let statuses = try (0..<6).map { try ring.memory.read(UInt8.self, at: GuestAddress(0x9000 + UInt64($0))) }
+        #expect(statuses == [0, 0, 0, 1, 0, 0])
+        for (i, sector) in sectors.enumerated() where sector < 64 {
+            #expect(disk.bytes(at: Int(sector) * 512, count: 512) == [UInt8](repeating: UInt8(i + 1), count: 512))
+        }
+        let heads = try (0..<6).map { try ring.usedEntry(UInt16($0)).id }
+        #expect(Set(heads) == Set([0, 3, 6, 9, 12, 15]))
+    }
+
     @Test func answersGetIDWithItsSerial() throws {
         let disk = Disk(sectors: 8)
         let device = try VirtioBlock(path: disk.path, readOnly: false)

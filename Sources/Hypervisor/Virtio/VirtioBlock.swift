@@ -115,8 +115,91 @@ public final class VirtioBlock: VirtioDeviceBackend {
 
     // MARK: Requests
 
+    /// A read or write that passed every check, ready to merge with its neighbours.
+    struct Transfer {
+        let chain: DescriptorChain
+        let write: Bool
+        let sector: UInt64
+        let length: UInt64
+        let slices: [UnsafeMutableRawBufferPointer]
+        let status: GuestAddress
+        var sectors: UInt64 { length / VirtioBlock.sectorSize }
+    }
+
+    /// A merged transfer stays within these, as Linux's IOV_MAX and a sane request size.
+    static let mergeLimitBytes: UInt64 = 4 << 20
+
+    /// Serves everything the driver queued. Reads or writes that continue each other in the
+    /// order the driver queued them run as one preadv/pwritev (QEMU merges the same way), and
+    /// their used entries go out together, with one interrupt decision for the lot.
     public func process(queue index: Int, context: VirtioQueueContext) throws(VirtqueueError) {
-        try context.drain(queue: index) { chain, queue in serve(chain, queue: queue) }
+        guard let queue = context.queues[index] else { return }
+        var served = false
+        repeat {
+            var run: [Transfer] = []
+            while let chain = try queue.popChain() {
+                served = true
+                guard let transfer = validTransfer(chain, queue: queue) else {
+                    finish(run, queue: queue)
+                    run = []
+                    queue.pushUsed(head: chain.head, length: serve(chain, queue: queue))
+                    continue
+                }
+                if let last = run.last, !(last.write == transfer.write && last.sector + last.sectors == transfer.sector
+                    && run.reduce(transfer.length, { $0 + $1.length }) <= Self.mergeLimitBytes
+                    && run.reduce(transfer.slices.count, { $0 + $1.slices.count }) <= Self.iovecLimit) {
+                    finish(run, queue: queue)
+                    run = []
+                }
+                run.append(transfer)
+            }
+            finish(run, queue: queue)
+        } while queue.enableNotification()
+        if served { context.completed(queue: index) }
+    }
+
+    /// A read or write whose layout, size and range are valid; nil for anything else (served alone).
+    private func validTransfer(_ chain: DescriptorChain, queue: Virtqueue) -> Transfer? {
+        guard chain.readableLength >= 16, let statusBuffer = chain.writable.last, statusBuffer.length >= 1 else { return nil }
+        let header = queue.gather(chain, count: 16)
+        let write: Bool
+        switch RequestType(rawValue: header.littleEndian(UInt32.self, at: 0)) {
+        case .read: write = false
+        case .write where !readOnly: write = true
+        default: return nil
+        }
+        let sector = header.littleEndian(UInt64.self, at: 8)
+        let buffers = write ? skipping(16, of: chain.readable) : trimmingStatus(chain.writable)
+        let length = buffers.reduce(UInt64(0)) { $0 + UInt64($1.length) }
+        guard isWithinDisk(sector: sector, length: length) else { return nil }
+        return Transfer(chain: chain, write: write, sector: sector, length: length, slices: queue.hostSlices(buffers),
+                        status: GuestAddress(statusBuffer.address.raw + UInt64(statusBuffer.length) - 1))
+    }
+
+    /// Runs a run of contiguous transfers as one, and completes each.
+    private func finish(_ run: [Transfer], queue: Virtqueue) {
+        guard let first = run.first else { return }
+        let length = run.reduce(UInt64(0)) { $0 + $1.length }
+        let status = transfer(run.flatMap(\.slices), length: length, sector: first.sector, write: first.write)
+        for item in run {
+            // A merged transfer that failed is retried request by request, so one bad sector
+            // does not fail its neighbours.
+            let own = status == .ok || run.count == 1 ? status
+                : transfer(item.slices, length: item.length, sector: item.sector, write: item.write)
+            complete(item, status: own, queue: queue)
+        }
+    }
+
+    private func complete(_ item: Transfer, status: Status, queue: Virtqueue) {
+        queue.scatter([status.rawValue], at: item.status)
+        let written = !item.write && status == .ok ? item.length : 0
+        queue.pushUsed(head: item.chain.head, length: UInt32(truncatingIfNeeded: written + 1))
+    }
+
+    private func isWithinDisk(sector: UInt64, length: UInt64) -> Bool {
+        guard length % Self.sectorSize == 0 else { return false }
+        let (end, overflow) = sector.addingReportingOverflow(length / Self.sectorSize)
+        return !overflow && end <= capacitySectors
     }
 
     /// Carries out one request; returns how many bytes it wrote into the chain.
@@ -209,9 +292,7 @@ public final class VirtioBlock: VirtioDeviceBackend {
 
     private func transfer(_ slices: [UnsafeMutableRawBufferPointer], length: UInt64, sector: UInt64, write: Bool) -> Status {
         // Whole sectors only, and wholly inside the disk (sector + count checked for overflow).
-        guard length % Self.sectorSize == 0 else { return .ioError }
-        let (end, overflow) = sector.addingReportingOverflow(length / Self.sectorSize)
-        guard !overflow, end <= capacitySectors else { return .ioError }
+        guard isWithinDisk(sector: sector, length: length) else { return .ioError }
         var iovecs = slices.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
         var offset = off_t(sector * Self.sectorSize)
         var remaining = Int(length)
