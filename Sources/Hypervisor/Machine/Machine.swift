@@ -86,11 +86,7 @@ public final class Machine: @unchecked Sendable {
         } catch { throw .bus(error) }
 
         for (index, disk) in configuration.disks.enumerated() {
-            let block = try VirtioBlock(path: disk.path, readOnly: disk.readOnly)
-            let name = "virtio-blk\(index)"
-            let device = try VirtioPCIDevice(device: block, name: name, memory: memory, vm: vm, router: interrupts, logger: logger)
-            try pci.plug(device, slot: index + 1, name: name)
-            virtioDevices.append(device)
+            try attachVirtioDevice(try VirtioBlock(path: disk.path, readOnly: disk.readOnly), name: "virtio-blk\(index)")
         }
 
         try configureCPUID()
@@ -111,6 +107,18 @@ public final class Machine: @unchecked Sendable {
                                                              "end": "0x\(String(kernel.end, radix: 16))"])
             }
         } catch { throw .system(error) }
+    }
+
+    /// Puts a virtio device on the PCI bus in the next free slot, behind the virtio-pci transport.
+    /// Devices from other modules (the para-vGPU) come in this way; call it before `run()`.
+    @discardableResult
+    public func attachVirtioDevice(_ backend: any VirtioDeviceBackend, name: String) throws(HypervisorError) -> VirtioPCIDevice {
+        let slot = virtioDevices.count + 1
+        guard slot < PCIRootComplex.slotCount else { throw .configuration("no free PCI slot for \(name)") }
+        let device = try VirtioPCIDevice(device: backend, name: name, memory: memory, vm: vm, router: interrupts, logger: logger)
+        try pci.plug(device, slot: slot, name: name)
+        virtioDevices.append(device)
+        return device
     }
 
     /// The host's supported CPUID, marked as a hypervisor guest with APIC ID 0.
