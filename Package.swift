@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies flow one way: malvvm → Hypervisor, GPUHost (later VirtioGPU, GVMCS) →
+// Dependencies flow one way: malvvm → Hypervisor, VirtioGPU, GPUHost (later GVMCS) →
 // CKVM / CVulkan / CGPUInventory / system libraries.
 let package = Package(
     name: "malvvm",
@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "gpu-bench", targets: ["gpu-bench"]),
         .library(name: "Hypervisor", targets: ["Hypervisor"]),
         .library(name: "GPUHost", targets: ["GPUHost"]),
+        .library(name: "VirtioGPU", targets: ["VirtioGPU"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -50,6 +51,18 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
 
+        // The para-vGPU: a virtio-gpu device whose context type is ML compute, each context a
+        // client of the GPUHost scheduler. Uses the Hypervisor's virtio library.
+        .target(
+            name: "VirtioGPU",
+            dependencies: [
+                "Hypervisor",
+                "GPUHost",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+
         .executableTarget(
             name: "malvvm",
             dependencies: [
@@ -65,5 +78,7 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "VirtioGPUTests", dependencies: ["VirtioGPU", "Hypervisor", "GPUHost"],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )
