@@ -15,7 +15,7 @@ public struct ComputeReference: Hashable, Sendable {
 
     static let size = 16
 
-    init(_ reader: inout ByteReader) throws(ByteReader.Truncated) {
+    init(_ reader: inout WireReader) throws(WireReader.Truncated) {
         resourceID = try reader.u32()
         length = try reader.u32()
         offset = try reader.u64()
@@ -138,7 +138,7 @@ public enum ComputeStream {
     public static func decode(_ bytes: [UInt8], resolve: Resolver) throws(ComputeStreamError) -> CommandBatch {
         guard bytes.count >= headerSize else { throw .streamTooShort(bytes.count) }
         guard bytes.count <= maxStreamBytes else { throw .streamTooLong(bytes.count, limit: maxStreamBytes) }
-        var reader = ByteReader(bytes)
+        var reader = WireReader(bytes)
         do {
             let magic = try reader.u32()
             guard magic == Self.magic else { throw ComputeStreamError.badMagic(magic) }
@@ -166,7 +166,7 @@ public enum ComputeStream {
                 }
                 let bodyLength = opcode.length - commandHeadSize
                 guard reader.remaining >= bodyLength else { throw ComputeStreamError.truncated(command: index) }
-                var body = ByteReader(Array(bytes[reader.position ..< reader.position + bodyLength]))
+                var body = WireReader(Array(bytes[reader.position ..< reader.position + bodyLength]))
                 try reader.skip(bodyLength)
                 batch.append(try kernel(opcode, &body, index: index, resolve: resolve))
             }
@@ -181,7 +181,7 @@ public enum ComputeStream {
     }
 
     // swiftlint:disable:next cyclomatic_complexity function_body_length
-    private static func kernel(_ opcode: Opcode, _ r: inout ByteReader, index: Int,
+    private static func kernel(_ opcode: Opcode, _ r: inout WireReader, index: Int,
                                resolve: Resolver) throws(ComputeStreamError) -> Kernel {
         // Bodies were length-checked against the opcode, so reads cannot run short.
         func u32() throws(ComputeStreamError) -> UInt32 {

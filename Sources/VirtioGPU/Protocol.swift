@@ -118,7 +118,7 @@ public struct ControlHeader: Equatable, Sendable {
     public var fenced: Bool { flags & VirtioGPUProtocol.flagFence != 0 }
     public var hasRingIndex: Bool { flags & VirtioGPUProtocol.flagInfoRingIndex != 0 }
 
-    init(_ reader: inout ByteReader) throws(ByteReader.Truncated) {
+    init(_ reader: inout WireReader) throws(WireReader.Truncated) {
         type = try reader.u32()
         flags = try reader.u32()
         fenceID = try reader.u64()
@@ -127,7 +127,7 @@ public struct ControlHeader: Equatable, Sendable {
         try reader.skip(3)
     }
 
-    func encode(into writer: inout ByteWriter) {
+    func encode(into writer: inout WireWriter) {
         writer.u32(type)
         writer.u32(flags)
         writer.u64(fenceID)
@@ -149,7 +149,7 @@ public struct ControlHeader: Equatable, Sendable {
 
 /// Bounds-checked little-endian decoding of guest bytes: running off the end is an error,
 /// never a trap.
-struct ByteReader {
+struct WireReader {
     struct Truncated: Error, Equatable {}
 
     let bytes: [UInt8]
@@ -197,7 +197,7 @@ struct ByteReader {
 }
 
 /// Little-endian encoding of responses.
-struct ByteWriter {
+struct WireWriter {
     private(set) var bytes: [UInt8] = []
 
     init(capacity: Int = 64) { bytes.reserveCapacity(capacity) }
@@ -209,7 +209,7 @@ struct ByteWriter {
     mutating func append(_ more: [UInt8]) { bytes += more }
 }
 
-extension ByteReader {
+extension WireReader {
     /// Fields of a request whose size was checked up front; running short still answers
     /// UNSPEC rather than trapping.
     mutating func field32() throws(VirtioGPUProtocol.Response) -> UInt32 {

@@ -117,7 +117,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
 
     public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         let events = stateLock.withLock { state.eventsRead }
-        var image = ByteWriter(capacity: 16)
+        var image = WireWriter(capacity: 16)
         image.u32(events)  // events_read
         image.u32(0)  // events_clear
         image.u32(0)  // num_scanouts: a compute device drives no display
@@ -199,7 +199,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             return
         }
         let bytes = queue.gather(chain, count: Int(min(readable, UInt64(Self.maxRequestBytes))))
-        var reader = ByteReader(bytes)
+        var reader = WireReader(bytes)
         guard let header = try? ControlHeader(&reader) else { return }
         let timeline: Timeline = header.hasRingIndex ? .ring(context: header.contextID, index: header.ringIndex) : .global
         var fence: PendingFence?
@@ -261,7 +261,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     }
 
     private func encode(_ header: ControlHeader, _ body: [UInt8] = []) -> [UInt8] {
-        var writer = ByteWriter(capacity: VirtioGPUProtocol.headerSize + body.count)
+        var writer = WireWriter(capacity: VirtioGPUProtocol.headerSize + body.count)
         header.encode(into: &writer)
         writer.append(body)
         return writer.bytes
@@ -277,10 +277,10 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         }
         if header.hasRingIndex && header.ringIndex >= Self.maxRings { throw .errorInvalidParameter }
         guard let command = VirtioGPUProtocol.Command(rawValue: header.type) else { throw .errorUnspecified }
-        func body(_ size: Int) throws(VirtioGPUProtocol.Response) -> ByteReader {
+        func body(_ size: Int) throws(VirtioGPUProtocol.Response) -> WireReader {
             // A request shorter than its structure is refused as QEMU does (UNSPEC).
             guard bytes.count >= size else { throw .errorUnspecified }
-            return ByteReader(bytes, at: VirtioGPUProtocol.headerSize)
+            return WireReader(bytes, at: VirtioGPUProtocol.headerSize)
         }
         let ok = encode(header.response(.okNoData))
         switch command {
@@ -293,7 +293,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             var r = try body(VirtioGPUProtocol.getCapsetInfoSize)
             let index = try r.field32()
             guard index == 0 else { throw .errorInvalidParameter }
-            var info = ByteWriter()
+            var info = WireWriter()
             info.u32(Self.computeCapsetID)
             info.u32(Self.computeCapsetVersion)
             info.u32(UInt32(Self.capsetSize))
@@ -346,7 +346,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     /// Our capset (docs/vgpu-protocol.md, "Capset"): what a guest library needs to know to
     /// build command streams this device accepts.
     private func capset() -> [UInt8] {
-        var w = ByteWriter(capacity: Self.capsetSize)
+        var w = WireWriter(capacity: Self.capsetSize)
         w.u32(Self.computeCapsetVersion)
         w.u32(UInt32(ComputeStream.version))
         var opcodes: UInt32 = 0
@@ -363,7 +363,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
 
     // MARK: Contexts
 
-    private func createContext(_ header: ControlHeader, _ body: ByteReader) throws(VirtioGPUProtocol.Response) {
+    private func createContext(_ header: ControlHeader, _ body: WireReader) throws(VirtioGPUProtocol.Response) {
         var r = body
         let nameLength = try r.field32()
         let contextInit = try r.field32()
@@ -402,7 +402,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         stateLock.withLock { state.contexts[id] = context }
     }
 
-    private func bytes(of reader: ByteReader, count: Int) -> ArraySlice<UInt8> {
+    private func bytes(of reader: WireReader, count: Int) -> ArraySlice<UInt8> {
         let start = min(reader.position, reader.bytes.count)
         return reader.bytes[start ..< min(start + count, reader.bytes.count)]
     }
@@ -448,7 +448,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     // MARK: Resources
 
     /// Reads `count` virtio_gpu_mem_entry records and checks each against guest memory.
-    private func backingEntries(_ r: inout ByteReader, count: UInt32) throws(VirtioGPUProtocol.Response) -> [BackingEntry] {
+    private func backingEntries(_ r: inout WireReader, count: UInt32) throws(VirtioGPUProtocol.Response) -> [BackingEntry] {
         guard count <= UInt32(Self.maxBackingEntries) else { throw .errorInvalidParameter }
         guard r.remaining >= Int(count) * VirtioGPUProtocol.memoryEntrySize else { throw .errorUnspecified }
         var entries: [BackingEntry] = []
@@ -466,7 +466,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         return entries
     }
 
-    private func createBlob(_ header: ControlHeader, _ body: ByteReader) throws(VirtioGPUProtocol.Response) {
+    private func createBlob(_ header: ControlHeader, _ body: WireReader) throws(VirtioGPUProtocol.Response) {
         var r = body
         let id = try r.field32()
         let memoryType = try r.field32()
@@ -518,7 +518,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         stateLock.withLock { state.resources[id] = resource }
     }
 
-    private func attachBacking(_ body: ByteReader) throws(VirtioGPUProtocol.Response) {
+    private func attachBacking(_ body: WireReader) throws(VirtioGPUProtocol.Response) {
         var r = body
         let id = try r.field32()
         let count = try r.field32()
@@ -589,7 +589,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
 
     // MARK: Transfers
 
-    private func transfer(_ request: Request, _ body: ByteReader, toHost: Bool) throws(VirtioGPUProtocol.Response) -> Disposition {
+    private func transfer(_ request: Request, _ body: WireReader, toHost: Bool) throws(VirtioGPUProtocol.Response) -> Disposition {
         var r = body
         // struct virtio_gpu_box: x y z w h d; then offset, resource_id, level, stride, layer_stride.
         var box: [UInt32] = []
@@ -665,7 +665,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
 
     private func submit(_ request: Request, _ bytes: [UInt8]) throws(VirtioGPUProtocol.Response) -> Disposition {
         guard bytes.count >= VirtioGPUProtocol.submit3DSize else { throw .errorUnspecified }
-        var r = ByteReader(bytes, at: VirtioGPUProtocol.headerSize)
+        var r = WireReader(bytes, at: VirtioGPUProtocol.headerSize)
         let size = try r.field32()
         // Linux's padding, crosvm's num_in_fences: in-fences are not supported (a context's
         // work already runs in order).
