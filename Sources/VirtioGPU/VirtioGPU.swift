@@ -93,6 +93,8 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         let generation: UInt64
         let fence: PendingFence?
         let timeline: Timeline
+        /// What the driver negotiated: blob and context-init commands need their features.
+        let features: UInt64
     }
 
     private enum Disposition {
@@ -149,7 +151,9 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         // then waits out its batches on the GPU and zeroes and frees its buffers.
         for context in contexts.sorted(by: { $0.id < $1.id }) {
             context.worker.stop(wait: true)
-            do { try scheduler.removeClient(context.client) } catch {
+            do throws(SchedulerError) { try scheduler.removeClient(context.client) } catch .unknownClient {
+                // CTX_DESTROY's job got there first.
+            } catch {
                 logger.warning("vGPU reset: removing \(context.client) failed: \(error)", metadata: ["device": "\(name)"])
             }
         }
@@ -185,17 +189,17 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
                 return queue.enableNotification() ? try queue.popChain() : nil
             }
             guard let chain else { break }
-            serve(chain, queue: queue, generation: generation)
+            serve(chain, queue: queue, generation: generation, features: context.negotiatedFeatures)
         }
     }
 
-    private func serve(_ chain: DescriptorChain, queue: Virtqueue, generation: UInt64) {
+    private func serve(_ chain: DescriptorChain, queue: Virtqueue, generation: UInt64, features: UInt64) {
         let readable = chain.readableLength
         guard readable >= UInt64(VirtioGPUProtocol.headerSize) else {
             // Not even a header: nothing to echo, answer a bare UNSPEC.
             let header = ControlHeader(type: 0)
-            publish(Request(chain: chain, header: header, generation: generation, fence: nil, timeline: .global),
-                    encode(header.response(.errorUnspecified)))
+            publish(Request(chain: chain, header: header, generation: generation, fence: nil, timeline: .global,
+                            features: features), encode(header.response(.errorUnspecified)))
             return
         }
         let bytes = queue.gather(chain, count: Int(min(readable, UInt64(Self.maxRequestBytes))))
@@ -209,7 +213,8 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             portLock.withLock { port.timelines[timeline, default: []].append(pending) }
             fence = pending
         }
-        let request = Request(chain: chain, header: header, generation: generation, fence: fence, timeline: timeline)
+        let request = Request(chain: chain, header: header, generation: generation, fence: fence, timeline: timeline,
+                              features: features)
         let disposition: Disposition
         do throws(VirtioGPUProtocol.Response) {
             disposition = try handle(request, bytes)
@@ -275,7 +280,11 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         guard header.flags & ~(VirtioGPUProtocol.flagFence | VirtioGPUProtocol.flagInfoRingIndex) == 0 else {
             throw .errorInvalidParameter
         }
-        if header.hasRingIndex && header.ringIndex >= Self.maxRings { throw .errorInvalidParameter }
+        // Rings exist only with CONTEXT_INIT (virtio 1.2 §5.7.6.7).
+        if header.hasRingIndex
+            && (request.features & VirtioGPUProtocol.Feature.contextInit == 0 || header.ringIndex >= Self.maxRings) {
+            throw .errorInvalidParameter
+        }
         guard let command = VirtioGPUProtocol.Command(rawValue: header.type) else { throw .errorUnspecified }
         func body(_ size: Int) throws(VirtioGPUProtocol.Response) -> WireReader {
             // A request shorter than its structure is refused as QEMU does (UNSPEC).
@@ -306,12 +315,15 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             guard id == Self.computeCapsetID, version <= Self.computeCapsetVersion else { throw .errorInvalidParameter }
             return .respond(encode(header.response(.okCapset), capset()))
         case .contextCreate:
+            // Without CONTEXT_INIT, context_init is padding and every context would be virgl.
+            guard request.features & VirtioGPUProtocol.Feature.contextInit != 0 else { throw .errorInvalidParameter }
             try createContext(header, try body(VirtioGPUProtocol.contextCreateSize))
             return .respond(ok)
         case .contextDestroy:
             _ = try body(VirtioGPUProtocol.contextDestroySize)
             return try destroyContext(request)
         case .resourceCreateBlob:
+            guard request.features & VirtioGPUProtocol.Feature.resourceBlob != 0 else { throw .errorUnspecified }
             try createBlob(header, try body(VirtioGPUProtocol.resourceCreateBlobSize))
             return .respond(ok)
         case .resourceAttachBacking:

@@ -242,6 +242,36 @@ import Testing
         #expect(driver.scheduler.memoryInUse(by: driver.scheduler.clientIDs[0]) == 4096)
     }
 
+    @Test func refusesBlobsContextsAndRingsTheDriverDidNotNegotiate() throws {
+        let driver = try GPUDriver(features: VirtioFeature.version1)
+        defer { driver.shutdown() }
+        #expect(try driver.call(GPUDriver.createContext(1)) == Response.errorInvalidParameter.rawValue)
+        #expect(try driver.call(GPUDriver.createBlob(1, context: 0, memory: .guest, size: 64, entries: [(GPUDriver.dataBase, 64)]))
+            == Response.errorUnspecified.rawValue)
+        #expect(try driver.call(GPUDriver.header(.getDisplayInfo, fence: 1, ring: 0)) == Response.errorInvalidParameter.rawValue)
+        // A plain fence works without CONTEXT_INIT.
+        let (header, _) = try driver.response(try driver.send(GPUDriver.simple(.getDisplayInfo, fence: 5), responseRoom: 512))
+        #expect(header.type == Response.okDisplayInfo.rawValue && header.fenceID == 5 && header.flags == 1)
+    }
+
+    @Test func returnsCursorCommandsWithoutAResponse() throws {
+        let driver = try GPUDriver()
+        defer { driver.shutdown() }
+        let memory = driver.memory
+        // UPDATE_CURSOR (56 bytes) at 0x8000, one descriptor; chain head 0.
+        try memory.write(GPUDriver.simple(.updateCursor, [0, 10, 20, 0, 1, 0, 0, 0]), at: GuestAddress(0x8000))
+        try memory.write(UInt64(0x8000), at: GuestAddress(GPUDriver.cursorDescriptors))
+        try memory.write(UInt32(56), at: GuestAddress(GPUDriver.cursorDescriptors + 8))
+        try memory.write(UInt16(0), at: GuestAddress(GPUDriver.cursorDescriptors + 12))
+        try memory.write(UInt16(0), at: GuestAddress(GPUDriver.cursorAvailable + 4))
+        try memory.write(UInt16(1), at: GuestAddress(GPUDriver.cursorAvailable + 2))
+        try driver.device.process(queue: 1, context: driver.context)
+        #expect(try memory.read(UInt16.self, at: GuestAddress(GPUDriver.cursorUsed + 2)) == 1)
+        #expect(try memory.read(UInt32.self, at: GuestAddress(GPUDriver.cursorUsed + 8)) == 0)  // used length
+        // A queue index the device does not have is ignored.
+        try driver.device.process(queue: 7, context: driver.context)
+    }
+
     @Test func resetDestroysContextsAndFreesTheirMemory() throws {
         let driver = try GPUDriver()
         defer { driver.shutdown() }

@@ -243,6 +243,43 @@ private let m = 4, n = 6, k = 8
         try expectResult(driver, attacker)
     }
 
+    @Test func completesTwoContextsRingsInOrderWhileBothRun() throws {
+        let driver = try GPUDriver()
+        defer { driver.shutdown() }
+        let first = try makeDense(driver, context: 1, input: 1, output: 2, base: GPUDriver.dataBase, seed: 0)
+        let second = try makeDense(driver, context: 2, input: 3, output: 4, base: GPUDriver.dataBase + 0x10000, seed: 1)
+        // Interleaved fenced submissions on two rings of each context, 12 in flight at once,
+        // completed by two threads while this one keeps the queue going.
+        var expected: [UInt16: (context: UInt32, ring: UInt8, fence: UInt64)] = [:]
+        var fence: UInt64 = 100
+        for _ in 0 ..< 6 {
+            for (dense, ring) in [(first, UInt8(0)), (second, UInt8(0)), (first, UInt8(1)), (second, UInt8(5))] {
+                fence += 1
+                let head = try driver.send(GPUDriver.submit(context: dense.context, stream: denseStream(dense).bytes,
+                                                            fence: fence, ring: ring))
+                expected[head] = (dense.context, ring, fence)
+            }
+            for head in expected.keys.sorted() {
+                let (header, _) = try driver.response(head)
+                let want = expected.removeValue(forKey: head)!
+                #expect(header.type == Response.okNoData.rawValue)
+                #expect(header.contextID == want.context && header.ringIndex == want.ring && header.fenceID == want.fence)
+            }
+        }
+        // Per ring, fences came back in the order they were queued.
+        var lastFence: [String: UInt64] = [:]
+        var checked = 0
+        for header in driver.returned where header.fenced && header.fenceID > 100 {
+            let key = "\(header.contextID)/\(header.ringIndex)"
+            if let last = lastFence[key] { #expect(header.fenceID > last, "ring \(key)") }
+            lastFence[key] = header.fenceID
+            checked += 1
+        }
+        #expect(checked == 24)
+        try expectResult(driver, first)
+        try expectResult(driver, second)
+    }
+
     @Test func aDestroyedContextsResourcesCannotBeUsed() throws {
         let driver = try GPUDriver()
         defer { driver.shutdown() }

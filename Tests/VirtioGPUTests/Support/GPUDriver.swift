@@ -22,6 +22,8 @@ final class GPUDriver {
     private var nextSlot = 0
     private var seenUsed: UInt16 = 0
     private var responses: [UInt16: UInt32] = [:]
+    /// Every response header, in the order the device returned the chains.
+    private(set) var returned: [ControlHeader] = []
 
     static let ringSize: UInt16 = 64
     static let requestBase: UInt64 = 0x10000
@@ -34,15 +36,23 @@ final class GPUDriver {
 
     var memory: GuestMemory { ring.memory }
 
-    init(profile: VGPUProfile = VGPUProfile(memoryBytes: 64 << 20), scheduler: GPUScheduler? = nil) throws {
+    /// The cursor queue, at its own addresses in the same memory (size 16).
+    let cursorQueue: Virtqueue
+    static let cursorDescriptors: UInt64 = 0x5000, cursorAvailable: UInt64 = 0x6000, cursorUsed: UInt64 = 0x7000
+
+    init(profile: VGPUProfile = VGPUProfile(memoryBytes: 64 << 20), scheduler: GPUScheduler? = nil,
+         features: UInt64? = nil) throws {
         ring = try TestRing(size: Self.ringSize, memorySize: Self.memorySize)
         queue = try ring.queue()
+        cursorQueue = try Virtqueue(configuration: VirtqueueConfiguration(
+            size: 16, descriptorTable: GuestAddress(Self.cursorDescriptors), availableRing: GuestAddress(Self.cursorAvailable),
+            usedRing: GuestAddress(Self.cursorUsed)), memory: ring.memory)
         let scheduler = try scheduler ?? GPUScheduler(backend: CPUBackend())
         self.scheduler = scheduler
         device = VirtioGPU(scheduler: scheduler, profile: profile, memory: ring.memory)
         let interrupts = self.interrupts
-        // Only the control queue is set up; the cursor queue slot is left empty.
-        context = VirtioQueueContext(negotiatedFeatures: device.offeredFeatures, queues: [queue, nil]) { _ in
+        context = VirtioQueueContext(negotiatedFeatures: features ?? device.offeredFeatures,
+                                     queues: [queue, cursorQueue]) { _ in
             interrupts.value.add(1, ordering: .relaxed)
         }
     }
@@ -96,6 +106,10 @@ final class GPUDriver {
             let entry = try ring.usedEntry(seenUsed)
             responses[UInt16(entry.id)] = entry.length
             heads.append(UInt16(entry.id))
+            if entry.length >= 24 {
+                var reader = WireReader(try memory.read(24, at: GuestAddress(Self.responseBase + UInt64(entry.id / 2) * Self.responseStride)))
+                returned.append(try ControlHeader(&reader))
+            }
             seenUsed &+= 1
         }
         return heads
