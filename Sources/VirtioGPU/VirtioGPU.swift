@@ -194,17 +194,16 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     }
 
     private func serve(_ chain: DescriptorChain, queue: Virtqueue, generation: UInt64, features: UInt64) {
-        let readable = chain.readableLength
-        guard readable >= UInt64(VirtioGPUProtocol.headerSize) else {
-            // Not even a header: nothing to echo, answer a bare UNSPEC.
+        let bytes = queue.gather(chain, count: Int(min(chain.readableLength, UInt64(Self.maxRequestBytes))))
+        var reader = WireReader(bytes)
+        guard let header = try? ControlHeader(&reader) else {
+            // Not even a header: nothing to echo, answer a bare UNSPEC (the chain must still
+            // go back to the driver, or its descriptors leak).
             let header = ControlHeader(type: 0)
             publish(Request(chain: chain, header: header, generation: generation, fence: nil, timeline: .global,
                             features: features), encode(header.response(.errorUnspecified)))
             return
         }
-        let bytes = queue.gather(chain, count: Int(min(readable, UInt64(Self.maxRequestBytes))))
-        var reader = WireReader(bytes)
-        guard let header = try? ControlHeader(&reader) else { return }
         let timeline: Timeline = header.hasRingIndex ? .ring(context: header.contextID, index: header.ringIndex) : .global
         var fence: PendingFence?
         if header.fenced {

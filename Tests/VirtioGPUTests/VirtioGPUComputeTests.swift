@@ -297,6 +297,28 @@ private let m = 4, n = 6, k = 8
         try expectResult(driver, second)
     }
 
+    @Test func unrefAndDestroyWaitForTheWorkQueuedBeforeThem() throws {
+        let driver = try GPUDriver()
+        defer { driver.shutdown() }
+        let dense = try makeDense(driver, context: 1, input: 1, output: 2, base: GPUDriver.dataBase, seed: 0)
+        // Submit, then at once unref the output and destroy the context: the submission still
+        // completes into the guest pages, and the unref and destroy answer after it.
+        let submit = try driver.send(GPUDriver.submit(context: 1, stream: denseStream(dense).bytes, fence: 1))
+        let unref = try driver.send(GPUDriver.simple(.resourceUnref, [2, 0]))
+        let destroy = try driver.send(GPUDriver.simple(.contextDestroy, context: 1))
+        #expect(try driver.response(destroy).header.type == Response.okNoData.rawValue)
+        #expect(try driver.response(unref).header.type == Response.okNoData.rawValue)
+        #expect(try driver.response(submit).header.type == Response.okNoData.rawValue)
+        // The used ring shows the submission returned first.
+        let lastThree = Array(driver.returned.suffix(3))
+        #expect(lastThree.count == 3 && lastThree[0].fenced && lastThree[0].fenceID == 1)
+        #expect(lastThree.allSatisfy { $0.type == Response.okNoData.rawValue })
+        try expectResult(driver, dense)
+        #expect(driver.scheduler.clientIDs.isEmpty)
+        // The input blob outlives its context until UNREF.
+        #expect(try driver.call(GPUDriver.simple(.resourceUnref, [1, 0])) == Response.okNoData.rawValue)
+    }
+
     @Test func aDetachedBackingStopsComputeOnAGuestBlob() throws {
         let driver = try GPUDriver()
         defer { driver.shutdown() }
