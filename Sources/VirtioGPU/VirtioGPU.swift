@@ -43,8 +43,8 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     public let deviceType: UInt16 = VirtioGPUProtocol.deviceType
     public let queueMaximumSizes: [UInt16] = [VirtioGPU.queueSize, VirtioGPU.queueSize]
     public let configurationSize = 16
-    /// Display controller, "other" (QEMU's virtio-gpu-pci uses VGA-compatible 0x0300 only
-    /// for the VGA variant; a compute device drives no display).
+    /// Display controller, "other", as QEMU's virtio-gpu-pci (only virtio-vga claims
+    /// VGA-compatible 0x0300; a compute device drives no display at all).
     public let pciClass: (UInt8, UInt8, UInt8) = (0x03, 0x80, 0x00)
     public let offeredFeatures: UInt64 = VirtioGPUProtocol.Feature.resourceBlob | VirtioGPUProtocol.Feature.contextInit
         | VirtioFeature.version1 | VirtioFeature.indirectDescriptors | VirtioFeature.eventIndex

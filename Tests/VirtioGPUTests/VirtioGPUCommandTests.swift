@@ -272,6 +272,35 @@ import Testing
         try driver.device.process(queue: 7, context: driver.context)
     }
 
+    /// Random requests of every type (seeded): each gets a response, none crashes the device,
+    /// and afterwards a fresh context still computes.
+    @Test func answersRandomRequests() throws {
+        let driver = try GPUDriver()
+        defer { driver.shutdown() }
+        #expect(try driver.call(GPUDriver.createContext(1)) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.createBlob(1, context: 1, memory: .host3D, size: 256)) == Response.okNoData.rawValue)
+        let types: [UInt32] = Array(0x100 ... 0x10d) + Array(0x200 ... 0x209) + [0x300, 0x301, 0, 0xffff_ffff]
+        var generator = SplitMix(seed: 0x7667_7075)
+        for _ in 0 ..< 600 {
+            var w = WireWriter()
+            w.u32(types[Int(generator.next() % UInt64(types.count))])
+            w.u32(UInt32(generator.next() % 4))  // fence, ring index
+            w.u64(generator.next() % 8)
+            w.u32(UInt32(generator.next() % 4))  // contexts 0-3
+            w.u8(UInt8(generator.next() % 70))
+            w.zeros(3)
+            // Small ids and sizes half the time, so bodies reach past the first checks.
+            for _ in 0 ..< Int(generator.next() % 24) {
+                w.u32(generator.next() % 2 == 0 ? UInt32(generator.next() % 4) : UInt32(truncatingIfNeeded: generator.next()))
+            }
+            let head = try driver.send(w.bytes)
+            let (header, _) = try driver.response(head)
+            #expect(header.type >= 0x1100 && header.type <= 0x1205)
+        }
+        driver.device.reset()
+        #expect(driver.scheduler.clientIDs.isEmpty)
+    }
+
     @Test func resetDestroysContextsAndFreesTheirMemory() throws {
         let driver = try GPUDriver()
         defer { driver.shutdown() }
