@@ -59,8 +59,7 @@ let package = Package(
                 "Hypervisor",
                 "GPUHost",
                 .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            ]
         ),
 
         .executableTarget(
