@@ -77,7 +77,8 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "VirtioGPUTests", dependencies: ["VirtioGPU", "Hypervisor", "GPUHost"],
+        .testTarget(name: "VirtioGPUTests",
+                    dependencies: ["VirtioGPU", "Hypervisor", "GPUHost", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -36,7 +36,9 @@ final class Lock: @unchecked Sendable {
 /// Runs jobs one at a time, in order, on a thread of its own: a context's completion thread.
 /// A context's submissions, transfers and the frees that must follow them go through it, so
 /// they happen in the order the guest queued them, and waiting on the GPU for one context
-/// never holds up the device thread or another context.
+/// never holds up the device thread or another context. The queue needs no bound of its
+/// own: every job answers a chain the driver has not had back, so the control queue's size
+/// bounds it.
 final class SerialWorker: @unchecked Sendable {
     private let lock = Lock()
     // Guarded by `lock`.

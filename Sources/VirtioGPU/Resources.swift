@@ -53,6 +53,8 @@ final class Context: @unchecked Sendable {
     let worker: SerialWorker
     /// Guarded by the device's state lock.
     var attached: Set<UInt32> = []
+    /// Kernels of submissions queued on `worker` and not yet run (guarded by the state lock).
+    var queuedKernels = 0
 
     init(id: UInt32, name: String, client: ClientID, worker: SerialWorker) {
         self.id = id

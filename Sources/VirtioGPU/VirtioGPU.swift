@@ -34,8 +34,15 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     /// The most bytes one control request can need: SUBMIT_3D's header and largest stream.
     static let maxRequestBytes = VirtioGPUProtocol.submit3DSize + ComputeStream.maxStreamBytes
 
+    /// Kernels accepted but not yet run, across the device. Every deferred submission holds
+    /// its decoded batch in VMM memory until it runs; the queue size bounds how many there
+    /// are, this bounds how large they get (16384 kernels ≈ 2.5 MiB). Beyond it a submission
+    /// is refused with OUT_OF_MEMORY: the guest should wait for its fences.
+    public static let defaultMaxQueuedKernels = 4 * ComputeStream.maxCommands
+
     public let scheduler: GPUScheduler
     public let profile: VGPUProfile
+    let maxQueuedKernels: Int
     public let name: String
     private let memory: GuestMemory
     private let logger: Logger
@@ -103,8 +110,15 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         case deferred
     }
 
-    public init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String = "vgpu0",
-                logger: Logger = Logger(label: "malvvm.vgpu")) {
+    public convenience init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String = "vgpu0",
+                            logger: Logger = Logger(label: "malvvm.vgpu")) {
+        self.init(scheduler: scheduler, profile: profile, memory: memory, name: name, logger: logger,
+                  maxQueuedKernels: Self.defaultMaxQueuedKernels)
+    }
+
+    init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String, logger: Logger,
+         maxQueuedKernels: Int) {
+        self.maxQueuedKernels = maxQueuedKernels
         self.scheduler = scheduler
         self.profile = profile
         self.memory = memory
@@ -749,12 +763,23 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             }
         }
         let plan = Array(syncs.values)
+        let kernels = batch.kernels.count
+        try stateLock.withLock { () throws(VirtioGPUProtocol.Response) in
+            let queued = state.contexts.values.reduce(0) { $0 + $1.queuedKernels }
+            guard queued + kernels <= maxQueuedKernels else { throw .errorOutOfMemory }
+            context.queuedKernels += kernels
+        }
         let generation = request.generation
         let enqueued = context.worker.enqueue { [self] in
-            guard isCurrent(generation) else { return }
-            publish(request, encode(request.header.response(run(batch, plan, for: context))))
+            let outcome = isCurrent(generation) ? run(batch, plan, for: context) : nil
+            // Released before the response, so a guest that waits for it can submit again.
+            stateLock.withLock { context.queuedKernels -= kernels }
+            if let outcome { publish(request, encode(request.header.response(outcome))) }
         }
-        guard enqueued else { throw .errorInvalidContextID }
+        guard enqueued else {
+            stateLock.withLock { context.queuedKernels -= kernels }
+            throw .errorInvalidContextID
+        }
         return .deferred
     }
 

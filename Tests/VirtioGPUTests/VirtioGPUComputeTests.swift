@@ -319,6 +319,20 @@ private let m = 4, n = 6, k = 8
         #expect(try driver.call(GPUDriver.simple(.resourceUnref, [1, 0])) == Response.okNoData.rawValue)
     }
 
+    @Test func boundsTheKernelsQueuedInTheVMM() throws {
+        let driver = try GPUDriver(maxQueuedKernels: 3)
+        defer { driver.shutdown() }
+        let dense = try makeDense(driver, context: 1, input: 1, output: 2, base: GPUDriver.dataBase, seed: 0)
+        var four = denseStream(dense)
+        four.relu(count: UInt32(m * n), input: StreamBuilder.ref(2, offset: 0, length: UInt32(Self.outputSize)),
+                  output: StreamBuilder.ref(2, offset: 0, length: UInt32(Self.outputSize)))
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: four.bytes, fence: 1)) == Response.errorOutOfMemory.rawValue)
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: denseStream(dense).bytes, fence: 2)) == Response.okNoData.rawValue)
+        // The count went back down when the batch ran: another fits.
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: denseStream(dense).bytes, fence: 3)) == Response.okNoData.rawValue)
+        try expectResult(driver, dense)
+    }
+
     @Test func aDetachedBackingStopsComputeOnAGuestBlob() throws {
         let driver = try GPUDriver()
         defer { driver.shutdown() }

@@ -1,4 +1,5 @@
 import GPUHost
+import Logging
 @testable import Hypervisor
 import Synchronization
 @testable import VirtioGPU
@@ -41,7 +42,7 @@ final class GPUDriver {
     static let cursorDescriptors: UInt64 = 0x5000, cursorAvailable: UInt64 = 0x6000, cursorUsed: UInt64 = 0x7000
 
     init(profile: VGPUProfile = VGPUProfile(memoryBytes: 64 << 20), scheduler: GPUScheduler? = nil,
-         features: UInt64? = nil) throws {
+         features: UInt64? = nil, maxQueuedKernels: Int = VirtioGPU.defaultMaxQueuedKernels) throws {
         ring = try TestRing(size: Self.ringSize, memorySize: Self.memorySize)
         queue = try ring.queue()
         cursorQueue = try Virtqueue(configuration: VirtqueueConfiguration(
@@ -49,7 +50,8 @@ final class GPUDriver {
             usedRing: GuestAddress(Self.cursorUsed)), memory: ring.memory)
         let scheduler = try scheduler ?? GPUScheduler(backend: CPUBackend())
         self.scheduler = scheduler
-        device = VirtioGPU(scheduler: scheduler, profile: profile, memory: ring.memory)
+        device = VirtioGPU(scheduler: scheduler, profile: profile, memory: ring.memory, name: "vgpu-test",
+                           logger: Logger(label: "malvvm.vgpu.test"), maxQueuedKernels: maxQueuedKernels)
         let interrupts = self.interrupts
         context = VirtioQueueContext(negotiatedFeatures: features ?? device.offeredFeatures,
                                      queues: [queue, cursorQueue]) { _ in
