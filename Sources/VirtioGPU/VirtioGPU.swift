@@ -129,6 +129,9 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     /// Destroys every context (waiting for its work on the GPU) and resource.
     public func shutdown() { reset() }
 
+    /// The scheduler outlives the device: give its clients and their GPU memory back.
+    deinit { reset() }
+
     // MARK: Configuration (struct virtio_gpu_config)
 
     public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {

@@ -319,6 +319,31 @@ private let m = 4, n = 6, k = 8
         #expect(try driver.call(GPUDriver.simple(.resourceUnref, [1, 0])) == Response.okNoData.rawValue)
     }
 
+    @Test func aGuestBlobOutsideAnyContextCannotBeComputedOn() throws {
+        let driver = try GPUDriver()
+        defer { driver.shutdown() }
+        let dense = try makeDense(driver, context: 1, input: 1, output: 2, base: GPUDriver.dataBase, seed: 0)
+        #expect(try driver.call(GPUDriver.createBlob(9, context: 0, memory: .guest, size: 64,
+                                                     entries: [(GPUDriver.dataBase + 0x8000, 64)])) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.simple(.contextAttachResource, context: 1, [9, 0])) == Response.okNoData.rawValue)
+        var s = StreamBuilder()
+        s.copy(source: StreamBuilder.ref(9, offset: 0, length: 16), destination: StreamBuilder.ref(dense.output, offset: 0, length: 16))
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: s.bytes)) == Response.errorInvalidResourceID.rawValue)
+        #expect(try driver.call(GPUDriver.transfer(true, context: 1, resource: 9, x: 0, width: 16, offset: 0))
+            == Response.errorInvalidResourceID.rawValue)
+    }
+
+    @Test func releasesSchedulerClientsWhenTheDeviceGoes() throws {
+        let scheduler = try GPUScheduler(backend: CPUBackend())
+        defer { scheduler.shutdown() }
+        do {
+            let driver = try GPUDriver(scheduler: scheduler)
+            #expect(try driver.call(GPUDriver.createContext(1)) == Response.okNoData.rawValue)
+            #expect(scheduler.clientIDs.count == 1)
+        }
+        #expect(scheduler.clientIDs.isEmpty)
+    }
+
     @Test func boundsTheKernelsQueuedInTheVMM() throws {
         let driver = try GPUDriver(maxQueuedKernels: 3)
         defer { driver.shutdown() }
