@@ -199,6 +199,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             if port.queues !== context { port.queues = context }
             return port.generation
         }
+        var served = false
         while true {
             let chain = try portLock.withLock { () throws(VirtqueueError) -> DescriptorChain? in
                 if let chain = try queue.popChain() { return chain }
@@ -207,6 +208,13 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             }
             guard let chain else { break }
             serve(chain, queue: queue, generation: generation, features: context.negotiatedFeatures)
+            served = true
+        }
+        // One interrupt for what this pass answered (completion threads raise their own).
+        if served {
+            portLock.withLock {
+                if port.generation == generation, port.queues === context { context.completed(queue: Self.controlQueue) }
+            }
         }
     }
 
@@ -218,7 +226,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             // go back to the driver, or its descriptors leak).
             let header = ControlHeader(type: 0)
             publish(Request(chain: chain, header: header, generation: generation, fence: nil, timeline: .global,
-                            features: features), encode(header.response(.errorUnspecified)))
+                            features: features), encode(header.response(.errorUnspecified)), notify: false)
             return
         }
         let timeline: Timeline = header.hasRingIndex ? .ring(context: header.contextID, index: header.ringIndex) : .global
@@ -237,12 +245,13 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         } catch {
             disposition = .respond(encode(header.response(error)))
         }
-        if case let .respond(response) = disposition { publish(request, response) }
+        if case let .respond(response) = disposition { publish(request, response, notify: false) }
     }
 
     /// Writes a response into the request's chain and returns the chain to the driver; for a
-    /// fenced request, once every earlier fence of its timeline has been answered.
-    private func publish(_ request: Request, _ response: [UInt8]) {
+    /// fenced request, once every earlier fence of its timeline has been answered. `notify`:
+    /// interrupt the driver now (the device thread batches its interrupts instead).
+    private func publish(_ request: Request, _ response: [UInt8], notify: Bool = true) {
         portLock.withLock {
             guard port.generation == request.generation, let context = port.queues,
                   let queue = context.queues[Self.controlQueue] else { return }
@@ -259,7 +268,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             } else {
                 write(response, into: request.chain, queue)
             }
-            context.completed(queue: Self.controlQueue)
+            if notify { context.completed(queue: Self.controlQueue) }
         }
     }
 

@@ -33,6 +33,21 @@ import Testing
         #expect(bytes[24...].allSatisfy { $0 == 0 })
     }
 
+    @Test func interruptsOnceForABatchAnsweredAtOnce() throws {
+        let driver = try GPUDriver()
+        defer { driver.shutdown() }
+        let heads = try (0 ..< 3).map { _ in
+            try driver.send(GPUDriver.simple(.getCapsetInfo, [0, 0]), process: false)
+        }
+        try driver.device.process(queue: 0, context: driver.context)
+        for head in heads { #expect(try driver.response(head).header.type == Response.okCapsetInfo.rawValue) }
+        #expect(driver.interrupts.value.load(ordering: .relaxed) == 1)
+        // A driver that set NO_INTERRUPT gets none.
+        try driver.ring.setNoInterrupt(true)
+        _ = try driver.response(try driver.send(GPUDriver.simple(.getCapsetInfo, [0, 0])))
+        #expect(driver.interrupts.value.load(ordering: .relaxed) == 1)
+    }
+
     @Test func advertisesTheComputeCapset() throws {
         let driver = try GPUDriver(profile: VGPUProfile(memoryBytes: 256 << 20, maxContexts: 4))
         defer { driver.shutdown() }

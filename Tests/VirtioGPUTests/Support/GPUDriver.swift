@@ -69,7 +69,7 @@ final class GPUDriver {
     /// Offers one request (readable) with a response buffer of `responseRoom` bytes and
     /// processes the queue. Returns the chain's head.
     @discardableResult
-    func send(_ request: [UInt8], responseRoom: UInt32 = 0x200) throws -> UInt16 {
+    func send(_ request: [UInt8], responseRoom: UInt32 = 0x200, process: Bool = true) throws -> UInt16 {
         precondition(request.count <= Int(Self.requestStride) || nextSlot == 0)
         let slot = UInt64(nextSlot % Int(Self.ringSize / 2))
         nextSlot += 1
@@ -81,7 +81,7 @@ final class GPUDriver {
         try ring.setDescriptor(head, address: requestAddress, length: UInt32(request.count), flags: Flag.next, next: head + 1)
         try ring.setDescriptor(head + 1, address: responseAddress, length: responseRoom, flags: Flag.write)
         try ring.offer(head)
-        try device.process(queue: 0, context: context)
+        if process { try device.process(queue: 0, context: context) }
         return head
     }
 
