@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies flow one way: malvvm → Hypervisor, GPUHost (later VirtioGPU, GVMCS) →
+// Dependencies flow one way: malvvm → VirtioGPU, GVMCS, Hypervisor → GPUHost →
 // CKVM / CVulkan / CGPUInventory / system libraries.
 let package = Package(
     name: "malvvm",
@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Hypervisor", targets: ["Hypervisor"]),
         .library(name: "GPUHost", targets: ["GPUHost"]),
         .library(name: "GVMCS", targets: ["GVMCS"]),
+        .library(name: "VirtioGPU", targets: ["VirtioGPU"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -54,6 +55,16 @@ let package = Package(
         // The G-VMCS: a software model of full-vGPU virtualisation hardware (VT-x style): control
         // structure, field encodings, the gvm* instructions, entry checks, exits, the G-EPT.
         .target(name: "GVMCS"),
+        // The para-vGPU: a virtio-gpu device whose context type is ML compute, each context a
+        // client of the GPUHost scheduler. Uses the Hypervisor's virtio library.
+        .target(
+            name: "VirtioGPU",
+            dependencies: [
+                "Hypervisor",
+                "GPUHost",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         .executableTarget(
             name: "malvvm",
@@ -71,5 +82,8 @@ let package = Package(
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
+        .testTarget(name: "VirtioGPUTests",
+                    dependencies: ["VirtioGPU", "Hypervisor", "GPUHost", .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -1,0 +1,65 @@
+import GPUHost
+import Hypervisor
+
+/// Errors of the device's own making (not the guest's): they end in logs, not responses.
+public enum VirtioGPUError: Error, Hashable, Sendable, CustomStringConvertible {
+    case threadFailed(name: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case let .threadFailed(name, errno): return "cannot start thread \(name) (errno \(errno))"
+        }
+    }
+}
+
+/// One guest memory range backing a resource (struct virtio_gpu_mem_entry), checked to lie
+/// inside one guest RAM region when it was attached.
+struct BackingEntry: Hashable, Sendable {
+    let address: GuestAddress
+    let length: UInt64
+}
+
+extension [BackingEntry] {
+    var totalLength: UInt64 { reduce(0) { $0 + $1.length } }
+}
+
+/// A blob resource. Its mutable fields are guarded by the device's state lock.
+final class Resource: @unchecked Sendable {
+    let id: UInt32
+    let blobMemory: VirtioGPUProtocol.BlobMemory
+    let size: UInt64
+    /// Guest pages: the storage of a GUEST blob, the staging area of a HOST3D one.
+    var backing: [BackingEntry]
+    /// The context whose scheduler client holds `buffer` (the creating one), or nil for a
+    /// GUEST blob created outside any context, which compute commands cannot name.
+    var owner: Context?
+    /// The GPU memory: the blob itself for HOST3D, the device-side shadow for GUEST.
+    var buffer: BufferID?
+
+    init(id: UInt32, blobMemory: VirtioGPUProtocol.BlobMemory, size: UInt64, backing: [BackingEntry]) {
+        self.id = id
+        self.blobMemory = blobMemory
+        self.size = size
+        self.backing = backing
+    }
+}
+
+/// A compute context: one scheduler client, the resources attached to it, and the thread
+/// that runs its work in order and writes its completions.
+final class Context: @unchecked Sendable {
+    let id: UInt32
+    let name: String
+    let client: ClientID
+    let worker: SerialWorker
+    /// Guarded by the device's state lock.
+    var attached: Set<UInt32> = []
+    /// Kernels of submissions queued on `worker` and not yet run (guarded by the state lock).
+    var queuedKernels = 0
+
+    init(id: UInt32, name: String, client: ClientID, worker: SerialWorker) {
+        self.id = id
+        self.name = name
+        self.client = client
+        self.worker = worker
+    }
+}

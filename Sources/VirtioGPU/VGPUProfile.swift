@@ -1,0 +1,120 @@
+import GPUHost
+
+/// What one para-vGPU is allowed, in the terms operators know from NVIDIA vGPU profiles
+/// (`A100-4C`: a 4 GB framebuffer, a share of the time slices): a GPU memory quota, a share
+/// weight for the fixed-share policy, and how many compute contexts the guest may open.
+///
+/// Each context becomes one scheduler client with `weight` and a quota of `memoryBytes`;
+/// the device also caps the sum over all its contexts at `memoryBytes`, so opening more
+/// contexts never buys a guest more memory than its profile.
+public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
+    public var name: String
+    /// GPU memory the vGPU may hold across all its contexts.
+    public var memoryBytes: Int
+    /// Share weight of each context under fixed share (ignored by the other policies).
+    public var weight: Double
+    /// Compute contexts the guest may have open at once.
+    public var maxContexts: Int
+
+    public static let gibibyte = 1 << 30
+
+    /// The named profiles: `Ng` has N GiB of GPU memory and weight N, so on a fixed-share
+    /// scheduler with total weight 8 an 8 GiB GPU holds eight `1g`, four `2g` or two `4g`
+    /// vGPUs, the way NVIDIA's time-sliced profiles divide a board.
+    public static let named: [String: VGPUProfile] = [
+        "1g": VGPUProfile(name: "1g", memoryBytes: 1 * gibibyte, weight: 1),
+        "2g": VGPUProfile(name: "2g", memoryBytes: 2 * gibibyte, weight: 2),
+        "4g": VGPUProfile(name: "4g", memoryBytes: 4 * gibibyte, weight: 4),
+        "8g": VGPUProfile(name: "8g", memoryBytes: 8 * gibibyte, weight: 8),
+    ]
+
+    public static let defaultMaxContexts = 16
+
+    public init(name: String = "custom", memoryBytes: Int, weight: Double = 1,
+                maxContexts: Int = VGPUProfile.defaultMaxContexts) {
+        self.name = name
+        self.memoryBytes = memoryBytes
+        self.weight = weight
+        self.maxContexts = maxContexts
+    }
+
+    public var description: String {
+        "\(name) (memory \(memoryBytes >> 20) MiB, weight \(weight), contexts \(maxContexts))"
+    }
+
+    /// The scheduler client a context of this profile becomes.
+    func clientConfiguration(name clientName: String) -> ClientConfiguration {
+        ClientConfiguration(name: clientName, weight: weight, memoryQuotaBytes: memoryBytes)
+    }
+
+    public enum ParseError: Error, Hashable, Sendable, CustomStringConvertible {
+        case unknownProfile(String, known: [String])
+        case unknownKey(String)
+        case badValue(key: String, value: String)
+        case duplicateKey(String)
+
+        public var description: String {
+            switch self {
+            case let .unknownProfile(name, known): return "unknown vGPU profile '\(name)' (known: \(known.joined(separator: ", ")))"
+            case let .unknownKey(key): return "unknown vGPU profile key '\(key)' (profile, memory, weight, contexts)"
+            case let .badValue(key, value): return "bad value '\(value)' for vGPU profile key '\(key)'"
+            case let .duplicateKey(key): return "vGPU profile key '\(key)' given twice"
+            }
+        }
+    }
+
+    /// Parses "profile=4g,weight=2", "memory=512m,contexts=4" or a bare "2g". A named profile
+    /// is the starting point (1g when none is named); the other keys override its fields.
+    /// Memory takes a byte count with an optional k/m/g suffix (binary units).
+    public init(parsing text: String) throws(ParseError) {
+        var fields: [String: String] = [:]
+        for item in text.split(separator: ",", omittingEmptySubsequences: true) {
+            let parts = item.split(separator: "=", maxSplits: 1).map { String($0).trimmingSpaces }
+            let (key, value) = parts.count == 2 ? (parts[0].lowercased(), parts[1]) : ("profile", parts[0])
+            guard fields[key] == nil else { throw .duplicateKey(key) }
+            fields[key] = value
+        }
+        let baseName = fields.removeValue(forKey: "profile") ?? "1g"
+        guard var profile = Self.named[baseName.lowercased()] else {
+            throw .unknownProfile(baseName, known: Self.named.keys.sorted())
+        }
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "memory":
+                guard let bytes = Self.parseBytes(value), bytes > 0 else { throw .badValue(key: key, value: value) }
+                profile.memoryBytes = bytes
+            case "weight":
+                guard let weight = Double(value), weight.isFinite, weight > 0 else { throw .badValue(key: key, value: value) }
+                profile.weight = weight
+            case "contexts":
+                guard let count = Int(value), (1 ... 1024).contains(count) else { throw .badValue(key: key, value: value) }
+                profile.maxContexts = count
+            default:
+                throw .unknownKey(key)
+            }
+            profile.name = "custom"
+        }
+        if fields.isEmpty { profile.name = baseName.lowercased() }
+        self = profile
+    }
+
+    static func parseBytes(_ text: String) -> Int? {
+        let lower = text.lowercased()
+        let shifts: [Character: Int] = ["k": 10, "m": 20, "g": 30]
+        var digits = Substring(lower)
+        var shift = 0
+        if let last = lower.last, let s = shifts[last] {
+            shift = s
+            digits = digits.dropLast()
+        }
+        guard let value = Int(digits), value >= 0 else { return nil }
+        let (bytes, overflow) = value.multipliedReportingOverflow(by: 1 << shift)
+        return overflow ? nil : bytes
+    }
+}
+
+extension String {
+    fileprivate var trimmingSpaces: String {
+        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}
