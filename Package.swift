@@ -71,6 +71,7 @@ let package = Package(
             dependencies: [
                 "Hypervisor",
                 "GPUHost",
+                "VirtioGPU",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

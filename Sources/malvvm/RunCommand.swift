@@ -1,7 +1,9 @@
 import ArgumentParser
 import Glibc
+import GPUHost
 import Hypervisor
 import Logging
+import VirtioGPU
 
 extension Malvvm {
     struct Run: ParsableCommand {
@@ -27,6 +29,18 @@ extension Malvvm {
                                                 valueName: "path[,readonly]"))
         var disk: [DiskArgument] = []
 
+        @Option(name: .long, help: ArgumentHelp(
+            "A para-vGPU: a named profile (1g, 2g, 4g, 8g) and overrides, e.g. 'profile=4g,weight=2,memory=512m'; repeat for more.",
+            valueName: "spec"),
+                transform: { text in
+                    do { return try VGPUProfile(parsing: text) } catch { throw ValidationError("\(error)") }
+                })
+        var vgpu: [VGPUProfile] = []
+
+        @Option(name: .long, help: ArgumentHelp("The physical GPU the vGPUs share: a Vulkan device index or name, 'cpu' for the CPU reference (default: the best Vulkan device).",
+                                                valueName: "gpu"))
+        var gpu: GPUArgument = GPUArgument(selector: .automatic)
+
         @Option(name: .long, help: ArgumentHelp("Write the VM's exit counters (KVM's and malvvm's) as JSON to this file when it ends.",
                                                 valueName: "path"))
         var metrics: String?
@@ -50,6 +64,20 @@ extension Malvvm {
                 machine = try Machine(configuration: machineConfiguration, console: .fileDescriptor(STDOUT_FILENO))
             } catch {
                 throw RuntimeFailure(message: error.description)
+            }
+            // The embedded scheduler owns the physical GPU for this VM's vGPUs.
+            var scheduler: GPUScheduler?
+            defer { scheduler?.shutdown() }
+            if !vgpu.isEmpty {
+                do {
+                    let shared = try GPUScheduler(backend: try BackendFactory.make(gpu.selector))
+                    scheduler = shared
+                    for (index, spec) in vgpu.enumerated() {
+                        try machine.attachVGPU(profile: spec, scheduler: shared, name: "vgpu\(index)")
+                    }
+                } catch {
+                    throw RuntimeFailure(message: "vGPU: \(error)")
+                }
             }
             let exit: MachineExit
             do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
@@ -120,4 +148,21 @@ struct DiskArgument: ExpressibleByArgument {
         }
         configuration = DiskConfiguration(path: path, readOnly: readOnly)
     }
+}
+
+struct GPUArgument: ExpressibleByArgument {
+    let selector: DeviceSelector
+
+    init(selector: DeviceSelector) { self.selector = selector }
+
+    init?(argument: String) {
+        switch argument {
+        case "": return nil
+        case "cpu": selector = .cpuReference
+        case "auto": selector = .automatic
+        default: selector = Int(argument).map { .index($0) } ?? .nameContains(argument)
+        }
+    }
+
+    var defaultValueDescription: String { "auto" }
 }
