@@ -77,3 +77,27 @@ import Testing
         #expect(badOption.stderrLines.count == 1)
     }
 }
+
+/// `--vgpu`: the para-vGPU shows up on the guest's PCI bus; bad specs are usage errors.
+@Suite struct VGPUOptionTests {
+    @Test func vgpusAppearOnThePCIBus() throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "profile=4g", "--vgpu", "1g,weight=2",
+                                         "--gpu", "cpu", "--cmdline", "test=pci"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("pci 00:01.0 1af4:1050 class 03:80:00 virtio-gpu"))
+        #expect(result.stdout.contains("pci 00:02.0 1af4:1050 class 03:80:00 virtio-gpu"))
+    }
+
+    @Test(arguments: [["--vgpu", "profile=5x"], ["--vgpu", "4g,weight=-1"], ["--vgpu", "4g,colour=red"]])
+    func badSpecsAreUsageErrors(arguments: [String]) throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest] + arguments)
+        #expect(result.status == 2)
+        #expect(result.stderrLines.count == 1, "\(result.stderr)")
+    }
+
+    @Test func aGPUThatDoesNotExistIsARuntimeError() throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "4g", "--gpu", "no-such-gpu"])
+        #expect(result.status == 1)
+        #expect(result.stderrLines.count == 1, "\(result.stderr)")
+    }
+}
