@@ -12,6 +12,8 @@ static const struct guest_test tests[] = {
     { "pci", test_pci, "list PCI functions, BARs and capabilities" },
     { "blk", test_blk, "virtio-blk: write, flush, read back, verify; polled and MSI-X" },
     { "blkbench", test_blkbench, "virtio-blk throughput and IOPS" },
+    { "vgpu", test_vgpu, "para-vGPU: every compute opcode against the CPU, batches, contexts, refusals" },
+    { "vgpubench", test_vgpubench, "para-vGPU submission latency and throughput per batch size" },
 };
 
 #define TEST_COUNT (sizeof tests / sizeof tests[0])

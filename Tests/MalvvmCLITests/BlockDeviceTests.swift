@@ -101,3 +101,23 @@ import Testing
         #expect(result.stderrLines.count == 1, "\(result.stderr)")
     }
 }
+
+/// The guest's vGPU driver and client library against the para-vGPU, on each kind of backend:
+/// every compute opcode checked against the guest's own CPU arithmetic, many commands in one
+/// submission, two contexts, and refused foreign/unknown resources and opcodes.
+@Suite(.serialized) struct VGPUGuestTests {
+    @Test(arguments: ["auto", "cpu"])
+    func everyKernelMatchesTheGuestsOwnArithmetic(gpu: String) throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "profile=4g", "--gpu", gpu,
+                                         "--cmdline", "test=vgpu"])
+        #expect(result.status == 0, "\(result.stdout.split(separator: "\n").filter { $0.contains("FAIL") })")
+        #expect(result.stdout.contains(" 0 failed"))
+        #expect(result.stdout.contains("vgpu: refuse                   A's resource from B                ... ok (ERR_INVALID_RESOURCE_ID)"))
+    }
+
+    @Test func withoutAVGPUTheGuestSaysSo() throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--cmdline", "test=vgpu"])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("no virtio-gpu"))
+    }
+}

@@ -18,5 +18,7 @@ int test_idle(void);
 int test_pci(void);
 int test_blk(void);
 int test_blkbench(void);
+int test_vgpu(void);
+int test_vgpubench(void);
 
 #endif

@@ -1,0 +1,452 @@
+#include "malv/virtio_gpu.h"
+
+#include "malv/format.h"
+#include "malv/memory.h"
+#include "malv/string.h"
+#include "malv/x86.h"
+
+/* virtio_gpu_config offsets (§5.7.4) */
+#define CFG_EVENTS_READ     0
+#define CFG_EVENTS_CLEAR    4
+#define CFG_NUM_SCANOUTS    8
+#define CFG_NUM_CAPSETS     12
+
+#define SLOT_BYTES (VIRTIO_GPU_REQ_BYTES + VIRTIO_GPU_RESP_BYTES)
+#define HDR_BYTES ((uint32_t)sizeof(struct virtio_gpu_ctrl_hdr))
+#define CAPSET_BYTES ((uint32_t)sizeof(struct virtio_gpu_compute_capset))
+
+/* A lavapipe pipeline build or a busy shared GPU may take a while; a lost response must not hang us. */
+#define DEFAULT_TIMEOUT_CYCLES 300000000000ull
+
+_Static_assert(sizeof(struct virtio_gpu_ctrl_hdr) == 24, "ctrl_hdr layout");
+_Static_assert(sizeof(struct virtio_gpu_mem_entry) == 16, "mem_entry layout");
+_Static_assert(sizeof(struct virtio_gpu_compute_capset) == 40, "capset layout");
+
+struct __attribute__((packed)) req_capset_info {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t capset_index, padding;
+};
+struct __attribute__((packed)) resp_capset_info {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t capset_id, capset_max_version, capset_max_size, padding;
+};
+struct __attribute__((packed)) req_capset {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t capset_id, capset_version;
+};
+struct __attribute__((packed)) req_ctx_create {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t nlen, context_init;
+    char debug_name[64];
+};
+struct __attribute__((packed)) req_resource {      /* unref, ctx attach/detach, detach backing */
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t resource_id, padding;
+};
+struct __attribute__((packed)) req_create_blob {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t resource_id, blob_mem, blob_flags, nr_entries;
+    uint64_t blob_id, size;
+};
+struct __attribute__((packed)) req_attach_backing {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t resource_id, nr_entries;
+};
+struct __attribute__((packed)) req_transfer_3d {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t x, y, z, w, h, d;
+    uint64_t offset;
+    uint32_t resource_id, level, stride, layer_stride;
+};
+struct __attribute__((packed)) req_submit {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t size, padding;
+};
+
+_Static_assert(sizeof(struct req_ctx_create) == 96, "ctx_create layout");
+_Static_assert(sizeof(struct req_create_blob) == 56, "create_blob layout");
+_Static_assert(sizeof(struct req_transfer_3d) == 72, "transfer layout");
+_Static_assert(sizeof(struct req_submit) == 32, "submit layout");
+
+static uint8_t *req_area(struct virtio_gpu *g, unsigned slot)
+{
+    return g->slot_mem + (uint64_t)slot * SLOT_BYTES;
+}
+
+static uint8_t *resp_area(struct virtio_gpu *g, unsigned slot)
+{
+    return req_area(g, slot) + VIRTIO_GPU_REQ_BYTES;
+}
+
+static struct virtio_gpu_ctrl_hdr hdr(uint32_t type, uint32_t ctx_id)
+{
+    return (struct virtio_gpu_ctrl_hdr){ .type = type, .ctx_id = ctx_id };
+}
+
+const char *virtio_gpu_error(struct virtio_gpu *g)
+{
+    if (g->vp.broken)
+        return g->vp.broken;
+    if (g->ctrlq.broken)
+        return g->ctrlq.broken;
+    return g->broken;
+}
+
+/* ---- requests ---- */
+
+int virtio_gpu_send(struct virtio_gpu *g, const void *req, uint32_t req_len, const void *data,
+                    uint32_t data_len, uint32_t expect, uint32_t min_len)
+{
+    if (virtio_gpu_error(g))
+        return -(int)VIRTIO_GPU_STATUS_TRANSPORT;
+    if (req_len < HDR_BYTES || req_len > VIRTIO_GPU_REQ_BYTES || min_len > VIRTIO_GPU_RESP_BYTES ||
+        (data_len && !data))
+        return -(int)VIRTIO_GPU_STATUS_TOO_BIG;
+    unsigned slot = 0;
+    while (slot < VIRTIO_GPU_SLOTS && g->slots[slot].busy)
+        slot++;
+    if (slot == VIRTIO_GPU_SLOTS)
+        return -(int)VIRTIO_GPU_STATUS_NO_SLOT;
+
+    uint8_t *rq = req_area(g, slot), *rs = resp_area(g, slot);
+    memcpy(rq, req, req_len);
+    memset(rs, 0, HDR_BYTES);
+    struct virtq_buf bufs[3];
+    unsigned n = 0;
+    bufs[n++] = (struct virtq_buf){ virt_to_phys(rq), req_len, false };
+    if (data_len)
+        bufs[n++] = (struct virtq_buf){ virt_to_phys(data), data_len, false };
+    bufs[n++] = (struct virtq_buf){ virt_to_phys(rs), VIRTIO_GPU_RESP_BYTES, true };
+    if (virtq_add(&g->ctrlq, bufs, n, slot, true) < 0)
+        return g->ctrlq.broken ? -(int)VIRTIO_GPU_STATUS_TRANSPORT : -(int)VIRTIO_GPU_STATUS_NO_SLOT;
+
+    struct virtio_gpu_slot *s = &g->slots[slot];
+    *s = (struct virtio_gpu_slot){ .busy = true, .expect = expect, .min_len = min_len };
+    memcpy(&s->req, req, HDR_BYTES);
+    g->inflight++;
+    g->requests++;
+    return (int)slot;
+}
+
+void virtio_gpu_kick(struct virtio_gpu *g)
+{
+    virtq_kick(&g->ctrlq);
+}
+
+/* Takes every completion off the used ring into its slot. False if the device broke a rule. */
+static bool collect(struct virtio_gpu *g)
+{
+    uint32_t token, len;
+    while (virtq_get_used(&g->ctrlq, &token, &len)) {
+        if (token >= VIRTIO_GPU_SLOTS || !g->slots[token].busy || g->slots[token].done) {
+            g->broken = "completion for a slot not in flight";
+            return false;
+        }
+        g->slots[token].done = true;
+        g->slots[token].used_len = len;
+    }
+    return !virtio_gpu_error(g);
+}
+
+bool virtio_gpu_poll(struct virtio_gpu *g, int slot)
+{
+    if (slot < 0 || slot >= VIRTIO_GPU_SLOTS || !g->slots[slot].busy)
+        return false;
+    collect(g);
+    return g->slots[slot].done;
+}
+
+/* Checks a completed slot's response against what its request asked for. */
+static uint32_t check(struct virtio_gpu *g, unsigned slot)
+{
+    const struct virtio_gpu_slot *s = &g->slots[slot];
+    if (s->used_len < HDR_BYTES)
+        return VIRTIO_GPU_STATUS_BAD_RESPONSE;     /* not even a header */
+    const struct virtio_gpu_ctrl_hdr *r = (const void *)resp_area(g, slot);
+    if (s->req.flags & VIRTIO_GPU_FLAG_FENCE) {
+        /* §5.7.6.7: the fence is echoed, with the ring index when asked for. */
+        uint32_t want = s->req.flags & (VIRTIO_GPU_FLAG_FENCE | VIRTIO_GPU_FLAG_INFO_RING_IDX);
+        if ((r->flags & want) != want || r->fence_id != s->req.fence_id || r->ctx_id != s->req.ctx_id ||
+            ((want & VIRTIO_GPU_FLAG_INFO_RING_IDX) && r->ring_idx != s->req.ring_idx))
+            return VIRTIO_GPU_STATUS_BAD_RESPONSE;
+    }
+    if (r->type == s->expect)
+        return s->used_len >= s->min_len ? VIRTIO_GPU_STATUS_OK : VIRTIO_GPU_STATUS_BAD_RESPONSE;
+    if (r->type >= VIRTIO_GPU_RESP_ERR_UNSPEC && r->type <= VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER)
+        return r->type;
+    return VIRTIO_GPU_STATUS_BAD_RESPONSE;
+}
+
+uint32_t virtio_gpu_wait(struct virtio_gpu *g, int slot, void *resp, uint32_t room, uint32_t *resp_len)
+{
+    if (slot < 0 || slot >= VIRTIO_GPU_SLOTS || !g->slots[slot].busy)
+        return VIRTIO_GPU_STATUS_TRANSPORT;
+    struct virtio_gpu_slot *s = &g->slots[slot];
+    uint64_t start = rdtsc();
+    while (!s->done) {
+        if (!collect(g))
+            return VIRTIO_GPU_STATUS_TRANSPORT;
+        if (s->done)
+            break;
+        if (rdtsc() - start > g->timeout_cycles) {
+            if (!virtio_pci_needs_reset(&g->vp))
+                g->broken = "timed out waiting for a control response";
+            return VIRTIO_GPU_STATUS_TRANSPORT;
+        }
+        cpu_relax();
+    }
+    uint32_t status = check(g, (unsigned)slot);
+    uint32_t len = s->used_len < VIRTIO_GPU_RESP_BYTES ? s->used_len : VIRTIO_GPU_RESP_BYTES;
+    if (resp)
+        memcpy(resp, resp_area(g, (unsigned)slot), len < room ? len : room);
+    if (resp_len)
+        *resp_len = len;
+    s->busy = false;
+    g->inflight--;
+    return status;
+}
+
+uint32_t virtio_gpu_call(struct virtio_gpu *g, const void *req, uint32_t req_len, const void *data,
+                         uint32_t data_len, uint32_t expect, uint32_t min_len, void *resp, uint32_t room)
+{
+    int slot = virtio_gpu_send(g, req, req_len, data, data_len, expect, min_len);
+    if (slot < 0)
+        return (uint32_t)-slot;
+    virtio_gpu_kick(g);
+    return virtio_gpu_wait(g, slot, resp, room, NULL);
+}
+
+static uint32_t simple(struct virtio_gpu *g, const void *req, uint32_t len, const void *data, uint32_t data_len)
+{
+    return virtio_gpu_call(g, req, len, data, data_len, VIRTIO_GPU_RESP_OK_NODATA, HDR_BYTES, NULL, 0);
+}
+
+/* ---- commands ---- */
+
+uint32_t virtio_gpu_get_capset_info(struct virtio_gpu *g, uint32_t index, uint32_t *id,
+                                    uint32_t *max_version, uint32_t *max_size)
+{
+    struct req_capset_info rq = { .hdr = hdr(VIRTIO_GPU_CMD_GET_CAPSET_INFO, 0), .capset_index = index };
+    struct resp_capset_info rs;
+    uint32_t st = virtio_gpu_call(g, &rq, sizeof rq, NULL, 0, VIRTIO_GPU_RESP_OK_CAPSET_INFO, sizeof rs,
+                                  &rs, sizeof rs);
+    if (st == VIRTIO_GPU_STATUS_OK) {
+        *id = rs.capset_id;
+        *max_version = rs.capset_max_version;
+        *max_size = rs.capset_max_size;
+    }
+    return st;
+}
+
+uint32_t virtio_gpu_get_capset(struct virtio_gpu *g, uint32_t id, uint32_t version, void *out, uint32_t size)
+{
+    if (size > VIRTIO_GPU_RESP_BYTES - HDR_BYTES)
+        return VIRTIO_GPU_STATUS_TOO_BIG;
+    struct req_capset rq = { .hdr = hdr(VIRTIO_GPU_CMD_GET_CAPSET, 0), .capset_id = id, .capset_version = version };
+    uint8_t rs[VIRTIO_GPU_RESP_BYTES];
+    uint32_t st = virtio_gpu_call(g, &rq, sizeof rq, NULL, 0, VIRTIO_GPU_RESP_OK_CAPSET, HDR_BYTES + size,
+                                  rs, sizeof rs);
+    if (st == VIRTIO_GPU_STATUS_OK)
+        memcpy(out, rs + HDR_BYTES, size);
+    return st;
+}
+
+uint32_t virtio_gpu_ctx_create(struct virtio_gpu *g, uint32_t ctx_id, const char *name)
+{
+    struct req_ctx_create rq = {
+        .hdr = hdr(VIRTIO_GPU_CMD_CTX_CREATE, ctx_id),
+        .context_init = VIRTIO_GPU_CAPSET_MALVVM_COMPUTE,
+    };
+    size_t n = name ? strnlen(name, sizeof rq.debug_name) : 0;
+    memcpy(rq.debug_name, name ? name : "", n);
+    rq.nlen = (uint32_t)n;
+    return simple(g, &rq, sizeof rq, NULL, 0);
+}
+
+uint32_t virtio_gpu_ctx_destroy(struct virtio_gpu *g, uint32_t ctx_id)
+{
+    struct virtio_gpu_ctrl_hdr rq = hdr(VIRTIO_GPU_CMD_CTX_DESTROY, ctx_id);
+    return simple(g, &rq, sizeof rq, NULL, 0);
+}
+
+uint32_t virtio_gpu_create_blob(struct virtio_gpu *g, uint32_t ctx_id, uint32_t res_id, uint32_t blob_mem,
+                                uint32_t blob_flags, uint64_t size, const struct virtio_gpu_mem_entry *entries,
+                                uint32_t n)
+{
+    if ((uint64_t)n * sizeof *entries > UINT32_MAX)
+        return VIRTIO_GPU_STATUS_TOO_BIG;
+    struct req_create_blob rq = {
+        .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, ctx_id),
+        .resource_id = res_id,
+        .blob_mem = blob_mem,
+        .blob_flags = blob_flags,
+        .nr_entries = n,
+        .size = size,
+    };
+    return simple(g, &rq, sizeof rq, entries, n * (uint32_t)sizeof *entries);
+}
+
+uint32_t virtio_gpu_attach_backing(struct virtio_gpu *g, uint32_t res_id, const struct virtio_gpu_mem_entry *entries,
+                                   uint32_t n)
+{
+    if (n == 0 || (uint64_t)n * sizeof *entries > UINT32_MAX)
+        return VIRTIO_GPU_STATUS_TOO_BIG;
+    struct req_attach_backing rq = {
+        .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING, 0), .resource_id = res_id, .nr_entries = n,
+    };
+    return simple(g, &rq, sizeof rq, entries, n * (uint32_t)sizeof *entries);
+}
+
+uint32_t virtio_gpu_detach_backing(struct virtio_gpu *g, uint32_t res_id)
+{
+    struct req_resource rq = { .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING, 0), .resource_id = res_id };
+    return simple(g, &rq, sizeof rq, NULL, 0);
+}
+
+uint32_t virtio_gpu_ctx_attach(struct virtio_gpu *g, uint32_t ctx_id, uint32_t res_id, bool detach)
+{
+    struct req_resource rq = {
+        .hdr = hdr(detach ? VIRTIO_GPU_CMD_CTX_DETACH_RESOURCE : VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE, ctx_id),
+        .resource_id = res_id,
+    };
+    return simple(g, &rq, sizeof rq, NULL, 0);
+}
+
+uint32_t virtio_gpu_resource_unref(struct virtio_gpu *g, uint32_t res_id)
+{
+    struct req_resource rq = { .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_UNREF, 0), .resource_id = res_id };
+    return simple(g, &rq, sizeof rq, NULL, 0);
+}
+
+uint32_t virtio_gpu_transfer(struct virtio_gpu *g, uint32_t ctx_id, uint32_t res_id, bool to_host, uint32_t x,
+                             uint32_t w, uint64_t offset)
+{
+    struct req_transfer_3d rq = {
+        .hdr = hdr(to_host ? VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D : VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D, ctx_id),
+        .x = x, .w = w, .h = 1, .d = 1,
+        .offset = offset,
+        .resource_id = res_id,
+    };
+    return simple(g, &rq, sizeof rq, NULL, 0);
+}
+
+int virtio_gpu_submit_3d(struct virtio_gpu *g, uint32_t ctx_id, int ring, uint64_t fence_id, const void *stream,
+                         uint32_t size)
+{
+    struct req_submit rq = { .hdr = hdr(VIRTIO_GPU_CMD_SUBMIT_3D, ctx_id), .size = size };
+    rq.hdr.flags = VIRTIO_GPU_FLAG_FENCE;
+    rq.hdr.fence_id = fence_id;
+    if (ring >= 0) {
+        if (ring > 255)
+            return -(int)VIRTIO_GPU_STATUS_TOO_BIG;
+        rq.hdr.flags |= VIRTIO_GPU_FLAG_INFO_RING_IDX;
+        rq.hdr.ring_idx = (uint8_t)ring;
+    }
+    int slot = virtio_gpu_send(g, &rq, sizeof rq, stream, size, VIRTIO_GPU_RESP_OK_NODATA, HDR_BYTES);
+    if (slot >= 0)
+        virtio_gpu_kick(g);
+    return slot;
+}
+
+/* ---- open ---- */
+
+static const char *find_capset(struct virtio_gpu *g)
+{
+    static char why[96];
+    if (g->num_capsets == 0)
+        return "device reports no capsets";
+    for (uint32_t i = 0; i < g->num_capsets && i < 64; i++) {
+        uint32_t id, maxv, size;
+        uint32_t st = virtio_gpu_get_capset_info(g, i, &id, &maxv, &size);
+        if (st != VIRTIO_GPU_STATUS_OK) {
+            snprintf(why, sizeof why, "GET_CAPSET_INFO %u: %s", i, virtio_gpu_status_name(st));
+            return why;
+        }
+        if (id != VIRTIO_GPU_CAPSET_MALVVM_COMPUTE)
+            continue;
+        if (maxv < VIRTIO_GPU_CAPSET_MALVVM_VERSION)
+            return "compute capset version too old";
+        if (size < CAPSET_BYTES || size > VIRTIO_GPU_RESP_BYTES - HDR_BYTES)
+            return "compute capset size out of range";
+        g->capset_max_version = maxv;
+        g->capset_max_size = size;
+        st = virtio_gpu_get_capset(g, id, VIRTIO_GPU_CAPSET_MALVVM_VERSION, &g->capset, CAPSET_BYTES);
+        if (st != VIRTIO_GPU_STATUS_OK) {
+            snprintf(why, sizeof why, "GET_CAPSET: %s", virtio_gpu_status_name(st));
+            return why;
+        }
+        const struct virtio_gpu_compute_capset *c = &g->capset;
+        if (c->capset_version != VIRTIO_GPU_CAPSET_MALVVM_VERSION || c->stream_version != 1)
+            return "compute capset: unsupported capset or stream version";
+        if (c->max_commands == 0 || c->max_stream_bytes < 64 || c->memory_bytes == 0)
+            return "compute capset: implausible limits";
+        return NULL;
+    }
+    return "no compute capset (0x4d) among the device's capsets";
+}
+
+const char *virtio_gpu_open(struct virtio_gpu *g, unsigned nth, uint64_t optional)
+{
+    uint8_t *slot_mem = g->slot_mem;    /* kept across re-opens */
+    memset(g, 0, sizeof *g);
+    g->timeout_cycles = DEFAULT_TIMEOUT_CYCLES;
+
+    const struct pci_function *f = virtio_pci_find(VIRTIO_TYPE_GPU, nth);
+    if (!f)
+        return "no virtio-gpu (1af4:1050) found";
+    uint64_t required = VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_GPU_F_RESOURCE_BLOB) |
+                        VIRTIO_BIT(VIRTIO_GPU_F_CONTEXT_INIT);
+    optional &= VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC);
+    const char *why = virtio_pci_probe(&g->vp, f);
+    if (!why)
+        why = virtio_pci_negotiate(&g->vp, required | optional, required);
+    if (why)
+        return why;
+    if (!virtio_cfg_read32(&g->vp, CFG_NUM_SCANOUTS, &g->num_scanouts) ||
+        !virtio_cfg_read32(&g->vp, CFG_NUM_CAPSETS, &g->num_capsets))
+        return "device config too short for num_scanouts/num_capsets";
+
+    why = virtio_pci_setup_queue(&g->vp, &g->ctrlq, 0, VIRTQ_MAX_SIZE, VIRTIO_NO_VECTOR);
+    if (why)
+        return why;
+    g->slot_mem = slot_mem ? slot_mem : dma_alloc((uint64_t)VIRTIO_GPU_SLOTS * SLOT_BYTES, 64);
+    if (!g->slot_mem)
+        return "out of DMA memory for request slots";
+    virtio_pci_driver_ok(&g->vp);
+    if (virtio_pci_needs_reset(&g->vp))
+        return g->vp.broken;
+    return find_capset(g);
+}
+
+/* ---- names ---- */
+
+const char *virtio_gpu_status_name(uint32_t status)
+{
+    switch (status) {
+    case VIRTIO_GPU_STATUS_OK: return "OK";
+    case VIRTIO_GPU_RESP_OK_NODATA: return "OK_NODATA";
+    case VIRTIO_GPU_RESP_ERR_UNSPEC: return "ERR_UNSPEC";
+    case VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY: return "ERR_OUT_OF_MEMORY";
+    case VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID: return "ERR_INVALID_SCANOUT_ID";
+    case VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID: return "ERR_INVALID_RESOURCE_ID";
+    case VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID: return "ERR_INVALID_CONTEXT_ID";
+    case VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER: return "ERR_INVALID_PARAMETER";
+    case VIRTIO_GPU_STATUS_TRANSPORT: return "transport failure";
+    case VIRTIO_GPU_STATUS_BAD_RESPONSE: return "malformed response";
+    case VIRTIO_GPU_STATUS_NO_SLOT: return "no free request slot";
+    case VIRTIO_GPU_STATUS_TOO_BIG: return "request too large";
+    default: return "unknown status";
+    }
+}
+
+const char *virtio_gpu_feature_name(unsigned bit)
+{
+    switch (bit) {
+    case VIRTIO_GPU_F_VIRGL: return "VIRGL";
+    case VIRTIO_GPU_F_EDID: return "EDID";
+    case VIRTIO_GPU_F_RESOURCE_UUID: return "RESOURCE_UUID";
+    case VIRTIO_GPU_F_RESOURCE_BLOB: return "RESOURCE_BLOB";
+    case VIRTIO_GPU_F_CONTEXT_INIT: return "CONTEXT_INIT";
+    default: return virtio_transport_feature_name(bit);
+    }
+}
