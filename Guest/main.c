@@ -14,6 +14,7 @@ static const struct guest_test tests[] = {
     { "blkbench", test_blkbench, "virtio-blk throughput and IOPS" },
     { "vgpu", test_vgpu, "para-vGPU: every compute opcode against the CPU, batches, contexts, refusals" },
     { "vgpubench", test_vgpubench, "para-vGPU submission latency and throughput per batch size" },
+    { "train", test_train, "para-vGPU: train an MLP on the digits disk image (scripts/make-dataset)" },
 };
 
 #define TEST_COUNT (sizeof tests / sizeof tests[0])

@@ -121,3 +121,19 @@ import Testing
         #expect(result.stdout.contains("no virtio-gpu"))
     }
 }
+
+/// The ML job: the guest reads scikit-learn's digits from a virtio-blk disk, preprocesses and
+/// trains an MLP entirely on its vGPU, and must reach the accuracy an MLP is known to reach.
+@Suite(.serialized) struct TrainingTests {
+    static let dataset = Harness.packageRoot.appendingPathComponent("Guest/build/digits.img").path
+
+    @Test func anMLPTrainsOnDigitsToAtLeast95Percent() throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--memory", "512M", "--disk", Self.dataset + ",readonly",
+                                         "--vgpu", "profile=4g", "--cmdline", "test=train"], timeout: 300)
+        #expect(result.status == 0, "\(result.stdout.suffix(600))")
+        #expect(result.stdout.contains("train: PASS"))
+        let accuracy = result.stdoutLines.first { $0.hasPrefix("train: final test accuracy") }
+            .flatMap { Double($0.split(separator: " ").last?.dropLast() ?? "") }
+        #expect((accuracy ?? 0) >= 95, "final accuracy \(String(describing: accuracy))")
+    }
+}

@@ -20,5 +20,6 @@ int test_blk(void);
 int test_blkbench(void);
 int test_vgpu(void);
 int test_vgpubench(void);
+int test_train(void);
 
 #endif
