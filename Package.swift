@@ -79,12 +79,14 @@ let package = Package(
         // The benchmark behind scripts/bench-gpu (run in release mode).
         .executableTarget(name: "gpu-bench", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
 
-        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
+        // Plays the virtio driver in device tests: lays out rings in guest memory, offers chains.
+        .target(name: "VirtioTestSupport", dependencies: ["Hypervisor"], path: "Tests/VirtioTestSupport"),
+        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VirtioTestSupport"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
         .testTarget(name: "VirtioGPUTests",
-                    dependencies: ["VirtioGPU", "Hypervisor", "GPUHost", .product(name: "Logging", package: "swift-log")],
+                    dependencies: ["VirtioGPU", "Hypervisor", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

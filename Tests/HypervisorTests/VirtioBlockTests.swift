@@ -1,3 +1,4 @@
+import VirtioTestSupport
 import Glibc
 import Testing
 @testable import Hypervisor

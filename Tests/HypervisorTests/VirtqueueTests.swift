@@ -1,3 +1,4 @@
+import VirtioTestSupport
 import Testing
 @testable import Hypervisor
 

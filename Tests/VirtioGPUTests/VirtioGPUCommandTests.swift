@@ -1,3 +1,4 @@
+import VirtioTestSupport
 import GPUHost
 @testable import Hypervisor
 import Testing

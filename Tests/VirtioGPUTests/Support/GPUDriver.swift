@@ -1,3 +1,4 @@
+import VirtioTestSupport
 import GPUHost
 import Logging
 @testable import Hypervisor
