@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "GPUHost", targets: ["GPUHost"]),
         .library(name: "GVMCS", targets: ["GVMCS"]),
         .library(name: "VirtioGPU", targets: ["VirtioGPU"]),
+        .library(name: "MLWorkloads", targets: ["MLWorkloads"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -66,12 +67,17 @@ let package = Package(
             ]
         ),
 
+        // ML jobs run natively on GPUHost (the guest's test=train as a host process), for
+        // `malvvm bench native` and scripts/bench-vgpu.
+        .target(name: "MLWorkloads", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
+
         .executableTarget(
             name: "malvvm",
             dependencies: [
                 "Hypervisor",
                 "GPUHost",
                 "VirtioGPU",
+                "MLWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

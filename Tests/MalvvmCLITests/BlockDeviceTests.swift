@@ -137,3 +137,23 @@ import Testing
         #expect((accuracy ?? 0) >= 95, "final accuracy \(String(describing: accuracy))")
     }
 }
+
+/// The native baseline runs the identical job: on the CPU backend its losses and accuracies
+/// equal the guest's to the last printed digit, epoch by epoch.
+@Suite(.serialized) struct NativeBaselineTests {
+    static func epochs(_ output: String) -> [String] {
+        output.split(separator: "\n").filter { $0.hasPrefix("train: epoch") }.map { line in
+            String(line[..<(line.range(of: " time ")?.lowerBound ?? line.endIndex)])
+        }
+    }
+
+    @Test func nativeAndInVMTrainingAgreeExactly() throws {
+        let native = try Harness.malvvm(["bench", "native", "--gpu", "cpu", "--epochs", "3",
+                                         "--dataset", TrainingTests.dataset], timeout: 300)
+        let guest = try Harness.malvvm(["run", "--kernel", Harness.guest, "--memory", "512M",
+                                        "--disk", TrainingTests.dataset + ",readonly", "--vgpu", "profile=4g", "--gpu", "cpu",
+                                        "--cmdline", "test=train epochs=3"], timeout: 300)
+        #expect(Self.epochs(native.stdout).count == 3, "\(native.stdout) \(native.stderr)")
+        #expect(Self.epochs(native.stdout) == Self.epochs(guest.stdout))
+    }
+}
