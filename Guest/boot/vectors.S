@@ -22,7 +22,9 @@ isr_stubs:
     .set    vec, 0
     .rept   256
     .org    isr_stubs + 16 * vec, 0xcc
-    .if     vec < FIRST_IRQ_VECTOR
+    .if     vec == 3
+    jmp     breakpoint_entry
+    .elseif vec < FIRST_IRQ_VECTOR
     .if     HAS_ERROR_CODE(vec)
     .else
     push    $0
@@ -49,6 +51,28 @@ irq_eoi_return:
 irq_return:
     pop     %rax
     iretq
+
+/*
+ * int3 (#BP, DPL 3, an interrupt gate: IF is off here). With SYS_WAIT_MAGIC in
+ * eax it is cpu_wait_for_interrupt (lib/system.c): if irq_counts[rdi] still
+ * equals rsi, halt until the next interrupt, which is served (counted) on this
+ * stack before hlt returns. An interrupt that came after ring 3 read the count
+ * either changed it already or is held pending by IF=0 until sti, whose
+ * one-instruction shadow makes sti;hlt wake on it: no lost wakeups. iretq
+ * restores ring 3's flags. Anything else is an exception.
+ */
+breakpoint_entry:
+    cmp     $SYS_WAIT_MAGIC, %eax
+    jne     1f
+    cmp     %rsi, irq_counts(, %rdi, 8)
+    jne     2f
+    sti
+    hlt
+    cli
+2:  iretq
+1:  push    $0
+    push    $3
+    jmp     exception_common
 
 /*
  * Stack on entry: vector, error code, then the CPU's frame. Saved in the

@@ -9,6 +9,8 @@
 #define ENTRY_MAX (1ull << 30)
 #define MAX_ENTRIES 8
 
+#define VGPU_OPTIONAL (VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
+
 const char *vgpu_open(struct vgpu *g, unsigned nth)
 {
     g->next_ctx_id = 1;
@@ -16,7 +18,17 @@ const char *vgpu_open(struct vgpu *g, unsigned nth)
     const char *why = pci_init();     /* enumerates once; later calls are no-ops */
     if (why)
         return why;
-    return virtio_gpu_open(&g->dev, nth, VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC));
+    return virtio_gpu_open(&g->dev, nth, VGPU_OPTIONAL);
+}
+
+const char *vgpu_open_msix(struct vgpu *g, unsigned nth, uint8_t vector)
+{
+    g->next_ctx_id = 1;
+    g->next_res_id = 1;
+    const char *why = pci_init();
+    if (why)
+        return why;
+    return virtio_gpu_open_msix(&g->dev, nth, VGPU_OPTIONAL, vector);
 }
 
 const char *vgpu_status_name(uint32_t status)
@@ -382,7 +394,8 @@ uint32_t vgpu_wait(struct vgpu_fence *f)
 {
     if (f->slot < 0)
         return VIRTIO_GPU_STATUS_TRANSPORT;
-    uint32_t st = virtio_gpu_wait(&f->ctx->gpu->dev, f->slot, NULL, 0, NULL);
+    /* Fences can take long: sleep between interrupts when the vGPU was opened with MSI-X. */
+    uint32_t st = virtio_gpu_wait_sleep(&f->ctx->gpu->dev, f->slot, NULL, 0, NULL);
     f->slot = -1;
     if (st != VIRTIO_GPU_STATUS_TRANSPORT && f->id > f->ctx->last_signalled)
         f->ctx->last_signalled = f->id;

@@ -1,8 +1,10 @@
 #include "malv/virtio_gpu.h"
 
 #include "malv/format.h"
+#include "malv/intr.h"
 #include "malv/memory.h"
 #include "malv/string.h"
+#include "malv/system.h"
 #include "malv/x86.h"
 
 /* virtio_gpu_config offsets (§5.7.4) */
@@ -177,13 +179,23 @@ static uint32_t check(struct virtio_gpu *g, unsigned slot)
     return VIRTIO_GPU_STATUS_BAD_RESPONSE;
 }
 
-uint32_t virtio_gpu_wait(struct virtio_gpu *g, int slot, void *resp, uint32_t room, uint32_t *resp_len)
+static uint32_t wait_slot(struct virtio_gpu *g, int slot, void *resp, uint32_t room, uint32_t *resp_len,
+                          bool sleep)
 {
     if (slot < 0 || slot >= VIRTIO_GPU_SLOTS || !g->slots[slot].busy)
         return VIRTIO_GPU_STATUS_TRANSPORT;
     struct virtio_gpu_slot *s = &g->slots[slot];
+    sleep = sleep && g->irq;
     uint64_t start = rdtsc();
     while (!s->done) {
+        /*
+         * Snapshot the counter, re-arm, then look at the used ring: a
+         * completion after the snapshot bumps the counter, and the ring-0
+         * side of cpu_wait_for_interrupt then returns without halting.
+         */
+        uint64_t seen = sleep ? irq_count(g->vector) : 0;
+        if (sleep)
+            virtq_arm(&g->ctrlq);
         if (!collect(g))
             return VIRTIO_GPU_STATUS_TRANSPORT;
         if (s->done)
@@ -193,7 +205,12 @@ uint32_t virtio_gpu_wait(struct virtio_gpu *g, int slot, void *resp, uint32_t ro
                 g->broken = "timed out waiting for a control response";
             return VIRTIO_GPU_STATUS_TRANSPORT;
         }
-        cpu_relax();
+        if (sleep) {
+            g->sleeps++;
+            cpu_wait_for_interrupt(g->vector, seen);
+        } else {
+            cpu_relax();
+        }
     }
     uint32_t status = check(g, (unsigned)slot);
     uint32_t len = s->used_len < VIRTIO_GPU_RESP_BYTES ? s->used_len : VIRTIO_GPU_RESP_BYTES;
@@ -204,6 +221,16 @@ uint32_t virtio_gpu_wait(struct virtio_gpu *g, int slot, void *resp, uint32_t ro
     s->busy = false;
     g->inflight--;
     return status;
+}
+
+uint32_t virtio_gpu_wait(struct virtio_gpu *g, int slot, void *resp, uint32_t room, uint32_t *resp_len)
+{
+    return wait_slot(g, slot, resp, room, resp_len, false);
+}
+
+uint32_t virtio_gpu_wait_sleep(struct virtio_gpu *g, int slot, void *resp, uint32_t room, uint32_t *resp_len)
+{
+    return wait_slot(g, slot, resp, room, resp_len, true);
 }
 
 uint32_t virtio_gpu_call(struct virtio_gpu *g, const void *req, uint32_t req_len, const void *data,
@@ -385,7 +412,7 @@ static const char *find_capset(struct virtio_gpu *g)
     return "no compute capset (0x4d) among the device's capsets";
 }
 
-const char *virtio_gpu_open(struct virtio_gpu *g, unsigned nth, uint64_t optional)
+static const char *open_gpu(struct virtio_gpu *g, unsigned nth, uint64_t optional, bool msix, uint8_t vector)
 {
     uint8_t *slot_mem = g->slot_mem;    /* kept across re-opens */
     memset(g, 0, sizeof *g);
@@ -406,7 +433,24 @@ const char *virtio_gpu_open(struct virtio_gpu *g, unsigned nth, uint64_t optiona
         !virtio_cfg_read32(&g->vp, CFG_NUM_CAPSETS, &g->num_capsets))
         return "device config too short for num_scanouts/num_capsets";
 
-    why = virtio_pci_setup_queue(&g->vp, &g->ctrlq, 0, VIRTQ_MAX_SIZE, VIRTIO_NO_VECTOR);
+    uint16_t queue_entry = VIRTIO_NO_VECTOR;
+    if (msix) {
+        /* As virtio_blk: entry 0 for config changes, 1 for the queue; one entry gets the queue only. */
+        why = pci_msix_init(f, &g->vp.msix);
+        if (why)
+            return why;
+        g->vp.msix_ready = true;
+        bool two = g->vp.msix.entries >= 2;
+        why = virtio_pci_msix_setup(&g->vp, two ? 0 : VIRTIO_NO_VECTOR, (uint8_t)(vector + 1));
+        if (why)
+            return why;
+        queue_entry = two ? 1 : 0;
+        if (!virtio_pci_msix_route(&g->vp, queue_entry, vector))
+            return "cannot program the control queue's MSI-X entry";
+        g->irq = true;
+        g->vector = vector;
+    }
+    why = virtio_pci_setup_queue(&g->vp, &g->ctrlq, 0, VIRTQ_MAX_SIZE, queue_entry);
     if (why)
         return why;
     g->slot_mem = slot_mem ? slot_mem : dma_alloc((uint64_t)VIRTIO_GPU_SLOTS * SLOT_BYTES, 64);
@@ -416,6 +460,16 @@ const char *virtio_gpu_open(struct virtio_gpu *g, unsigned nth, uint64_t optiona
     if (virtio_pci_needs_reset(&g->vp))
         return g->vp.broken;
     return find_capset(g);
+}
+
+const char *virtio_gpu_open(struct virtio_gpu *g, unsigned nth, uint64_t optional)
+{
+    return open_gpu(g, nth, optional, false, 0);
+}
+
+const char *virtio_gpu_open_msix(struct virtio_gpu *g, unsigned nth, uint64_t optional, uint8_t vector)
+{
+    return open_gpu(g, nth, optional, true, vector);
 }
 
 /* ---- names ---- */

@@ -33,6 +33,7 @@
 #include "malv/console.h"
 #include "malv/crc32.h"
 #include "malv/format.h"
+#include "malv/intr.h"
 #include "malv/memory.h"
 #include "malv/pci.h"
 #include "malv/string.h"
@@ -68,6 +69,7 @@ _Static_assert(sizeof(struct digits_header) == 100, "digits header layout");
 #define MAX_TEST 4096u
 #define MAX_BATCH 256u
 #define PASS_PERCENT 95.0
+#define VGPU_MSIX_VECTOR 0x60    /* control queue; config changes on 0x61 */
 
 /* Offsets in the flat parameter vector (floats). */
 #define P_W1 0u                         /* IN x HID, row-major (x . W1) */
@@ -314,7 +316,9 @@ int test_train(void)
         printf("train: FAIL\n");
         return 1;
     }
-    why = vgpu_open(&gpu, 0);
+    /* Fences are waited for by sleeping on an MSI-X interrupt unless vgpu_poll=1. */
+    bool poll = cmdline_get("vgpu_poll", arg, sizeof arg) && strcmp(arg, "0") != 0;
+    why = poll ? vgpu_open(&gpu, 0) : vgpu_open_msix(&gpu, 0, VGPU_MSIX_VECTOR);
     if (why) {
         printf("train: vgpu: %s\n", why);
         printf("train: FAIL\n");
@@ -433,6 +437,11 @@ int test_train(void)
            (unsigned long long)submissions, (unsigned long long)commands_sent, (unsigned long long)(bytes_sent >> 10),
            (unsigned long long)ms, (double)(epochs * n_train) / seconds,
            (double)(epochs * (2ull * n_train + n_test)) / seconds);
+    if (gpu.dev.irq)
+        printf("train: fences waited for on MSI-X vector 0x%x, %llu sleeps (%llu interrupts)\n", VGPU_MSIX_VECTOR,
+               (unsigned long long)gpu.dev.sleeps, (unsigned long long)irq_count(VGPU_MSIX_VECTOR));
+    else
+        printf("train: fences waited for by polling\n");
     vgpu_ctx_destroy(&ctx);
     printf("train: final test accuracy %.2f%%\n", test_acc);
     bool pass = test_acc >= PASS_PERCENT;

@@ -18,6 +18,7 @@
 
 /* int3 with this in eax is a request to halt rather than a breakpoint. */
 #define SYS_HALT_MAGIC  0x544c4148      /* "HALT" */
+#define SYS_WAIT_MAGIC  0x54494157      /* "WAIT": cpu_wait_for_interrupt (boot/vectors.S) */
 
 /* Platform addresses the VMM (and QEMU's microvm/pc) put devices at. */
 #define LAPIC_BASE      0xfee00000

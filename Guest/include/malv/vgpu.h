@@ -107,6 +107,12 @@ struct vgpu_fence {
 
 /* Finds and opens the nth vGPU (virtio-gpu with the compute capset). NULL on success. */
 const char *vgpu_open(struct vgpu *g, unsigned nth);
+/*
+ * The same, with control-queue completions on MSI-X `vector` (and vector + 1
+ * for config changes): vgpu_wait then sleeps the vCPU between interrupts
+ * instead of spinning. Every other request still polls.
+ */
+const char *vgpu_open_msix(struct vgpu *g, unsigned nth, uint8_t vector);
 static inline const struct virtio_gpu_compute_capset *vgpu_capset(const struct vgpu *g)
 {
     return &g->dev.capset;

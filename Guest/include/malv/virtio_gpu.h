@@ -132,6 +132,9 @@ struct virtio_gpu {
     uint64_t timeout_cycles;
     uint64_t requests;          /* requests sent */
     const char *broken;         /* driver-detected fault (besides vp/ctrlq's own) */
+    bool irq;                   /* control queue completions by MSI-X (virtio_gpu_open_msix) */
+    uint8_t vector;             /* ...on this vector */
+    uint64_t sleeps;            /* cpu_wait_for_interrupt calls made by virtio_gpu_wait_sleep */
 };
 
 /*
@@ -141,6 +144,13 @@ struct virtio_gpu {
  * (GET_CAPSET_INFO over every index, then GET_CAPSET). NULL on success.
  */
 const char *virtio_gpu_open(struct virtio_gpu *g, unsigned nth, uint64_t optional);
+/*
+ * The same, with the control queue interrupting on `vector` through MSI-X
+ * (the config vector, when the table has two entries, is vector + 1).
+ * virtio_gpu_wait still polls; virtio_gpu_wait_sleep halts the vCPU between
+ * interrupts instead.
+ */
+const char *virtio_gpu_open_msix(struct virtio_gpu *g, unsigned nth, uint64_t optional, uint8_t vector);
 
 /* Why the device is unusable, or NULL. */
 const char *virtio_gpu_error(struct virtio_gpu *g);
@@ -164,6 +174,12 @@ bool virtio_gpu_poll(struct virtio_gpu *g, int slot);
  * Copies up to `room` response bytes to `resp` (may be NULL). Returns a status.
  */
 uint32_t virtio_gpu_wait(struct virtio_gpu *g, int slot, void *resp, uint32_t room, uint32_t *resp_len);
+/*
+ * virtio_gpu_wait, but on a device opened with MSI-X the vCPU sleeps
+ * (cpu_wait_for_interrupt) until the queue interrupts instead of spinning, so
+ * the host threads doing the work get the core. Polls otherwise.
+ */
+uint32_t virtio_gpu_wait_sleep(struct virtio_gpu *g, int slot, void *resp, uint32_t room, uint32_t *resp_len);
 
 /* send + kick + wait. */
 uint32_t virtio_gpu_call(struct virtio_gpu *g, const void *req, uint32_t req_len, const void *data,
