@@ -14,8 +14,7 @@ public final class CPUBackend: ComputeBackend {
     public static let maxBufferBytes = Int(UInt32.max)
 
     private struct State {
-        var buffers: [BufferID: CPUBuffer] = [:]
-        var nextBuffer: UInt64 = 1
+        var buffers = BufferTable<CPUBuffer>()
         var completed: [SubmissionID: BatchCompletion] = [:]
         var nextSubmission: UInt64 = 1
     }
@@ -38,16 +37,12 @@ public final class CPUBackend: ComputeBackend {
         }
         let buffer = CPUBuffer(byteCount: byteCount, placement: placement)
         return state.withLock { state in
-            let id = BufferID(rawValue: state.nextBuffer)
-            state.nextBuffer += 1
-            state.buffers[id] = buffer
-            return id
+            return state.buffers.insert(buffer)
         }
     }
 
     public func destroyBuffer(_ buffer: BufferID) throws(GPUError) {
-        let removed = state.withLock { $0.buffers.removeValue(forKey: buffer) }
-        if removed == nil { throw .unknownBuffer(buffer) }
+        _ = try state.withLock { (state: inout State) throws(GPUError) in try state.buffers.remove(buffer) }
     }
 
     public func capacity(of buffer: BufferID) -> Int? {
@@ -78,7 +73,7 @@ public final class CPUBackend: ComputeBackend {
             // whatever else the host ran meanwhile.
             let start = Self.threadCPUNanoseconds()
             for kernel in batch.kernels {
-                try CPUKernelRunner(buffers: state.buffers).run(kernel)
+                try CPUKernelRunner(buffers: state.buffers.byID).run(kernel)
             }
             let elapsed = Self.threadCPUNanoseconds() &- start
             let id = SubmissionID(rawValue: state.nextSubmission)

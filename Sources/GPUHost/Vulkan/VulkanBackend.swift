@@ -32,8 +32,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
     }
 
     private struct State {
-        var buffers: [BufferID: VulkanBuffer] = [:]
-        var nextBuffer: UInt64 = 1
+        var buffers = BufferTable<VulkanBuffer>()
         var inFlight: [SubmissionID: InFlight] = [:]
         var nextSubmission: UInt64 = 1
         var freeSlots: [VulkanSubmissionSlot] = []
@@ -129,16 +128,12 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                     vkCmdFillBuffer(commandBuffer, buffer.handle, 0, malv_vk_whole_size(), 0)
                 }
             }
-            let id = BufferID(rawValue: state.nextBuffer)
-            state.nextBuffer += 1
-            state.buffers[id] = buffer
-            return id
+            return state.buffers.insert(buffer)
         }
     }
 
     public func destroyBuffer(_ buffer: BufferID) throws(GPUError) {
-        let removed = state.withLock { $0.buffers.removeValue(forKey: buffer) }
-        if removed == nil { throw .unknownBuffer(buffer) }
+        _ = try state.withLock { (state: inout State) throws(GPUError) in try state.buffers.remove(buffer) }
     }
 
     public func capacity(of buffer: BufferID) -> Int? {
@@ -249,7 +244,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             }
             let barrierCount: Int
             do throws(GPUError) {
-                barrierCount = try record(dispatches, into: slot, buffers: buffers, pipelines: state.pipelines)
+                barrierCount = try record(dispatches, into: slot, buffers: buffers.byID, pipelines: state.pipelines)
                 try queueSubmit(slot)
             } catch {
                 // Nothing was queued: the slot is reusable (begin() resets it).
