@@ -13,6 +13,7 @@ static const struct guest_test tests[] = {
     { "blk", test_blk, "virtio-blk: write, flush, read back, verify; polled and MSI-X" },
     { "blkbench", test_blkbench, "virtio-blk throughput and IOPS" },
     { "vgpu", test_vgpu, "para-vGPU: every compute opcode against the CPU, batches, contexts, refusals" },
+    { "vgpu-hostile", test_vgpu_hostile, "para-vGPU: malformed requests, streams and chains; a second context keeps working" },
     { "vgpubench", test_vgpubench, "para-vGPU submission latency and throughput per batch size" },
     { "train", test_train, "para-vGPU: train an MLP on the digits disk image (scripts/make-dataset)" },
 };

@@ -24,51 +24,10 @@ _Static_assert(sizeof(struct virtio_gpu_ctrl_hdr) == 24, "ctrl_hdr layout");
 _Static_assert(sizeof(struct virtio_gpu_mem_entry) == 16, "mem_entry layout");
 _Static_assert(sizeof(struct virtio_gpu_compute_capset) == 40, "capset layout");
 
-struct __attribute__((packed)) req_capset_info {
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t capset_index, padding;
-};
-struct __attribute__((packed)) resp_capset_info {
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t capset_id, capset_max_version, capset_max_size, padding;
-};
-struct __attribute__((packed)) req_capset {
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t capset_id, capset_version;
-};
-struct __attribute__((packed)) req_ctx_create {
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t nlen, context_init;
-    char debug_name[64];
-};
-struct __attribute__((packed)) req_resource {      /* unref, ctx attach/detach, detach backing */
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t resource_id, padding;
-};
-struct __attribute__((packed)) req_create_blob {
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t resource_id, blob_mem, blob_flags, nr_entries;
-    uint64_t blob_id, size;
-};
-struct __attribute__((packed)) req_attach_backing {
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t resource_id, nr_entries;
-};
-struct __attribute__((packed)) req_transfer_3d {
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t x, y, z, w, h, d;
-    uint64_t offset;
-    uint32_t resource_id, level, stride, layer_stride;
-};
-struct __attribute__((packed)) req_submit {
-    struct virtio_gpu_ctrl_hdr hdr;
-    uint32_t size, padding;
-};
-
-_Static_assert(sizeof(struct req_ctx_create) == 96, "ctx_create layout");
-_Static_assert(sizeof(struct req_create_blob) == 56, "create_blob layout");
-_Static_assert(sizeof(struct req_transfer_3d) == 72, "transfer layout");
-_Static_assert(sizeof(struct req_submit) == 32, "submit layout");
+_Static_assert(sizeof(struct virtio_gpu_req_ctx_create) == 96, "ctx_create layout");
+_Static_assert(sizeof(struct virtio_gpu_req_create_blob) == 56, "create_blob layout");
+_Static_assert(sizeof(struct virtio_gpu_req_transfer_3d) == 72, "transfer layout");
+_Static_assert(sizeof(struct virtio_gpu_req_submit) == 32, "submit layout");
 
 static uint8_t *req_area(struct virtio_gpu *g, unsigned slot)
 {
@@ -96,38 +55,66 @@ const char *virtio_gpu_error(struct virtio_gpu *g)
 
 /* ---- requests ---- */
 
-int virtio_gpu_send(struct virtio_gpu *g, const void *req, uint32_t req_len, const void *data,
-                    uint32_t data_len, uint32_t expect, uint32_t min_len)
+/* A free slot, or -(status). */
+static int free_slot(struct virtio_gpu *g)
 {
     if (virtio_gpu_error(g))
         return -(int)VIRTIO_GPU_STATUS_TRANSPORT;
-    if (req_len < HDR_BYTES || req_len > VIRTIO_GPU_REQ_BYTES || min_len > VIRTIO_GPU_RESP_BYTES ||
-        (data_len && !data))
-        return -(int)VIRTIO_GPU_STATUS_TOO_BIG;
     unsigned slot = 0;
     while (slot < VIRTIO_GPU_SLOTS && g->slots[slot].busy)
         slot++;
-    if (slot == VIRTIO_GPU_SLOTS)
-        return -(int)VIRTIO_GPU_STATUS_NO_SLOT;
+    return slot == VIRTIO_GPU_SLOTS ? -(int)VIRTIO_GPU_STATUS_NO_SLOT : (int)slot;
+}
 
-    uint8_t *rq = req_area(g, slot), *rs = resp_area(g, slot);
+/* Adds the chain under `slot`'s token and marks the slot in flight. */
+static int queue_slot(struct virtio_gpu *g, unsigned slot, const struct virtq_buf *bufs, unsigned n,
+                      const struct virtio_gpu_ctrl_hdr *req, uint32_t expect, uint32_t min_len)
+{
+    memset(resp_area(g, slot), 0, HDR_BYTES);
+    if (virtq_add(&g->ctrlq, bufs, n, slot, true) < 0)
+        return g->ctrlq.broken ? -(int)VIRTIO_GPU_STATUS_TRANSPORT : -(int)VIRTIO_GPU_STATUS_NO_SLOT;
+    struct virtio_gpu_slot *s = &g->slots[slot];
+    *s = (struct virtio_gpu_slot){ .busy = true, .expect = expect, .min_len = min_len };
+    if (req)
+        memcpy(&s->req, req, HDR_BYTES);
+    g->inflight++;
+    g->requests++;
+    return (int)slot;
+}
+
+int virtio_gpu_send(struct virtio_gpu *g, const void *req, uint32_t req_len, const void *data,
+                    uint32_t data_len, uint32_t expect, uint32_t min_len)
+{
+    if (req_len < HDR_BYTES || req_len > VIRTIO_GPU_REQ_BYTES || min_len > VIRTIO_GPU_RESP_BYTES ||
+        (data_len && !data))
+        return -(int)VIRTIO_GPU_STATUS_TOO_BIG;
+    int slot = free_slot(g);
+    if (slot < 0)
+        return slot;
+    uint8_t *rq = req_area(g, (unsigned)slot);
     memcpy(rq, req, req_len);
-    memset(rs, 0, HDR_BYTES);
     struct virtq_buf bufs[3];
     unsigned n = 0;
     bufs[n++] = (struct virtq_buf){ virt_to_phys(rq), req_len, false };
     if (data_len)
         bufs[n++] = (struct virtq_buf){ virt_to_phys(data), data_len, false };
-    bufs[n++] = (struct virtq_buf){ virt_to_phys(rs), VIRTIO_GPU_RESP_BYTES, true };
-    if (virtq_add(&g->ctrlq, bufs, n, slot, true) < 0)
-        return g->ctrlq.broken ? -(int)VIRTIO_GPU_STATUS_TRANSPORT : -(int)VIRTIO_GPU_STATUS_NO_SLOT;
+    bufs[n++] = (struct virtq_buf){ virt_to_phys(resp_area(g, (unsigned)slot)), VIRTIO_GPU_RESP_BYTES, true };
+    return queue_slot(g, (unsigned)slot, bufs, n, req, expect, min_len);
+}
 
-    struct virtio_gpu_slot *s = &g->slots[slot];
-    *s = (struct virtio_gpu_slot){ .busy = true, .expect = expect, .min_len = min_len };
-    memcpy(&s->req, req, HDR_BYTES);
-    g->inflight++;
-    g->requests++;
-    return (int)slot;
+int virtio_gpu_send_chain(struct virtio_gpu *g, const struct virtq_buf *bufs, unsigned n, uint32_t resp_room,
+                          const struct virtio_gpu_ctrl_hdr *req, uint32_t expect, uint32_t min_len)
+{
+    if (n + 1 > VIRTQ_MAX_SEGS || resp_room > VIRTIO_GPU_RESP_BYTES || min_len > VIRTIO_GPU_RESP_BYTES)
+        return -(int)VIRTIO_GPU_STATUS_TOO_BIG;
+    int slot = free_slot(g);
+    if (slot < 0)
+        return slot;
+    struct virtq_buf all[VIRTQ_MAX_SEGS];
+    memcpy(all, bufs, n * sizeof *bufs);
+    if (resp_room)
+        all[n++] = (struct virtq_buf){ virt_to_phys(resp_area(g, (unsigned)slot)), resp_room, true };
+    return queue_slot(g, (unsigned)slot, all, n, req, expect, min_len);
 }
 
 void virtio_gpu_kick(struct virtio_gpu *g)
@@ -253,8 +240,8 @@ static uint32_t simple(struct virtio_gpu *g, const void *req, uint32_t len, cons
 uint32_t virtio_gpu_get_capset_info(struct virtio_gpu *g, uint32_t index, uint32_t *id,
                                     uint32_t *max_version, uint32_t *max_size)
 {
-    struct req_capset_info rq = { .hdr = hdr(VIRTIO_GPU_CMD_GET_CAPSET_INFO, 0), .capset_index = index };
-    struct resp_capset_info rs;
+    struct virtio_gpu_req_capset_info rq = { .hdr = hdr(VIRTIO_GPU_CMD_GET_CAPSET_INFO, 0), .capset_index = index };
+    struct virtio_gpu_resp_capset_info rs;
     uint32_t st = virtio_gpu_call(g, &rq, sizeof rq, NULL, 0, VIRTIO_GPU_RESP_OK_CAPSET_INFO, sizeof rs,
                                   &rs, sizeof rs);
     if (st == VIRTIO_GPU_STATUS_OK) {
@@ -269,7 +256,7 @@ uint32_t virtio_gpu_get_capset(struct virtio_gpu *g, uint32_t id, uint32_t versi
 {
     if (size > VIRTIO_GPU_RESP_BYTES - HDR_BYTES)
         return VIRTIO_GPU_STATUS_TOO_BIG;
-    struct req_capset rq = { .hdr = hdr(VIRTIO_GPU_CMD_GET_CAPSET, 0), .capset_id = id, .capset_version = version };
+    struct virtio_gpu_req_capset rq = { .hdr = hdr(VIRTIO_GPU_CMD_GET_CAPSET, 0), .capset_id = id, .capset_version = version };
     uint8_t rs[VIRTIO_GPU_RESP_BYTES];
     uint32_t st = virtio_gpu_call(g, &rq, sizeof rq, NULL, 0, VIRTIO_GPU_RESP_OK_CAPSET, HDR_BYTES + size,
                                   rs, sizeof rs);
@@ -280,7 +267,7 @@ uint32_t virtio_gpu_get_capset(struct virtio_gpu *g, uint32_t id, uint32_t versi
 
 uint32_t virtio_gpu_ctx_create(struct virtio_gpu *g, uint32_t ctx_id, const char *name)
 {
-    struct req_ctx_create rq = {
+    struct virtio_gpu_req_ctx_create rq = {
         .hdr = hdr(VIRTIO_GPU_CMD_CTX_CREATE, ctx_id),
         .context_init = VIRTIO_GPU_CAPSET_MALVVM_COMPUTE,
     };
@@ -302,7 +289,7 @@ uint32_t virtio_gpu_create_blob(struct virtio_gpu *g, uint32_t ctx_id, uint32_t 
 {
     if ((uint64_t)n * sizeof *entries > UINT32_MAX)
         return VIRTIO_GPU_STATUS_TOO_BIG;
-    struct req_create_blob rq = {
+    struct virtio_gpu_req_create_blob rq = {
         .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, ctx_id),
         .resource_id = res_id,
         .blob_mem = blob_mem,
@@ -318,7 +305,7 @@ uint32_t virtio_gpu_attach_backing(struct virtio_gpu *g, uint32_t res_id, const 
 {
     if (n == 0 || (uint64_t)n * sizeof *entries > UINT32_MAX)
         return VIRTIO_GPU_STATUS_TOO_BIG;
-    struct req_attach_backing rq = {
+    struct virtio_gpu_req_attach_backing rq = {
         .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING, 0), .resource_id = res_id, .nr_entries = n,
     };
     return simple(g, &rq, sizeof rq, entries, n * (uint32_t)sizeof *entries);
@@ -326,13 +313,13 @@ uint32_t virtio_gpu_attach_backing(struct virtio_gpu *g, uint32_t res_id, const 
 
 uint32_t virtio_gpu_detach_backing(struct virtio_gpu *g, uint32_t res_id)
 {
-    struct req_resource rq = { .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING, 0), .resource_id = res_id };
+    struct virtio_gpu_req_resource rq = { .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING, 0), .resource_id = res_id };
     return simple(g, &rq, sizeof rq, NULL, 0);
 }
 
 uint32_t virtio_gpu_ctx_attach(struct virtio_gpu *g, uint32_t ctx_id, uint32_t res_id, bool detach)
 {
-    struct req_resource rq = {
+    struct virtio_gpu_req_resource rq = {
         .hdr = hdr(detach ? VIRTIO_GPU_CMD_CTX_DETACH_RESOURCE : VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE, ctx_id),
         .resource_id = res_id,
     };
@@ -341,14 +328,14 @@ uint32_t virtio_gpu_ctx_attach(struct virtio_gpu *g, uint32_t ctx_id, uint32_t r
 
 uint32_t virtio_gpu_resource_unref(struct virtio_gpu *g, uint32_t res_id)
 {
-    struct req_resource rq = { .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_UNREF, 0), .resource_id = res_id };
+    struct virtio_gpu_req_resource rq = { .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_UNREF, 0), .resource_id = res_id };
     return simple(g, &rq, sizeof rq, NULL, 0);
 }
 
 uint32_t virtio_gpu_transfer(struct virtio_gpu *g, uint32_t ctx_id, uint32_t res_id, bool to_host, uint32_t x,
                              uint32_t w, uint64_t offset)
 {
-    struct req_transfer_3d rq = {
+    struct virtio_gpu_req_transfer_3d rq = {
         .hdr = hdr(to_host ? VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D : VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D, ctx_id),
         .x = x, .w = w, .h = 1, .d = 1,
         .offset = offset,
@@ -360,7 +347,7 @@ uint32_t virtio_gpu_transfer(struct virtio_gpu *g, uint32_t ctx_id, uint32_t res
 int virtio_gpu_submit_3d(struct virtio_gpu *g, uint32_t ctx_id, int ring, uint64_t fence_id, const void *stream,
                          uint32_t size)
 {
-    struct req_submit rq = { .hdr = hdr(VIRTIO_GPU_CMD_SUBMIT_3D, ctx_id), .size = size };
+    struct virtio_gpu_req_submit rq = { .hdr = hdr(VIRTIO_GPU_CMD_SUBMIT_3D, ctx_id), .size = size };
     rq.hdr.flags = VIRTIO_GPU_FLAG_FENCE;
     rq.hdr.fence_id = fence_id;
     if (ring >= 0) {

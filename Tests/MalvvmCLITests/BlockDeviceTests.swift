@@ -115,6 +115,23 @@ import Testing
         #expect(result.stdout.contains("vgpu: refuse                   A's resource from B                ... ok (ERR_INVALID_RESOURCE_ID)"))
     }
 
+    /// A guest attacking its own vGPU: every malformed request is answered with the error the
+    /// protocol defines, a second context keeps computing exactly after each group, and a
+    /// descriptor outside guest RAM stops the device (NEEDS_RESET) instead of being followed.
+    @Test(arguments: ["auto", "cpu"])
+    func aHostileGuestGetsErrorsAndItsOtherContextKeepsComputing(gpu: String) throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "profile=4g", "--gpu", gpu,
+                                         "--cmdline", "test=vgpu-hostile"])
+        #expect(result.status == 0, "\(result.stdout.split(separator: "\n").filter { $0.contains("FAIL") })")
+        #expect(result.stdout.contains(" 0 failed"))
+        let cases = result.stdoutLines.filter { $0.hasPrefix("vgpu-hostile: ") && $0.contains(" ... ") }
+        #expect(cases.count >= 90, "\(cases.count) cases ran")
+        #expect(cases.filter { $0.contains("victim computes after") && $0.hasSuffix("0 of 1024 wrong)") }.count == 9)
+        #expect(result.stdout.contains("descriptor at 1 TiB: device needs reset"))
+        // The broken queue is reported once on stderr, as one line, and nothing else is.
+        #expect(result.stderrLines.count == 1 && result.stderr.contains("device needs reset"), "\(result.stderr)")
+    }
+
     @Test func withoutAVGPUTheGuestSaysSo() throws {
         let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--cmdline", "test=vgpu"])
         #expect(result.status == 1)

@@ -19,6 +19,7 @@ int test_pci(void);
 int test_blk(void);
 int test_blkbench(void);
 int test_vgpu(void);
+int test_vgpu_hostile(void);
 int test_vgpubench(void);
 int test_train(void);
 

@@ -95,6 +95,48 @@ struct __attribute__((packed)) virtio_gpu_mem_entry {
     uint32_t padding;
 };
 
+/* Request and response layouts (Linux include/uapi/linux/virtio_gpu.h). */
+struct __attribute__((packed)) virtio_gpu_req_capset_info {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t capset_index, padding;
+};
+struct __attribute__((packed)) virtio_gpu_resp_capset_info {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t capset_id, capset_max_version, capset_max_size, padding;
+};
+struct __attribute__((packed)) virtio_gpu_req_capset {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t capset_id, capset_version;
+};
+struct __attribute__((packed)) virtio_gpu_req_ctx_create {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t nlen, context_init;
+    char debug_name[64];
+};
+struct __attribute__((packed)) virtio_gpu_req_resource {      /* unref, ctx attach/detach, detach backing */
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t resource_id, padding;
+};
+struct __attribute__((packed)) virtio_gpu_req_create_blob {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t resource_id, blob_mem, blob_flags, nr_entries;
+    uint64_t blob_id, size;
+};
+struct __attribute__((packed)) virtio_gpu_req_attach_backing {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t resource_id, nr_entries;
+};
+struct __attribute__((packed)) virtio_gpu_req_transfer_3d {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t x, y, z, w, h, d;
+    uint64_t offset;
+    uint32_t resource_id, level, stride, layer_stride;
+};
+struct __attribute__((packed)) virtio_gpu_req_submit {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t size, padding;
+};
+
 /* Capset 0x4d, version 1 (40 bytes). */
 struct __attribute__((packed)) virtio_gpu_compute_capset {
     uint32_t capset_version;
@@ -164,6 +206,15 @@ const char *virtio_gpu_error(struct virtio_gpu *g);
  */
 int virtio_gpu_send(struct virtio_gpu *g, const void *req, uint32_t req_len, const void *data,
                     uint32_t data_len, uint32_t expect, uint32_t min_len);
+/*
+ * Queues a request whose descriptors the caller lays out, for tests of
+ * truncated and oddly split chains: `bufs` as given (n + 1 <= VIRTQ_MAX_SEGS),
+ * then `resp_room` bytes of the slot's response area as the writable part
+ * (0: no writable descriptor at all). `req` (may be NULL) is the header the
+ * fence echo is checked against. Returns the slot or -(status).
+ */
+int virtio_gpu_send_chain(struct virtio_gpu *g, const struct virtq_buf *bufs, unsigned n, uint32_t resp_room,
+                          const struct virtio_gpu_ctrl_hdr *req, uint32_t expect, uint32_t min_len);
 void virtio_gpu_kick(struct virtio_gpu *g);
 
 /* Whether the slot's response has arrived (collects completions, never waits). */
