@@ -65,6 +65,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         var memoryInUse = 0
         /// virtio_gpu_config.events_read (no event is ever raised: no display).
         var eventsRead: UInt32 = 0
+        var statistics = VGPUStatistics()
     }
 
     private let stateLock = Lock()
@@ -131,6 +132,16 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
 
     /// The scheduler outlives the device: give its clients and their GPU memory back.
     deinit { reset() }
+
+    /// Counters since the device was created (they survive device resets).
+    public var statistics: VGPUStatistics {
+        stateLock.withLock {
+            var statistics = state.statistics
+            statistics.contexts = state.contexts.count
+            statistics.memoryInUseBytes = state.memoryInUse
+            return statistics
+        }
+    }
 
     // MARK: Configuration (struct virtio_gpu_config)
 
@@ -701,6 +712,16 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     }
 
     private func submit(_ request: Request, _ bytes: [UInt8]) throws(VirtioGPUProtocol.Response) -> Disposition {
+        let start = monotonicNanoseconds()
+        do throws(VirtioGPUProtocol.Response) {
+            return try accept(request, bytes, receivedAt: start)
+        } catch {
+            stateLock.withLock { state.statistics.refusedSubmissions += 1 }
+            throw error
+        }
+    }
+
+    private func accept(_ request: Request, _ bytes: [UInt8], receivedAt start: UInt64) throws(VirtioGPUProtocol.Response) -> Disposition {
         guard bytes.count >= VirtioGPUProtocol.submit3DSize else { throw .errorUnspecified }
         var r = WireReader(bytes, at: VirtioGPUProtocol.headerSize)
         let size = try r.field32()
@@ -780,13 +801,20 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             let queued = state.contexts.values.reduce(0) { $0 + $1.queuedKernels }
             guard queued + kernels <= maxQueuedKernels else { throw .errorOutOfMemory }
             context.queuedKernels += kernels
+            state.statistics.decodeNanoseconds += monotonicNanoseconds() - start
         }
         let generation = request.generation
         let enqueued = context.worker.enqueue { [self] in
-            let outcome = isCurrent(generation) ? run(batch, plan, for: context) : nil
+            var cost = VGPUStatistics()
+            let outcome = isCurrent(generation) ? run(batch, plan, for: context, cost: &cost) : nil
             // Released before the response, so a guest that waits for it can submit again.
             stateLock.withLock { context.queuedKernels -= kernels }
             if let outcome { publish(request, encode(request.header.response(outcome))) }
+            cost.submissions = 1
+            cost.commands = UInt64(kernels)
+            cost.streamBytes = UInt64(size)
+            cost.endToEndNanoseconds = monotonicNanoseconds() - start
+            stateLock.withLock { state.statistics.add(cost) }
         }
         guard enqueued else {
             stateLock.withLock { context.queuedKernels -= kernels }
@@ -796,27 +824,45 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     }
 
     /// On the context's thread: guest pages in, the batch through the scheduler, results out.
-    private func run(_ batch: CommandBatch, _ plan: [GuestSync], for context: Context) -> VirtioGPUProtocol.Response {
+    private func run(_ batch: CommandBatch, _ plan: [GuestSync], for context: Context,
+                     cost: inout VGPUStatistics) -> VirtioGPUProtocol.Response {
+        var clock = monotonicNanoseconds()
+        func lap() -> UInt64 {
+            let now = monotonicNanoseconds()
+            defer { clock = now }
+            return now - clock
+        }
         for sync in plan {
-            for range in merged(sync.uploads) where !move(sync.backing, backingOffset: range.lowerBound,
-                                                         hostOffset: range.lowerBound, count: UInt64(range.count),
-                                                         buffer: sync.buffer, client: context.client, toHost: true) {
-                return .errorUnspecified
+            for range in merged(sync.uploads) {
+                guard move(sync.backing, backingOffset: range.lowerBound, hostOffset: range.lowerBound,
+                           count: UInt64(range.count), buffer: sync.buffer, client: context.client, toHost: true) else {
+                    return .errorUnspecified
+                }
+                cost.uploadBytes += UInt64(range.count)
             }
         }
+        cost.uploadNanoseconds = lap()
         let outcome: Result<ScheduledCompletion, SchedulerError>
         do { outcome = try scheduler.submit(batch, for: context.client).wait() } catch { outcome = .failure(error) }
-        if case let .failure(error) = outcome {
+        switch outcome {
+        case let .failure(error):
             logger.warning("vGPU submission failed: \(error)", metadata: ["device": "\(name)", "context": "\(context.name)"])
             return .errorUnspecified
+        case let .success(completion):
+            cost.gpuNanoseconds = completion.chargedNanoseconds
+            cost.queueingNanoseconds = completion.queueingNanoseconds
         }
+        _ = lap()
         for sync in plan {
-            for range in merged(sync.downloads) where !move(sync.backing, backingOffset: range.lowerBound,
-                                                           hostOffset: range.lowerBound, count: UInt64(range.count),
-                                                           buffer: sync.buffer, client: context.client, toHost: false) {
-                return .errorUnspecified
+            for range in merged(sync.downloads) {
+                guard move(sync.backing, backingOffset: range.lowerBound, hostOffset: range.lowerBound,
+                           count: UInt64(range.count), buffer: sync.buffer, client: context.client, toHost: false) else {
+                    return .errorUnspecified
+                }
+                cost.downloadBytes += UInt64(range.count)
             }
         }
+        cost.downloadNanoseconds = lap()
         return .okNoData
     }
 

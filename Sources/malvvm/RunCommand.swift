@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Glibc
 import GPUHost
 import Hypervisor
@@ -67,13 +68,14 @@ extension Malvvm {
             }
             // The embedded scheduler owns the physical GPU for this VM's vGPUs.
             var scheduler: GPUScheduler?
+            var vgpus: [VirtioGPU] = []
             defer { scheduler?.shutdown() }
             if !vgpu.isEmpty {
                 do {
                     let shared = try GPUScheduler(backend: try BackendFactory.make(gpu.selector))
                     scheduler = shared
                     for (index, spec) in vgpu.enumerated() {
-                        try machine.attachVGPU(profile: spec, scheduler: shared, name: "vgpu\(index)")
+                        vgpus.append(try machine.attachVGPU(profile: spec, scheduler: shared, name: "vgpu\(index)"))
                     }
                 } catch {
                     throw RuntimeFailure(message: "vGPU: \(error)")
@@ -81,7 +83,7 @@ extension Malvvm {
             }
             let exit: MachineExit
             do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
-            if let metrics { try writeMetrics(machine, to: metrics) }
+            if let metrics { try writeMetrics(machine, scheduler: scheduler, vgpus: vgpus, to: metrics) }
 
             switch exit {
             case let .guestExit(code):
@@ -100,22 +102,43 @@ extension Malvvm {
     }
 }
 
-/// The counters as one JSON object: {"kvm": {name: value…}, "vmm": {…}}.
-func writeMetrics(_ machine: Machine, to path: String) throws {
-    func object(_ values: [String: UInt64]) -> String {
-        "{" + values.keys.sorted().map { "\"\($0)\": \(values[$0]!)" }.joined(separator: ", ") + "}"
+/// The run's counters as one JSON object: KVM's and malvvm's exit counters, the GPU
+/// scheduler's utilisation, and each vGPU's submission costs (keys in snake_case).
+func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [VirtioGPU], to path: String) throws {
+    struct SchedulerSummary: Encodable {
+        let policy: String
+        let windowNanoseconds: UInt64
+        let busyNanoseconds: UInt64
+        let utilisation: Double
+    }
+    struct VGPUSummary: Encodable {
+        let name: String
+        let statistics: VGPUStatistics
+    }
+    struct Report: Encodable {
+        let kvm: [String: UInt64]
+        let vmm: [String: UInt64]
+        let scheduler: SchedulerSummary?
+        let vgpus: [VGPUSummary]
     }
     let exits = machine.statistics
     let vmm: [String: UInt64] = ["port_io_exits": exits.portIO, "mmio_exits": exits.mmio, "interrupted": exits.interrupted,
                                  "other_exits": exits.other, "unmapped_port_accesses": machine.portBus.unmappedAccesses,
                                  "unmapped_mmio_accesses": machine.mmioBus.unmappedAccesses]
-    let text = "{\"kvm\": \(object(machine.kvmStatistics())), \"vmm\": \(object(vmm))}\n"
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw RuntimeFailure(message: "cannot write metrics to '\(path)': \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    let bytes = Array(text.utf8)
-    guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-        throw RuntimeFailure(message: "cannot write metrics to '\(path)': \(String(cString: strerror(errno)))")
+    let summary = scheduler.map { scheduler -> SchedulerSummary in
+        let metrics = scheduler.metrics()
+        return SchedulerSummary(policy: metrics.policy.name, windowNanoseconds: metrics.windowNanoseconds,
+                                busyNanoseconds: metrics.busyNanoseconds, utilisation: metrics.utilisation)
+    }
+    let report = Report(kvm: machine.kvmStatistics(), vmm: vmm, scheduler: summary,
+                        vgpus: vgpus.map { VGPUSummary(name: $0.name, statistics: $0.statistics) })
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+    do {
+        try (encoder.encode(report) + Data("\n".utf8)).write(to: URL(fileURLWithPath: path))
+    } catch {
+        throw RuntimeFailure(message: "cannot write metrics to '\(path)': \(error.localizedDescription)")
     }
 }
 

@@ -7,7 +7,7 @@ import Darwin
 /// Nanoseconds on CLOCK_MONOTONIC: the one clock the scheduler's wall-time figures use, so
 /// utilisation and queueing latency are comparable with each other.
 @inline(__always)
-func monotonicNanoseconds() -> UInt64 {
+public func monotonicNanoseconds() -> UInt64 {
     var spec = timespec()
     clock_gettime(CLOCK_MONOTONIC, &spec)
     return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)

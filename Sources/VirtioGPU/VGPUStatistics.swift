@@ -1,0 +1,55 @@
+/// What one para-vGPU has done since it was created: the host-side cost of each submission
+/// split into its parts, so a slow job can be traced to the guest, the device or the GPU.
+/// Times are nanoseconds on CLOCK_MONOTONIC, summed over submissions.
+public struct VGPUStatistics: Hashable, Sendable, Codable {
+    /// SUBMIT_3Ds accepted and run to completion (successfully or not).
+    public var submissions: UInt64 = 0
+    /// SUBMIT_3Ds refused before anything ran (bad stream, foreign resource, over a limit).
+    public var refusedSubmissions: UInt64 = 0
+    public var commands: UInt64 = 0
+    public var streamBytes: UInt64 = 0
+    /// Decoding, resolving and validating streams, on the device thread.
+    public var decodeNanoseconds: UInt64 = 0
+    /// Copying the GUEST-blob ranges kernels read from guest pages to their GPU shadows.
+    public var uploadNanoseconds: UInt64 = 0
+    public var uploadBytes: UInt64 = 0
+    /// Copying the ranges kernels wrote back into guest pages.
+    public var downloadNanoseconds: UInt64 = 0
+    public var downloadBytes: UInt64 = 0
+    /// Waiting in the scheduler's queue for a turn on the GPU.
+    public var queueingNanoseconds: UInt64 = 0
+    /// GPU time charged by the scheduler.
+    public var gpuNanoseconds: UInt64 = 0
+    /// From the doorbell's chain being taken off the queue to the response being published.
+    public var endToEndNanoseconds: UInt64 = 0
+    /// Contexts alive now and GPU memory they hold.
+    public var contexts: Int = 0
+    public var memoryInUseBytes: Int = 0
+
+    public init() {}
+
+    /// Host time per submission outside the GPU itself (decode, copies, queueing and
+    /// thread hand-offs): what the para-virtual path adds to each batch.
+    public var overheadNanosecondsPerSubmission: Double? {
+        guard submissions > 0 else { return nil }
+        let gpu = min(gpuNanoseconds, endToEndNanoseconds)
+        return Double(endToEndNanoseconds - gpu) / Double(submissions)
+    }
+}
+
+extension VGPUStatistics {
+    mutating func add(_ other: VGPUStatistics) {
+        submissions += other.submissions
+        refusedSubmissions += other.refusedSubmissions
+        commands += other.commands
+        streamBytes += other.streamBytes
+        decodeNanoseconds += other.decodeNanoseconds
+        uploadNanoseconds += other.uploadNanoseconds
+        uploadBytes += other.uploadBytes
+        downloadNanoseconds += other.downloadNanoseconds
+        downloadBytes += other.downloadBytes
+        queueingNanoseconds += other.queueingNanoseconds
+        gpuNanoseconds += other.gpuNanoseconds
+        endToEndNanoseconds += other.endToEndNanoseconds
+    }
+}
