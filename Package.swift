@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Thin typed wrappers for the KVM ioctls and the kvm_run unions Swift cannot reach.
@@ -71,9 +74,25 @@ let package = Package(
         // `malvvm bench native` and scripts/bench-vgpu.
         .target(name: "MLWorkloads", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
 
+        // The REST control API every `malvvm run` serves on a Unix socket (docs/api/malvvm.yaml),
+        // the VM controller behind it, and the client the CLI's ps/vgpu commands use.
+        .target(
+            name: "ControlAPI",
+            dependencies: [
+                "Hypervisor",
+                "GPUHost",
+                "VirtioGPU",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .executableTarget(
             name: "malvvm",
             dependencies: [
+                "ControlAPI",
                 "Hypervisor",
                 "GPUHost",
                 "VirtioGPU",
@@ -89,6 +108,7 @@ let package = Package(
         .target(name: "VirtioTestSupport", dependencies: ["Hypervisor"], path: "Tests/VirtioTestSupport"),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VirtioTestSupport"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
         .testTarget(name: "VirtioGPUTests",

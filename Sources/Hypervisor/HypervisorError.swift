@@ -9,6 +9,8 @@ public enum HypervisorError: Error, CustomStringConvertible, Sendable {
     case boot(BootError)
     case bus(BusError)
     case configuration(String)
+    /// The request does not fit the VM's state (pause a paused VM, resume a running one).
+    case state(String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum HypervisorError: Error, CustomStringConvertible, Sendable {
         case let .boot(error): return error.description
         case let .bus(error): return error.description
         case let .configuration(message): return message
+        case let .state(message): return message
         }
     }
 }

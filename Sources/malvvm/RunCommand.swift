@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlAPI
 import Foundation
 import Glibc
 import GPUHost
@@ -46,6 +47,14 @@ extension Malvvm {
                                                 valueName: "path"))
         var metrics: String?
 
+        @Option(name: .long, help: ArgumentHelp("The VM's name, for 'malvvm ps' and the API commands (default: vm-PID).",
+                                                valueName: "name"))
+        var name: String?
+
+        @Option(name: .long, help: ArgumentHelp("Serve the control API (docs/api/malvvm.yaml) on this Unix socket, or 'none' (default: NAME.sock under $XDG_RUNTIME_DIR/malvvm, /run/malvvm for root, else /tmp/malvvm-UID).",
+                                                valueName: "path"))
+        var apiSocket: String?
+
         @OptionGroup var global: GlobalOptions
 
         var machineConfiguration: MachineConfiguration {
@@ -56,7 +65,12 @@ extension Malvvm {
 
         func validate() throws {
             do { try machineConfiguration.validate() } catch { throw ValidationError(error.description) }
+            if let name, !SocketPath.isValidName(name) {
+                throw ValidationError("bad --name '\(name)': use up to 64 letters, digits, '-', '_' or '.'")
+            }
         }
+
+        var vmName: String { name ?? "vm-\(getpid())" }
 
         func run() throws {
             global.bootstrapLogging()
@@ -81,6 +95,16 @@ extension Malvvm {
                     throw RuntimeFailure(message: "vGPU: \(error)")
                 }
             }
+            let controller = MachineController(name: vmName, apiSocket: apiSocket ?? SocketPath.forVM(named: vmName),
+                                               machine: machine)
+            vgpus.forEach(controller.adopt)
+            var server: APIServer?
+            if apiSocket != "none" {
+                do { server = try APIServer(socketPath: controller.apiSocket, control: controller) } catch {
+                    throw RuntimeFailure(message: error.description)
+                }
+            }
+            defer { server?.stop() }
             let exit: MachineExit
             do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
             if let metrics { try writeMetrics(machine, scheduler: scheduler, vgpus: vgpus, to: metrics) }
@@ -89,6 +113,9 @@ extension Malvvm {
             case let .guestExit(code):
                 throw ExitCode(Int32(truncatingIfNeeded: code & 0xff))
             case .guestShutdown:
+                return
+            case .shutdownRequested:
+                Terminal.note("VM shut down through the control API")
                 return
             case let .stopped(signal):
                 Terminal.note("VM stopped by signal \(signal)")

@@ -29,6 +29,7 @@ public final class Machine: @unchecked Sendable {
     private let requestedExit = Mutex<MachineExit?>(nil)
     private let vcpuThread = Mutex<NativeThread?>(nil)
     private let exitCounts = Mutex(ExitStatistics())
+    private let pauseGate = PauseGate()
 
     public var statistics: ExitStatistics { exitCounts.withLock { $0 } }
 
@@ -146,9 +147,34 @@ public final class Machine: @unchecked Sendable {
             return true
         }
         guard first else { return }
+        // A parked vCPU must wake to see the stop.
+        _ = pauseGate.release()
         vcpu.setImmediateExit(true)
         // Under the lock: run() clears the thread only after joining it, so it is never signalled once gone.
         vcpuThread.withLock { $0?.signal(VCPUKick.signal) }
+    }
+
+    /// Whether the vCPU is paused (or asked to pause).
+    public var isPaused: Bool { pauseGate.isPaused }
+
+    /// Stops the vCPU at its next exit and returns once it is parked; devices keep running.
+    /// Safe from any thread while `run()` runs.
+    public func pause(timeout: Duration = .seconds(2)) throws(HypervisorError) {
+        guard vcpuThread.withLock({ $0 != nil }), requestedExit.withLock({ $0 }) == nil else {
+            throw .state("the VM is not running")
+        }
+        guard pauseGate.request() else { throw .state("the VM is already paused") }
+        vcpu.setImmediateExit(true)
+        vcpuThread.withLock { $0?.signal(VCPUKick.signal) }
+        guard pauseGate.waitUntilParked(timeout: timeout) else {
+            _ = pauseGate.release()
+            throw .state("the vCPU did not stop within \(timeout)")
+        }
+    }
+
+    /// Lets a paused vCPU run again.
+    public func resume() throws(HypervisorError) {
+        guard pauseGate.release() else { throw .state("the VM is not paused") }
     }
 
     /// Runs the guest on its own vCPU thread until it ends. With `stopOnSignals`, SIGINT and
@@ -193,6 +219,8 @@ public final class Machine: @unchecked Sendable {
         var counts = ExitStatistics()
         defer { exitCounts.withLock { $0 = counts } }
         while requestedExit.withLock({ $0 }) == nil {
+            pauseGate.parkIfRequested()
+            guard requestedExit.withLock({ $0 }) == nil else { break }
             switch try vcpu.run() {
             case let .portOut(port, size, data):
                 counts.portIO += 1

@@ -6,6 +6,8 @@ public enum MachineExit: Sendable, Equatable {
     case guestShutdown
     /// The host asked the VM to stop (SIGINT, SIGTERM).
     case stopped(signal: Int32)
+    /// The control API asked the VM to shut down.
+    case shutdownRequested
     /// The guest cannot go on: triple fault, emulation failure, failed entry. `details` holds the registers.
     case fault(reason: String, details: String)
 }

@@ -68,6 +68,14 @@ public final class PCIRootComplex: Sendable {
         }
     }
 
+    /// The bus:device.function the guest sees the named device at ("00:03.0"), or nil.
+    public func location(of name: String) -> String? {
+        let slot = state.withLock { s in s.slots.first { $0.value.name == name }?.key }
+        guard let slot else { return nil }
+        let hex = String(slot, radix: 16)
+        return "00:\(hex.count < 2 ? "0" + hex : hex).0"
+    }
+
     static func barName(_ device: String, _ index: Int) -> String { "\(device)-bar\(index)" }
 
     // MARK: Configuration cycles

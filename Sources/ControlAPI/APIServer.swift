@@ -1,0 +1,150 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Serves the VM control API (HTTP/1.1, JSON; docs/api/malvvm.yaml) on a Unix socket, in the
+/// manner of Firecracker's and Cloud Hypervisor's API sockets. The socket is created 0600 in
+/// a 0700 directory: whoever can reach it controls the VM.
+public final class APIServer: Sendable {
+    public static let version = "v1"
+    public let socketPath: String
+    private let task: Task<Void, Never>
+    private let services: ServiceGroup
+
+    /// Binds `socketPath` (a stale socket left by a dead VM is replaced; a live one is an
+    /// error) and starts serving in the background.
+    public init(socketPath: String, control: any VMControl, logger: Logger = Logger(label: "malvvm.api")) throws(APIError) {
+        try SocketPath.claim(socketPath)
+        self.socketPath = socketPath
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
+        Self.addRoutes(to: router, control: control)
+        let ready = DispatchSemaphore(value: 0)
+        let app = Application(router: router,
+                              configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "malvvm"),
+                              onServerRunning: { _ in
+                                  chmod(socketPath, 0o600)
+                                  ready.signal()
+                              },
+                              logger: logger)
+        let failure = LockedBox<String?>(nil)
+        let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        self.services = services
+        task = Task {
+            do { try await services.run() } catch {
+                failure.value = "\(error)"
+                ready.signal()
+            }
+        }
+        // Bind before returning, so a client started right after us finds the socket; the VM
+        // boots meanwhile on its own thread, so this costs boot nothing.
+        _ = ready.wait(timeout: .now() + .seconds(5))
+        if let error = failure.value { throw .failed("cannot serve the API on '\(socketPath)': \(error)") }
+    }
+
+    /// Stops serving and removes the socket.
+    public func stop() {
+        let services = services, task = task
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            await services.triggerGracefulShutdown()
+            await task.value
+            done.signal()
+        }
+        // A client holding a connection open must not keep the VM process alive.
+        _ = done.wait(timeout: .now() + .seconds(2))
+        unlink(socketPath)
+    }
+
+    /// One route of the API: docs/api/malvvm.yaml documents exactly these (a test keeps the two
+    /// in step).
+    public struct Route: Sendable {
+        public let method: HTTPRequest.Method
+        /// Below /v1, with `{name}` for a path parameter as OpenAPI writes it.
+        public let path: String
+        let handle: @Sendable (Request, BasicRequestContext, any VMControl) async throws -> Response
+    }
+
+    public static let routes: [Route] = [
+        Route(method: .get, path: "/vm") { _, _, control in try json(control.info()) },
+        Route(method: .put, path: "/vm/pause") { _, _, control in try noContent { () throws(APIError) in try control.pause() } },
+        Route(method: .put, path: "/vm/resume") { _, _, control in try noContent { () throws(APIError) in try control.resume() } },
+        Route(method: .put, path: "/vm/shutdown") { _, _, control in try noContent { () throws(APIError) in try control.shutdown() } },
+        Route(method: .get, path: "/vgpus") { _, _, control in try json(control.vgpus()) },
+        Route(method: .post, path: "/vgpus") { request, _, control in
+            let attach = try StrictJSON.decode(AttachVGPURequest.self, from: try await body(of: request))
+            return try json(try await control.attachVGPU(attach), status: .created)
+        },
+        Route(method: .get, path: "/vgpus/{id}") { _, context, control in
+            try json(try control.vgpu(id: context.parameters.require("id")))
+        },
+        Route(method: .delete, path: "/vgpus/{id}") { _, context, control in
+            try await control.detachVGPU(id: try context.parameters.require("id"))
+            return Response(status: .noContent)
+        },
+    ]
+
+    static func addRoutes(to router: Router<BasicRequestContext>, control: any VMControl) {
+        for route in routes {
+            // OpenAPI's {id} is Hummingbird's :id.
+            let path = "/\(version)" + route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
+            router.on(RouterPath(path), method: route.method) { request, context in
+                try await route.handle(request, context, control)
+            }
+        }
+    }
+
+    static func body(of request: Request) async throws -> Data {
+        var request = request
+        do {
+            let buffer = try await request.collectBody(upTo: StrictJSON.maxBodyBytes)
+            return Data(buffer.readableBytesView)
+        } catch {
+            throw APIError.badRequest("the body is larger than \(StrictJSON.maxBodyBytes) bytes")
+        }
+    }
+
+    static func noContent(_ action: () throws(APIError) -> Void) throws -> Response {
+        try action()
+        return Response(status: .noContent)
+    }
+}
+
+/// A JSON response of `value`.
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let data = try StrictJSON.encoder.encode(value)
+    return Response(status: status, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+/// Every error becomes `{"error": "..."}` with its status: our `APIError`s, Hummingbird's own
+/// (unknown route, body too large) and anything unexpected (500).
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return try json(APIErrorBody(error: error.message), status: .init(code: error.status))
+        } catch let error as HTTPError {
+            let message = error.body ?? (error.status == .notFound
+                ? "no such resource: \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
+            return try json(APIErrorBody(error: message), status: error.status)
+        } catch {
+            return try json(APIErrorBody(error: "\(error)"), status: .internalServerError)
+        }
+    }
+}
+
+final class LockedBox<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}

@@ -1,0 +1,173 @@
+import ArgumentParser
+import ControlAPI
+import Dispatch
+import Foundation
+import VirtioGPU
+
+/// A running VM, named on the command line: a name in the default socket directory, or the
+/// path of its API socket.
+struct VMArgument: ExpressibleByArgument {
+    let socketPath: String
+    let label: String
+
+    init?(argument: String) {
+        label = argument
+        socketPath = argument.contains("/") ? argument : SocketPath.forVM(named: argument)
+    }
+}
+
+/// Runs one API call to completion on the calling thread (the CLI is synchronous).
+func callAPI<T: Sendable>(_ operation: @escaping @Sendable () async throws(APIError) -> T) throws -> T {
+    let result = LockedResult<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do throws(APIError) { result.set(.success(try await operation())) } catch { result.set(.failure(error)) }
+        done.signal()
+    }
+    done.wait()
+    switch result.get()! {
+    case let .success(value): return value
+    case let .failure(error): throw RuntimeFailure(message: error.message)
+    }
+}
+
+final class LockedResult<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Result<T, APIError>?
+    func set(_ new: Result<T, APIError>) { lock.withLock { value = new } }
+    func get() -> Result<T, APIError>? { lock.withLock { value } }
+}
+
+/// Fixed-width columns, the first left-aligned.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+    for row in [header] + rows {
+        let cells = row.enumerated().map { index, cell in
+            index == 0 ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[index] - cell.count) + cell
+        }
+        print(cells.joined(separator: "  "))
+    }
+}
+
+func formatMemory(_ bytes: UInt64) -> String {
+    bytes >= 1 << 30 && bytes % (1 << 30) == 0 ? "\(bytes >> 30)G" : "\(bytes >> 20)M"
+}
+
+struct PS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ps", abstract: "List the running VMs (those serving an API socket in the socket directory).")
+
+    @Option(name: .long, help: ArgumentHelp("The socket directory (default: $XDG_RUNTIME_DIR/malvvm, /run/malvvm for root, else /tmp/malvvm-UID).",
+                                            valueName: "dir"))
+    var dir: String?
+
+    func run() throws {
+        let sockets = SocketPath.sockets(in: dir ?? SocketPath.defaultDirectory)
+        // A socket nobody answers on was left by a VM that died: not a running VM.
+        let infos = sockets.filter(SocketPath.isLive).compactMap { path in
+            try? callAPI { () throws(APIError) in try await APIClient(socketPath: path, timeout: .seconds(5)).vmInfo() }
+        }
+        printTable(["NAME", "PID", "STATE", "MEMORY", "VGPUS", "UPTIME", "API SOCKET"], infos.map { vm in
+            [vm.name, "\(vm.pid)", vm.state.rawValue, formatMemory(vm.memoryBytes), "\(vm.vgpus)",
+             String(format: "%.0fs", vm.uptimeSeconds), vm.apiSocket]
+        })
+    }
+}
+
+struct VMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vm", abstract: "Inspect, pause, resume or shut down a running VM through its API.",
+        subcommands: [Info.self, Pause.self, Resume.self, Shutdown.self])
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the VM's state as JSON.")
+        @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
+        func run() throws {
+            let client = APIClient(socketPath: vm.socketPath)
+            let info = try callAPI { () throws(APIError) in try await client.vmInfo() }
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(info), as: UTF8.self))
+        }
+    }
+
+    struct Pause: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the VM's vCPUs; devices keep running.")
+        @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
+        func run() throws {
+            let client = APIClient(socketPath: vm.socketPath)
+            try callAPI { () throws(APIError) in try await client.pause() }
+        }
+    }
+
+    struct Resume: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a paused VM run again.")
+        @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
+        func run() throws {
+            let client = APIClient(socketPath: vm.socketPath)
+            try callAPI { () throws(APIError) in try await client.resume() }
+        }
+    }
+
+    struct Shutdown: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the VM; its 'malvvm run' exits 0.")
+        @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
+        func run() throws {
+            let client = APIClient(socketPath: vm.socketPath)
+            try callAPI { () throws(APIError) in try await client.shutdown() }
+        }
+    }
+}
+
+struct VGPUCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vgpu", abstract: "List, attach and detach the vGPUs of a running VM.",
+        subcommands: [List.self, Attach.self, Detach.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The VM's vGPUs, with their submission counters.")
+        @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
+        func run() throws {
+            let client = APIClient(socketPath: vm.socketPath)
+            let vgpus = try callAPI { () throws(APIError) in try await client.vgpus() }
+            printTable(["ID", "KIND", "PROFILE", "MEMORY", "WEIGHT", "PCI", "HOTPLUGGED", "SUBMISSIONS", "GPU MS"], vgpus.map { v in
+                [v.id, v.kind, v.profile.name, formatMemory(v.profile.memoryBytes), String(format: "%g", v.profile.weight),
+                 v.pciAddress, v.hotplugged ? "yes" : "no", "\(v.statistics?.submissions ?? 0)",
+                 String(format: "%.1f", Double(v.statistics?.gpuNanoseconds ?? 0) / 1e6)]
+            })
+        }
+    }
+
+    struct Attach: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Hot-plug a new vGPU into the running VM; prints its id.")
+        @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
+        @Option(name: .long, help: ArgumentHelp("A profile as --vgpu takes it: 4g, or 'profile=4g,weight=2'.", valueName: "spec"))
+        var profile: String
+        @Option(name: .long, help: "para (virtio-gpu, the default) or full (G-VMCS).")
+        var kind: String?
+
+        func validate() throws {
+            do { _ = try VGPUProfile(parsing: profile) } catch { throw ValidationError("\(error)") }
+            if let kind, !["para", "full"].contains(kind) { throw ValidationError("unknown vGPU kind '\(kind)' (known: para, full)") }
+        }
+
+        func run() throws {
+            let client = APIClient(socketPath: vm.socketPath)
+            let request = AttachVGPURequest(profile: profile, kind: kind)
+            let vgpu = try callAPI { () throws(APIError) in try await client.attachVGPU(request) }
+            print(vgpu.id)
+        }
+    }
+
+    struct Detach: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Ask the guest to release a vGPU, then remove it.")
+        @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
+        @Argument(help: "The vGPU's id (from 'malvvm vgpu list').") var id: String
+        func run() throws {
+            let client = APIClient(socketPath: vm.socketPath)
+            try callAPI { () throws(APIError) in try await client.detachVGPU(id: id) }
+        }
+    }
+}

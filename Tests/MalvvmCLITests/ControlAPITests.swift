@@ -1,0 +1,133 @@
+import Foundation
+import Testing
+
+/// The control API end to end: a real VM serving its socket, the CLI clients, and raw HTTP
+/// (curl) for what the clients never send.
+@Suite(.serialized) struct ControlAPITests {
+    /// A VM running `test=idle` in the background, serving its API on a socket of its own.
+    final class BackgroundVM {
+        let process = Process()
+        let directory: String
+        let socket: String
+        let name: String
+
+        init(name: String = "api-test-\(getpid())", vgpu: Bool = true) throws {
+            self.name = name
+            directory = NSTemporaryDirectory() + "malvvm-api-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+            socket = directory + "/\(name).sock"
+            process.executableURL = URL(fileURLWithPath: Harness.malvvm)
+            process.arguments = ["run", "--kernel", Harness.guest, "--name", name, "--api-socket", socket, "--cmdline", "test=idle"]
+                + (vgpu ? ["--vgpu", "2g", "--gpu", "cpu"] : [])
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // The socket file appears at bind(), a moment before the server accepts: wait for an answer.
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline && process.isRunning {
+                if FileManager.default.fileExists(atPath: socket), (try? http("GET", "/vm").0) == 200 { break }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+        }
+
+        func malvvm(_ arguments: [String]) throws -> Harness.Result { try Harness.malvvm(arguments) }
+
+        /// curl over the socket: (status, body).
+        func http(_ method: String, _ path: String, body: String? = nil) throws -> (Int, String) {
+            var arguments = ["-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", socket, "-X", method]
+            if let body { arguments += ["-H", "Content-Type: application/json", "--data-binary", body] }
+            let result = try Harness.run("/usr/bin/curl", arguments + ["http://localhost/v1\(path)"])
+            let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        }
+
+        /// Shuts the VM down through the API and returns its exit status.
+        func shutdown() throws -> Int32 {
+            _ = try malvvm(["vm", "shutdown", socket])
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: directory)
+            return process.terminationStatus
+        }
+    }
+
+    @Test func psListsTheVMAndVMInfoDescribesIt() throws {
+        let vm = try BackgroundVM()
+        let ps = try Harness.malvvm(["ps", "--dir", vm.directory])
+        #expect(ps.status == 0)
+        #expect(ps.stdoutLines.first?.hasPrefix("NAME") == true)
+        let row = ps.stdoutLines.first { $0.hasPrefix(vm.name) } ?? ""
+        #expect(row.contains("running") && row.contains(vm.socket), "\(ps.stdout)")
+        let info = try vm.malvvm(["vm", "info", vm.socket])
+        #expect(info.stdout.contains("\"state\" : \"running\""), "\(info.stdout)")
+        #expect(info.stdout.contains("\"vgpus\" : 1"))
+        var mode = stat()
+        #expect(stat(vm.socket, &mode) == 0 && mode.st_mode & 0o777 == 0o600, "socket mode \(String(mode.st_mode & 0o777, radix: 8))")
+        #expect(try vm.shutdown() == 0)
+        #expect(!FileManager.default.fileExists(atPath: vm.socket), "the socket is removed when the VM ends")
+    }
+
+    @Test func pauseAndResumeChangeTheStateAndRefuseTheWrongOrder() throws {
+        let vm = try BackgroundVM(vgpu: false)
+        #expect(try vm.malvvm(["vm", "pause", vm.socket]).status == 0)
+        #expect(try vm.http("GET", "/vm").1.contains("\"state\":\"paused\""))
+        let again = try vm.malvvm(["vm", "pause", vm.socket])
+        #expect(again.status == 1 && again.stderrLines == ["malvvm: error: the VM is already paused"], "\(again.stderr)")
+        #expect(try vm.malvvm(["vm", "resume", vm.socket]).status == 0)
+        #expect(try vm.http("GET", "/vm").1.contains("\"state\":\"running\""))
+        let (status, body) = try vm.http("PUT", "/vm/resume")
+        #expect(status == 409 && body == #"{"error":"the VM is not paused"}"#, "\(status) \(body)")
+        #expect(try vm.shutdown() == 0)
+    }
+
+    @Test func vgpuListShowsTheBootVGPUWithItsProfile() throws {
+        let vm = try BackgroundVM()
+        let list = try vm.malvvm(["vgpu", "list", vm.socket])
+        #expect(list.status == 0)
+        #expect(list.stdoutLines.contains { $0.hasPrefix("vgpu0") && $0.contains("para") && $0.contains("2g") }, "\(list.stdout)")
+        let (status, body) = try vm.http("GET", "/vgpus/vgpu0")
+        #expect(status == 200 && body.contains("\"statistics\""), "\(body)")
+        #expect(try vm.shutdown() == 0)
+    }
+
+    /// Bad JSON, unknown fields, missing fields, wrong types, unknown routes and ids: a 4xx
+    /// with a JSON error body each, and the VM carries on.
+    @Test(arguments: [
+        ("POST", "/vgpus", "{not json", 400, "not valid JSON"),
+        ("POST", "/vgpus", "[1, 2]", 400, "must be a JSON object"),
+        ("POST", "/vgpus", #"{"profile": "4g", "colour": "red"}"#, 400, "unknown field 'colour'"),
+        ("POST", "/vgpus", #"{"kind": "para"}"#, 400, "missing field 'profile'"),
+        ("POST", "/vgpus", #"{"profile": 4}"#, 400, "wrong type"),
+        ("POST", "/vgpus", #"{"profile": "5x"}"#, 400, "unknown vGPU profile"),
+        ("POST", "/vgpus", #"{"profile": "4g", "kind": "quantum"}"#, 400, "unknown vGPU kind"),
+        ("GET", "/vgpus/vgpu9", nil, 404, "no vGPU 'vgpu9'"),
+        ("DELETE", "/vgpus/vgpu9", nil, 404, "no vGPU 'vgpu9'"),
+        ("GET", "/nothing/here", nil, 404, "no such resource"),
+    ] as [(String, String, String?, Int, String)])
+    func badRequestsGetA4xxWithAJSONError(method: String, path: String, body: String?, status: Int, message: String) throws {
+        let vm = try BackgroundVM(vgpu: false)
+        let (got, text) = try vm.http(method, path, body: body)
+        #expect(got == status, "\(method) \(path): \(got) \(text)")
+        #expect(text.hasPrefix(#"{"error":""#) && text.contains(message), "\(text)")
+        #expect(try vm.http("GET", "/vm").0 == 200, "the VM still answers")
+        #expect(try vm.shutdown() == 0)
+    }
+
+    @Test func clientMistakesAreOneLineErrors() throws {
+        let missing = try Harness.malvvm(["vgpu", "attach", "no-such-vm-\(getpid())", "--profile", "4g"])
+        #expect(missing.status == 1 && missing.stderrLines.count == 1, "\(missing.stderr)")
+        #expect(missing.stderr.contains("no VM API socket"))
+        let profile = try Harness.malvvm(["vgpu", "attach", "any", "--profile", "5x"])
+        #expect(profile.status == 2 && profile.stderrLines.count == 1, "\(profile.stderr)")
+        let name = try Harness.malvvm(["run", "--kernel", Harness.guest, "--name", "../escape"])
+        #expect(name.status == 2 && name.stderrLines.count == 1, "\(name.stderr)")
+    }
+
+    @Test func aSecondVMCannotTakeALiveSocket() throws {
+        let vm = try BackgroundVM(vgpu: false)
+        let second = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", vm.socket, "--cmdline", "test=hello"])
+        #expect(second.status == 1 && second.stderr.contains("already serving"), "\(second.stderr)")
+        #expect(try vm.shutdown() == 0)
+    }
+}
