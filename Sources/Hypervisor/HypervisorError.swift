@@ -9,6 +9,7 @@ public enum HypervisorError: Error, CustomStringConvertible, Sendable {
     case boot(BootError)
     case bus(BusError)
     case configuration(String)
+    case hotplug(HotplugError)
 
     public var description: String {
         switch self {
@@ -23,6 +24,7 @@ public enum HypervisorError: Error, CustomStringConvertible, Sendable {
         case let .boot(error): return error.description
         case let .bus(error): return error.description
         case let .configuration(message): return message
+        case let .hotplug(error): return error.description
         }
     }
 }
