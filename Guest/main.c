@@ -15,6 +15,7 @@ static const struct guest_test tests[] = {
     { "vgpu", test_vgpu, "para-vGPU: every compute opcode against the CPU, batches, contexts, refusals" },
     { "vgpubench", test_vgpubench, "para-vGPU submission latency and throughput per batch size" },
     { "train", test_train, "para-vGPU: train an MLP on the digits disk image (scripts/make-dataset)" },
+    { "hotplug", test_hotplug, "PCIe native hot-plug: a vGPU arrives, is used, is detached" },
 };
 
 #define TEST_COUNT (sizeof tests / sizeof tests[0])

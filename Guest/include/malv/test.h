@@ -21,5 +21,6 @@ int test_blkbench(void);
 int test_vgpu(void);
 int test_vgpubench(void);
 int test_train(void);
+int test_hotplug(void);
 
 #endif
