@@ -16,6 +16,7 @@ static const struct guest_test tests[] = {
     { "vgpu-hostile", test_vgpu_hostile, "para-vGPU: malformed requests, streams and chains; a second context keeps working" },
     { "vgpubench", test_vgpubench, "para-vGPU submission latency and throughput per batch size" },
     { "train", test_train, "para-vGPU: train an MLP on the digits disk image (scripts/make-dataset)" },
+    { "hotplug", test_hotplug, "PCIe native hot-plug: a vGPU arrives, is used, is detached" },
 };
 
 #define TEST_COUNT (sizeof tests / sizeof tests[0])

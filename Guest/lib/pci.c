@@ -140,8 +140,12 @@ static bool overlaps(uint64_t a, uint64_t a_size, uint64_t b, uint64_t b_size)
     return a < b + b_size && b < a + a_size;
 }
 
-/* The first naturally aligned gap of `size` in window `w`, or 0. */
-static uint64_t window_alloc(struct pci_window *w, uint64_t size)
+/*
+ * The first naturally aligned gap of `size` in window `w`, or 0. Other
+ * functions' BARs and bridges' open memory windows are obstacles, except the
+ * window of `inside` (the bridge whose window `w` is).
+ */
+static uint64_t window_alloc_in(struct pci_window *w, uint64_t size, const struct pci_function *inside)
 {
     uint64_t addr = (w->next + size - 1) & ~(size - 1);
     while (addr >= w->next && addr + size > addr && addr + size <= w->end) {
@@ -155,6 +159,12 @@ static uint64_t window_alloc(struct pci_window *w, uint64_t size)
                     overlaps(addr, size, b->addr, b->size))
                     bump = b->addr + b->size;
             }
+        for (unsigned i = 0; i < pci.count && !bump; i++) {
+            const struct pci_function *br = &pci.fns[i];
+            if (br != inside && br->mem_window_end > br->mem_window_base &&
+                overlaps(addr, size, br->mem_window_base, br->mem_window_end - br->mem_window_base))
+                bump = br->mem_window_end;
+        }
         if (!bump) {
             w->next = addr + size;
             return addr;
@@ -162,6 +172,30 @@ static uint64_t window_alloc(struct pci_window *w, uint64_t size)
         addr = (bump + size - 1) & ~(size - 1);
     }
     return 0;
+}
+
+static uint64_t window_alloc(struct pci_window *w, uint64_t size)
+{
+    return window_alloc_in(w, size, NULL);
+}
+
+uint64_t pci_window_alloc(struct pci_window *w, uint64_t size)
+{
+    return power_of_two(size) ? window_alloc(w, size) : 0;
+}
+
+/* Writes a memory BAR and reads back where it landed. */
+static uint64_t place_bar(struct pci_function *f, unsigned i, uint64_t addr)
+{
+    struct pci_bar *b = &f->bars[i];
+    unsigned off = PCI_BAR0 + 4 * i;
+    pci_write32(f, off, (uint32_t)addr | (pci_read32(f, off) & 0xf));
+    if (b->kind == PCI_BAR_MEM64)
+        pci_write32(f, off + 4, (uint32_t)(addr >> 32));
+    uint64_t back = pci_read32(f, off) & ~0xfu;
+    if (b->kind == PCI_BAR_MEM64)
+        back |= (uint64_t)pci_read32(f, off + 4) << 32;
+    return back;
 }
 
 /*
@@ -186,13 +220,7 @@ static void assign_bars(struct pci_function *f)
             b->bad = true;
             continue;
         }
-        unsigned off = PCI_BAR0 + 4 * i;
-        pci_write32(f, off, (uint32_t)addr | (pci_read32(f, off) & 0xf));
-        if (b->kind == PCI_BAR_MEM64)
-            pci_write32(f, off + 4, (uint32_t)(addr >> 32));
-        uint64_t back = pci_read32(f, off) & ~0xfu;
-        if (b->kind == PCI_BAR_MEM64)
-            back |= (uint64_t)pci_read32(f, off + 4) << 32;
+        uint64_t back = place_bar(f, i, addr);
         b->addr = back;
         b->assigned_by_guest = true;
         b->bad = back != addr;
@@ -296,6 +324,8 @@ static bool add_function(uint8_t bus, uint8_t dev, uint8_t fn, uint8_t *buses, u
     } else if (f->header_type == 1) {
         f->bar_count = 2;
         f->secondary_bus = pci_read8(f, PCI_SECONDARY_BUS);
+        f->subordinate_bus = pci_read8(f, PCI_SUBORDINATE_BUS);
+        pci_bridge_read_window(f);
         /* Only forward: a secondary bus at or below ours would be a loop. */
         uint8_t sec = f->secondary_bus;
         bool known = false;
@@ -482,6 +512,128 @@ void pci_msix_enable(struct pci_msix *m, bool on)
     uint16_t ctrl = pci_read16(m->fn, m->cap + MSIX_CTRL);
     ctrl = on ? (uint16_t)((ctrl | MSIX_ENABLE) & ~MSIX_FUNCTION_MASK) : (uint16_t)(ctrl & ~MSIX_ENABLE);
     pci_write16(m->fn, m->cap + MSIX_CTRL, ctrl);
+}
+
+/* ---- bridges and hot-plug ---- */
+
+void pci_bridge_read_window(struct pci_function *f)
+{
+    uint16_t base = pci_read16(f, PCI_MEMORY_BASE), limit = pci_read16(f, PCI_MEMORY_LIMIT);
+    uint64_t b = (uint64_t)(base & 0xfff0) << 16, l = (uint64_t)(limit & 0xfff0) << 16 | 0xfffff;
+    f->mem_window_base = b <= l ? b : 0;
+    f->mem_window_end = b <= l ? l + 1 : 0;
+}
+
+bool pci_bridge_set_buses(struct pci_function *f, uint8_t primary, uint8_t secondary, uint8_t subordinate)
+{
+    uint32_t v = pci_read32(f, PCI_PRIMARY_BUS);
+    v = (v & 0xff000000u) | (uint32_t)subordinate << 16 | (uint32_t)secondary << 8 | primary;
+    pci_write32(f, PCI_PRIMARY_BUS, v);
+    f->secondary_bus = pci_read8(f, PCI_SECONDARY_BUS);
+    f->subordinate_bus = pci_read8(f, PCI_SUBORDINATE_BUS);
+    return f->secondary_bus == secondary && f->subordinate_bus == subordinate;
+}
+
+bool pci_bridge_set_window(struct pci_function *f, uint64_t base, uint64_t size)
+{
+    if (size < (1u << 20) || (base & 0xfffff) || (size & 0xfffff) || base + size > IDENTITY_MAP_LIMIT)
+        return false;
+    uint64_t last = base + size - 1;
+    pci_write32(f, PCI_MEMORY_BASE, (uint32_t)(base >> 16 & 0xfff0) | (uint32_t)(last >> 16 & 0xfff0) << 16);
+    /* Close the prefetchable window (base above limit): nothing we place needs it. */
+    pci_write32(f, PCI_PREF_BASE, 0x0000fff0u);
+    pci_write32(f, PCI_PREF_BASE_UPPER, 0);
+    pci_write32(f, PCI_PREF_LIMIT_UPPER, 0);
+    pci_bridge_read_window(f);
+    return f->mem_window_base == base && f->mem_window_end == base + size;
+}
+
+struct pci_function *pci_probe(uint8_t bus, uint8_t dev)
+{
+    uint8_t buses[PCI_MAX_BUSES];
+    unsigned bus_count = 0;
+    unsigned before = pci.count;
+    if (!add_function(bus, dev, 0, buses, &bus_count) || pci.count == before)
+        return NULL;
+    return &pci.fns[pci.count - 1];
+}
+
+bool pci_assign_bars_in(struct pci_function *f, const struct pci_function *bridge)
+{
+    struct pci_window w = { bridge->mem_window_base, bridge->mem_window_end, bridge->mem_window_base };
+    if (w.end <= w.base)
+        return false;
+    uint16_t cmd = pci_read16(f, PCI_COMMAND);
+    pci_write16(f, PCI_COMMAND, cmd & ~(PCI_CMD_IO | PCI_CMD_MEMORY));
+    bool ok = true;
+    for (unsigned i = 0; i < f->bar_count; i++) {
+        struct pci_bar *b = &f->bars[i];
+        if (b->kind != PCI_BAR_MEM32 && b->kind != PCI_BAR_MEM64)
+            continue;
+        if (b->bad) {
+            ok = false;
+            continue;
+        }
+        /* A BAR already inside the window (the platform placed it) stays. */
+        if (b->addr && b->addr >= w.base && b->addr + b->size <= w.end && b->addr + b->size > b->addr)
+            continue;
+        uint64_t size = b->size < 4096 ? 4096 : b->size;
+        uint64_t saved = b->addr;
+        b->addr = 0;    /* not an obstacle to itself */
+        uint64_t addr = window_alloc_in(&w, size, bridge);
+        if (!addr) {
+            b->addr = saved;
+            b->bad = true;
+            ok = false;
+            continue;
+        }
+        b->addr = place_bar(f, i, addr);
+        b->assigned_by_guest = true;
+        b->bad = b->addr != addr;
+        ok &= !b->bad;
+    }
+    pci_write16(f, PCI_COMMAND, cmd);
+    return ok;
+}
+
+void pci_forget(const struct pci_function *f)
+{
+    unsigned i = (unsigned)(f - pci.fns);
+    if (i >= pci.count)
+        return;
+    for (; i + 1 < pci.count; i++)
+        pci.fns[i] = pci.fns[i + 1];
+    pci.count--;
+}
+
+/* ---- MSI ---- */
+
+#define MSI_CTRL 2
+#define MSI_ENABLE 1u
+#define MSI_64BIT (1u << 7)
+#define MSI_MASKABLE (1u << 8)
+
+const char *pci_msi_enable(const struct pci_function *f, uint8_t vector, uint8_t apic_id)
+{
+    const struct pci_cap *cap = pci_find_cap(f, PCI_CAP_MSI);
+    if (!cap)
+        return "no MSI capability";
+    unsigned c = cap->offset;
+    uint16_t ctrl = pci_read16(f, c + MSI_CTRL);
+    pci_write16(f, c + MSI_CTRL, ctrl & ~(MSI_ENABLE | 0x70));  /* off, one message */
+    pci_write32(f, c + 4, 0xfee00000u | (uint32_t)apic_id << 12);
+    unsigned data = c + 8;
+    if (ctrl & MSI_64BIT) {
+        pci_write32(f, c + 8, 0);
+        data = c + 12;
+    }
+    pci_write16(f, data, vector);   /* fixed delivery, edge */
+    if (ctrl & MSI_MASKABLE)
+        pci_write32(f, data + 4, 0);
+    pci_write16(f, c + MSI_CTRL, (ctrl & ~0x70) | MSI_ENABLE);
+    if (!(pci_read16(f, c + MSI_CTRL) & MSI_ENABLE))
+        return "MSI enable did not stick";
+    return NULL;
 }
 
 /* ---- names ---- */

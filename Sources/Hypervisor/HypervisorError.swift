@@ -11,6 +11,7 @@ public enum HypervisorError: Error, CustomStringConvertible, Sendable {
     case configuration(String)
     /// The request does not fit the VM's state (pause a paused VM, resume a running one).
     case state(String)
+    case hotplug(HotplugError)
 
     public var description: String {
         switch self {
@@ -26,6 +27,7 @@ public enum HypervisorError: Error, CustomStringConvertible, Sendable {
         case let .bus(error): return error.description
         case let .configuration(message): return message
         case let .state(message): return message
+        case let .hotplug(error): return error.description
         }
     }
 }

@@ -33,7 +33,14 @@
 #define PCI_REVISION        0x08
 #define PCI_HEADER_TYPE     0x0e
 #define PCI_BAR0            0x10
+#define PCI_PRIMARY_BUS     0x18
 #define PCI_SECONDARY_BUS   0x19
+#define PCI_SUBORDINATE_BUS 0x1a
+#define PCI_MEMORY_BASE     0x20
+#define PCI_MEMORY_LIMIT    0x22
+#define PCI_PREF_BASE       0x24
+#define PCI_PREF_BASE_UPPER 0x28
+#define PCI_PREF_LIMIT_UPPER 0x2c
 #define PCI_SUBSYS_VENDOR   0x2c
 #define PCI_SUBSYS_ID       0x2e
 #define PCI_CAP_PTR         0x34
@@ -72,6 +79,8 @@ struct pci_function {
     uint8_t header_type;     /* without the multi-function bit */
     uint16_t subsys_vendor, subsys_id;
     uint8_t secondary_bus;   /* bridges (header type 1) */
+    uint8_t subordinate_bus;
+    uint64_t mem_window_base, mem_window_end;  /* bridges: open memory window [base, end), else 0 */
     unsigned bar_count;      /* 6 for endpoints, 2 for bridges, 0 otherwise */
     struct pci_bar bars[6];
     struct pci_cap caps[PCI_MAX_CAPS];
@@ -126,6 +135,26 @@ void *pci_bar_map(const struct pci_function *f, unsigned bar, uint64_t offset, u
 const char *pci_class_name(uint8_t class_code, uint8_t subclass);
 const char *pci_cap_name(uint16_t id);
 const char *pci_ext_cap_name(uint16_t id);
+
+/* ---- bridges and hot-plug (lib/pci.c; tests/hotplug.c drives them) ---- */
+
+/* Re-reads a bridge's memory window into f. */
+void pci_bridge_read_window(struct pci_function *f);
+/* Programs bus numbers; true if they read back. */
+bool pci_bridge_set_buses(struct pci_function *f, uint8_t primary, uint8_t secondary, uint8_t subordinate);
+/* Opens the memory window [base, base + size) (1 MiB granularity, below 4 GiB) and closes the prefetchable one. */
+bool pci_bridge_set_window(struct pci_function *f, uint64_t base, uint64_t size);
+/* A naturally aligned range from a fallback window, clear of BARs and bridge windows; 0 if none. */
+uint64_t pci_window_alloc(struct pci_window *w, uint64_t size);
+/* Probes bus:dev.0 and appends it to pci.fns (BARs sized, capabilities walked). NULL if absent or full. */
+struct pci_function *pci_probe(uint8_t bus, uint8_t dev);
+/* Moves every memory BAR of f that is not inside `bridge`'s window into it; false if one did not fit. */
+bool pci_assign_bars_in(struct pci_function *f, const struct pci_function *bridge);
+/* Drops f from pci.fns (a removed device); later entries move down one. */
+void pci_forget(const struct pci_function *f);
+
+/* Single-message MSI to `vector` on LAPIC `apic_id` (fixed, edge), unmasked and enabled. NULL on success. */
+const char *pci_msi_enable(const struct pci_function *f, uint8_t vector, uint8_t apic_id);
 
 /* ---- MSI-X ---- */
 

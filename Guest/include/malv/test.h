@@ -22,5 +22,6 @@ int test_vgpu(void);
 int test_vgpu_hostile(void);
 int test_vgpubench(void);
 int test_train(void);
+int test_hotplug(void);
 
 #endif

@@ -30,6 +30,9 @@ public final class Machine: @unchecked Sendable {
     private let vcpuThread = Mutex<NativeThread?>(nil)
     private let exitCounts = Mutex(ExitStatistics())
     private let pauseGate = PauseGate()
+    private let running = Atomic<Bool>(false)
+    /// Devices in hot-plug slots (see Machine+Hotplug.swift).
+    let hotplugTable = Mutex(HotplugTable())
 
     public var statistics: ExitStatistics { exitCounts.withLock { $0 } }
 
@@ -86,6 +89,10 @@ public final class Machine: @unchecked Sendable {
             try mmioBus.insert(pci.ecam, name: "pci-ecam", base: X86BootLayout.ecamStart, size: X86BootLayout.ecamSize)
         } catch { throw .bus(error) }
 
+        for index in 0..<configuration.hotplugSlots {
+            let port = try PCIeRootPort(physicalSlot: index + 1, vm: vm, router: interrupts, logger: logger)
+            try pci.plug(port, slot: PCIRootComplex.slotCount - configuration.hotplugSlots + index, name: "pcie-port\(index + 1)")
+        }
         for (index, disk) in configuration.disks.enumerated() {
             try attachVirtioDevice(try VirtioBlock(path: disk.path, readOnly: disk.readOnly), name: "virtio-blk\(index)")
         }
@@ -110,12 +117,17 @@ public final class Machine: @unchecked Sendable {
         } catch { throw .system(error) }
     }
 
-    /// Puts a virtio device on the PCI bus in the next free slot, behind the virtio-pci transport.
-    /// Devices from other modules (the para-vGPU) come in this way; call it before `run()`.
+    /// Whether `run()` is under way (the guest may be running): devices then come and go by
+    /// hot-plug only.
+    public var isRunning: Bool { running.load(ordering: .acquiring) }
+
+    /// Puts a virtio device on bus 0 in the next free slot, behind the virtio-pci transport.
+    /// Devices from other modules (the para-vGPU) come in this way; call it before `run()`
+    /// (afterwards, `hotplugVirtioDevice`).
     @discardableResult
     public func attachVirtioDevice(_ backend: any VirtioDeviceBackend, name: String) throws(HypervisorError) -> VirtioPCIDevice {
-        let slot = virtioDevices.count + 1
-        guard slot < PCIRootComplex.slotCount else { throw .configuration("no free PCI slot for \(name)") }
+        guard !isRunning else { throw .configuration("the VM is running: hot-plug \(name) instead") }
+        guard let slot = pci.firstFreeSlot() else { throw .configuration("no free PCI slot for \(name)") }
         let device = try VirtioPCIDevice(device: backend, name: name, memory: memory, vm: vm, router: interrupts, logger: logger)
         try pci.plug(device, slot: slot, name: name)
         virtioDevices.append(device)
@@ -181,6 +193,8 @@ public final class Machine: @unchecked Sendable {
     /// SIGTERM end the VM cleanly (`.stopped`) instead of killing the process.
     public func run(stopOnSignals: Bool = false) throws(HypervisorError) -> MachineExit {
         _ = VCPUKick.installed
+        running.store(true, ordering: .releasing)
+        defer { running.store(false, ordering: .releasing) }
         var sources: [DispatchSourceSignal] = []
         if stopOnSignals {
             for number in [SIGINT, SIGTERM] {

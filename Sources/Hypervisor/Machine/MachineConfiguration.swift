@@ -18,6 +18,12 @@ public struct MachineConfiguration: Sendable {
     public var memorySize: UInt64
     public var kvmPath: String
     public var disks: [DiskConfiguration] = []
+    /// PCIe root ports, each with one empty hot-plug slot, for devices attached while the VM
+    /// runs (`Machine.hotplugVirtioDevice`). They take the highest device numbers of bus 0
+    /// (31, 30, …), so devices attached at boot keep 00:01.0, 00:02.0, …
+    public var hotplugSlots: Int = MachineConfiguration.defaultHotplugSlots
+    public static let defaultHotplugSlots = 4
+    public static let maximumHotplugSlots = 16
     /// PCI slots 1-31 hold devices; slot 0 is the host bridge.
     public static let maximumDisks = 31
 
@@ -45,8 +51,11 @@ public struct MachineConfiguration: Sendable {
         guard host == 0 || memorySize <= host else {
             throw .configuration("memory size \(MemorySize.format(memorySize)) exceeds this host's \(MemorySize.format(host)) of RAM")
         }
-        guard disks.count <= Self.maximumDisks else {
-            throw .configuration("at most \(Self.maximumDisks) disks fit on the PCI bus")
+        guard (0...Self.maximumHotplugSlots).contains(hotplugSlots) else {
+            throw .configuration("hot-plug slots must be 0 to \(Self.maximumHotplugSlots), not \(hotplugSlots)")
+        }
+        guard disks.count <= Self.maximumDisks - hotplugSlots else {
+            throw .configuration("at most \(Self.maximumDisks - hotplugSlots) disks fit on the PCI bus beside \(hotplugSlots) hot-plug slots")
         }
         guard commandLine.utf8.count < X86BootLayout.commandLineCapacity else {
             throw .boot(.commandLineTooLong(length: commandLine.utf8.count, limit: X86BootLayout.commandLineCapacity - 1))

@@ -51,12 +51,18 @@ public struct PCIIdentity: Sendable, Equatable {
     }
 }
 
-/// A type-0 PCI configuration space (4 KiB, PCIe extended) with per-bit write masks, BAR
-/// registers with sizing semantics, and a capability list.
+/// A PCI configuration space (4 KiB, PCIe extended) with per-bit write masks, BAR registers
+/// with sizing semantics, and a capability list; a type-0 (endpoint) or type-1 (bridge) header.
 ///
 /// Only bits the mask allows change on a guest write, so read-only fields (IDs, capability
-/// links, table sizes) cannot be forged by the guest.
+/// links, table sizes) cannot be forged by the guest. Status bits are write-1-to-clear where
+/// `clearable` says so: the guest acknowledges an event without racing the device setting another.
 public final class PCIConfiguration: Sendable {
+    public enum HeaderType: UInt8, Sendable {
+        case endpoint = 0
+        case bridge = 1
+    }
+
     public static let size = 4096
     static let commandOffset = 0x04
     static let barOffset = 0x10
@@ -70,16 +76,23 @@ public final class PCIConfiguration: Sendable {
     struct State {
         var bytes = [UInt8](repeating: 0, count: PCIConfiguration.size)
         var writable = [UInt8](repeating: 0, count: PCIConfiguration.size)
+        var clearable = [UInt8](repeating: 0, count: PCIConfiguration.size)
         var barAddresses: [UInt64] = Array(repeating: 0, count: 6)
         var nextCapability = PCIConfiguration.firstCapabilityOffset
         var lastCapability: Int?
     }
 
     public let bars: [PCIBarDefinition]
+    public let headerType: HeaderType
+    /// The BAR registers: six in an endpoint header, two in a bridge's (bus numbers follow).
+    private let barRange: Range<Int>
     private let state: Mutex<State>
 
-    public init(identity: PCIIdentity, bars: [PCIBarDefinition]) {
+    public init(identity: PCIIdentity, bars: [PCIBarDefinition], headerType: HeaderType = .endpoint) {
+        precondition(bars.allSatisfy { $0.index < (headerType == .endpoint ? 6 : 2) }, "BAR index beyond the header")
         self.bars = bars
+        self.headerType = headerType
+        barRange = Self.barOffset..<(Self.barOffset + (headerType == .endpoint ? 24 : 8))
         var s = State()
         func put16(_ offset: Int, _ value: UInt16) {
             s.bytes[offset] = UInt8(value & 0xff)
@@ -91,8 +104,12 @@ public final class PCIConfiguration: Sendable {
         s.bytes[0x09] = identity.programmingInterface
         s.bytes[0x0a] = identity.subclass
         s.bytes[0x0b] = identity.classCode
-        put16(0x2c, identity.subsystemVendorID)
-        put16(0x2e, identity.subsystemID)
+        s.bytes[0x0e] = headerType.rawValue
+        if headerType == .endpoint {
+            // In a bridge header these bytes are the prefetchable window's upper base.
+            put16(0x2c, identity.subsystemVendorID)
+            put16(0x2e, identity.subsystemID)
+        }
         // Command: I/O, memory, bus master, parity, SERR, INTx disable are the guest's to set.
         s.writable[0x04] = 0x47
         s.writable[0x05] = 0x05
@@ -120,7 +137,6 @@ public final class PCIConfiguration: Sendable {
     public func write(offset: Int, size: Int, value: UInt32) -> Bool {
         guard Self.isValidAccess(offset: offset, size: size) else { return false }
         return state.withLock { s in
-            let barRange = Self.barOffset..<(Self.barOffset + 24)
             if barRange.contains(offset) {
                 return writeBAR(&s, offset: offset, size: size, value: value)
             }
@@ -129,7 +145,7 @@ public final class PCIConfiguration: Sendable {
                 let index = offset + i
                 let byte = UInt8(truncatingIfNeeded: value >> (8 * i))
                 let mask = s.writable[index]
-                let new = (s.bytes[index] & ~mask) | (byte & mask)
+                let new = ((s.bytes[index] & ~mask) | (byte & mask)) & ~(byte & s.clearable[index])
                 if new != s.bytes[index] && (index == 0x04 || index == 0x05) { changed = true }
                 s.bytes[index] = new
             }
@@ -142,7 +158,6 @@ public final class PCIConfiguration: Sendable {
     }
 
     private func readByte(_ s: inout State, _ offset: Int) -> UInt8 {
-        let barRange = Self.barOffset..<(Self.barOffset + 24)
         guard barRange.contains(offset) else { return s.bytes[offset] }
         let register = (offset - Self.barOffset) / 4
         let word = barRegister(s, register)
@@ -233,6 +248,38 @@ public final class PCIConfiguration: Sendable {
             s.lastCapability = offset
             s.nextCapability = (offset + length + 3) & ~3
             return offset
+        }
+    }
+
+    /// Sets which bits of `[offset, offset + writable.count)` the guest may write, and which of
+    /// them are write-1-to-clear status bits instead (`clearable`, same length or empty).
+    public func setWriteMasks(at offset: Int, writable: [UInt8], clearable: [UInt8] = []) {
+        precondition(offset >= 0 && offset + max(writable.count, clearable.count) <= Self.size)
+        state.withLock { s in
+            for (i, mask) in writable.enumerated() { s.writable[offset + i] = mask }
+            for (i, mask) in clearable.enumerated() { s.clearable[offset + i] = mask }
+        }
+    }
+
+    /// The little-endian 16-bit register at `offset`, device side.
+    public func value16(at offset: Int) -> UInt16 {
+        state.withLock { UInt16($0.bytes[offset]) | UInt16($0.bytes[offset + 1]) << 8 }
+    }
+
+    public func value32(at offset: Int) -> UInt32 {
+        state.withLock { s in (0..<4).reduce(0) { $0 | UInt32(s.bytes[offset + $1]) << (8 * UInt32($1)) } }
+    }
+
+    /// Changes the 16-bit register at `offset` in one step against concurrent guest writes;
+    /// returns the old and the new value.
+    @discardableResult
+    public func update16(at offset: Int, _ change: (UInt16) -> UInt16) -> (old: UInt16, new: UInt16) {
+        state.withLock { s in
+            let old = UInt16(s.bytes[offset]) | UInt16(s.bytes[offset + 1]) << 8
+            let new = change(old)
+            s.bytes[offset] = UInt8(new & 0xff)
+            s.bytes[offset + 1] = UInt8(new >> 8)
+            return (old, new)
         }
     }
 

@@ -50,6 +50,8 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
         var queues: [QueueState]
         var worker: DeviceWorker?
         var notifyBase: UInt64?
+        /// Unplugged: the guest can no longer reach it, and nothing starts it again.
+        var detached = false
     }
 
     public let configuration: PCIConfiguration
@@ -329,6 +331,8 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
 
     /// DRIVER_OK: builds the rings the driver set up and starts the device thread.
     private func activate() {
+        // A DRIVER_OK that raced the unplug (the vCPU was inside the BAR as it left the bus).
+        guard !state.withLock({ $0.detached }) else { return }
         let (features, queues) = state.withLock { ($0.driverFeatures, $0.queues) }
         var rings: [Virtqueue?] = []
         for queue in queues {
@@ -357,7 +361,11 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
                     self.deviceNeedsReset(because: error)
                 }
             }
-            state.withLock { $0.worker = worker }
+            let late = state.withLock { s -> Bool in
+                if !s.detached { s.worker = worker }
+                return s.detached
+            }
+            if late { worker.stop() }
         } catch {
             logger.error("device thread failed to start", metadata: ["device": "\(name)", "error": "\(error)"])
             deviceNeedsReset(because: .ringOutOfMemory("device thread"))
@@ -403,6 +411,19 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
         }
         for doorbell in doorbells { doorbell.drain() }
     }
+
+    /// The device left the VM (hot-unplug): stops its thread, has the backend drop everything
+    /// from its activation (for the para-vGPU: queued GPU work cancelled, buffers and scheduler
+    /// clients freed) and takes its doorbells off KVM. Its interrupts go when the last reference does.
+    func shutDown() {
+        state.withLock { $0.detached = true }
+        stopWorker()
+        device.reset()
+        moveDoorbells(to: nil)
+        for doorbell in doorbells { doorbell.drain() }
+    }
+
+    public var isDetached: Bool { state.withLock { $0.detached } }
 
     /// Observation for tests and statistics.
     public var status: UInt8 { state.withLock { $0.status } }
