@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import GPUHost
 import Hypervisor
@@ -13,21 +14,49 @@ public final class MachineController: VMControl, @unchecked Sendable {
         let hotplugged: Bool
     }
 
+    private struct VGPUs {
+        var attached: [AttachedVGPU] = []
+        /// Ids of vGPUs detached, for a clear answer to a second detach.
+        var detached: Set<String> = []
+        /// Ids are never reused: the next one is vgpuN.
+        var nextIndex = 0
+        var scheduler: GPUScheduler?
+        /// Whether we opened the GPU (the boot vGPUs' scheduler is the caller's to stop).
+        var ownsScheduler = false
+    }
+
     public let name: String
     public let apiSocket: String
+    /// How long a detach waits for the guest to let go (Linux's pciehp takes ~5 s).
+    public var detachTimeout: Duration = .seconds(15)
     private let machine: Machine
+    private let makeScheduler: @Sendable () throws -> GPUScheduler
     private let started = Date()
-    private let attached = Mutex<[AttachedVGPU]>([])
+    private let state = Mutex(VGPUs())
 
-    public init(name: String, apiSocket: String, machine: Machine) {
+    /// `scheduler` is the one the boot vGPUs share, if any; `makeScheduler` opens the GPU the
+    /// first time a vGPU is attached to a VM that booted without one.
+    public init(name: String, apiSocket: String, machine: Machine, scheduler: GPUScheduler?,
+                makeScheduler: @escaping @Sendable () throws -> GPUScheduler) {
         self.name = name
         self.apiSocket = apiSocket
         self.machine = machine
+        self.makeScheduler = makeScheduler
+        state.withLock { $0.scheduler = scheduler }
     }
 
     /// Records a vGPU attached before boot.
     public func adopt(_ device: VirtioGPU) {
-        attached.withLock { $0.append(AttachedVGPU(id: device.name, device: device, hotplugged: false)) }
+        state.withLock {
+            $0.attached.append(AttachedVGPU(id: device.name, device: device, hotplugged: false))
+            $0.nextIndex += 1
+        }
+    }
+
+    /// Stops the GPU scheduler this controller opened for hot-plugged vGPUs, if any (after
+    /// the VM has ended).
+    public func shutDownGPU() {
+        state.withLock { $0.ownsScheduler ? $0.scheduler : nil }?.shutdown()
     }
 
     public func info() -> VMInfo {
@@ -35,7 +64,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
         return VMInfo(name: name, pid: getpid(), state: machine.isPaused ? .paused : .running,
                       memoryBytes: configuration.memorySize, vcpus: 1, kernel: configuration.kernelPath,
                       commandLine: configuration.commandLine, apiSocket: apiSocket,
-                      uptimeSeconds: Date().timeIntervalSince(started), vgpus: attached.withLock { $0.count })
+                      uptimeSeconds: Date().timeIntervalSince(started), vgpus: state.withLock { $0.attached.count })
     }
 
     public func pause() throws(APIError) {
@@ -51,30 +80,80 @@ public final class MachineController: VMControl, @unchecked Sendable {
     }
 
     public func vgpus() -> [VGPUInfo] {
-        attached.withLock { $0 }.map(describe)
+        state.withLock { $0.attached }.map(describe)
     }
 
     public func vgpu(id: String) throws(APIError) -> VGPUInfo {
-        guard let vgpu = attached.withLock({ $0.first { $0.id == id } }) else { throw .notFound("no vGPU '\(id)' on VM '\(name)'") }
-        return describe(vgpu)
+        describe(try find(id))
     }
 
     public func attachVGPU(_ request: AttachVGPURequest) async throws(APIError) -> VGPUInfo {
-        do { _ = try VGPUProfile(parsing: request.profile) } catch { throw .badRequest("\(error)") }
+        let profile: VGPUProfile
+        do { profile = try VGPUProfile(parsing: request.profile) } catch { throw .badRequest("\(error)") }
         guard request.kind == nil || request.kind == "para" else {
             throw .badRequest("unknown vGPU kind '\(request.kind!)' (known: para)")
         }
-        throw .unavailable("attaching a vGPU to a running VM needs PCIe hot-plug, which this build does not have yet")
+        let makeScheduler = makeScheduler
+        let (id, scheduler) = try state.withLock { vgpus throws(APIError) -> (String, GPUScheduler) in
+            if vgpus.scheduler == nil {
+                do { vgpus.scheduler = try makeScheduler() } catch { throw .failed("cannot open the GPU: \(error)") }
+                vgpus.ownsScheduler = true
+            }
+            defer { vgpus.nextIndex += 1 }
+            return ("vgpu\(vgpus.nextIndex)", vgpus.scheduler!)
+        }
+        let device: VirtioGPU
+        do { device = try machine.hotplugVGPU(profile: profile, scheduler: scheduler, name: id).device } catch {
+            switch error {
+            case .hotplug(.noFreeSlot): throw .conflict(error.description)
+            default: throw .failed(error.description)
+            }
+        }
+        let vgpu = AttachedVGPU(id: id, device: device, hotplugged: true)
+        state.withLock { $0.attached.append(vgpu) }
+        return describe(vgpu)
     }
 
     public func detachVGPU(id: String) async throws(APIError) {
-        guard attached.withLock({ $0.contains { $0.id == id } }) else { throw .notFound("no vGPU '\(id)' on VM '\(name)'") }
-        throw .unavailable("detaching a vGPU from a running VM needs PCIe hot-plug, which this build does not have yet")
+        let vgpu = try find(id)
+        guard vgpu.hotplugged else {
+            throw .conflict("\(id) was attached at boot, on bus 0 without a hot-plug slot: only hot-plugged vGPUs can be detached")
+        }
+        // Waiting for the guest may take seconds: not on the server's (cooperative) threads.
+        let machine = machine, timeout = detachTimeout
+        let outcome: Result<Void, HypervisorError> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                do throws(HypervisorError) {
+                    try machine.hotUnplug(named: id, timeout: timeout)
+                    continuation.resume(returning: .success(()))
+                } catch { continuation.resume(returning: .failure(error)) }
+            }
+        }
+        switch outcome {
+        case .success:
+            state.withLock { vgpus in
+                vgpus.attached.removeAll { $0.id == id }
+                vgpus.detached.insert(id)
+            }
+        case let .failure(.hotplug(error)):
+            throw .conflict(error.description)
+        case let .failure(error):
+            throw .failed(error.description)
+        }
+    }
+
+    private func find(_ id: String) throws(APIError) -> AttachedVGPU {
+        let (vgpu, detached) = state.withLock { vgpus in (vgpus.attached.first { $0.id == id }, vgpus.detached.contains(id)) }
+        guard let vgpu else {
+            throw .notFound(detached ? "vGPU '\(id)' was already detached from VM '\(name)'" : "no vGPU '\(id)' on VM '\(name)'")
+        }
+        return vgpu
     }
 
     private func describe(_ vgpu: AttachedVGPU) -> VGPUInfo {
-        VGPUInfo(id: vgpu.id, kind: "para", profile: VGPUProfileInfo(vgpu.device.profile),
-                 pciAddress: machine.pci.location(of: vgpu.id) ?? "-", hotplugged: vgpu.hotplugged,
-                 statistics: vgpu.device.statistics)
+        let address = vgpu.hotplugged ? machine.hotpluggedDevices.first { $0.name == vgpu.id }?.address
+            : machine.pci.location(of: vgpu.id)
+        return VGPUInfo(id: vgpu.id, kind: "para", profile: VGPUProfileInfo(vgpu.device.profile),
+                        pciAddress: address ?? "-", hotplugged: vgpu.hotplugged, statistics: vgpu.device.statistics)
     }
 }

@@ -95,9 +95,12 @@ extension Malvvm {
                     throw RuntimeFailure(message: "vGPU: \(error)")
                 }
             }
+            let selector = gpu.selector
             let controller = MachineController(name: vmName, apiSocket: apiSocket ?? SocketPath.forVM(named: vmName),
-                                               machine: machine)
+                                               machine: machine, scheduler: scheduler,
+                                               makeScheduler: { try GPUScheduler(backend: try BackendFactory.make(selector)) })
             vgpus.forEach(controller.adopt)
+            defer { controller.shutDownGPU() }
             var server: APIServer?
             if apiSocket != "none" {
                 do { server = try APIServer(socketPath: controller.apiSocket, control: controller) } catch {

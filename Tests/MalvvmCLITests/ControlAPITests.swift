@@ -10,15 +10,18 @@ import Testing
         let directory: String
         let socket: String
         let name: String
+        let console: String
 
-        init(name: String = "api-test-\(getpid())", vgpu: Bool = true) throws {
+        init(name: String = "api-test-\(getpid())", vgpu: Bool = true, cmdline: String = "test=idle") throws {
             self.name = name
             directory = NSTemporaryDirectory() + "malvvm-api-\(getpid())-\(UInt32.random(in: 0 ... .max))"
             socket = directory + "/\(name).sock"
+            console = directory + ".console"
+            _ = FileManager.default.createFile(atPath: console, contents: nil)
             process.executableURL = URL(fileURLWithPath: Harness.malvvm)
-            process.arguments = ["run", "--kernel", Harness.guest, "--name", name, "--api-socket", socket, "--cmdline", "test=idle"]
-                + (vgpu ? ["--vgpu", "2g", "--gpu", "cpu"] : [])
-            process.standardOutput = FileHandle.nullDevice
+            process.arguments = ["run", "--kernel", Harness.guest, "--name", name, "--api-socket", socket, "--gpu", "cpu",
+                                 "--cmdline", cmdline] + (vgpu ? ["--vgpu", "2g"] : [])
+            process.standardOutput = FileHandle(forWritingAtPath: console)
             process.standardError = FileHandle.nullDevice
             try process.run()
             // The socket file appears at bind(), a moment before the server accepts: wait for an answer.
@@ -30,6 +33,37 @@ import Testing
         }
 
         func malvvm(_ arguments: [String]) throws -> Harness.Result { try Harness.malvvm(arguments) }
+
+        /// The guest's console so far (all of it once the VM has ended).
+        var output: String { finalOutput ?? (try? String(contentsOfFile: console, encoding: .utf8)) ?? "" }
+        private var finalOutput: String?
+
+        /// Waits (bounded) for the guest to print a line containing `text`.
+        func waitForOutput(_ text: String, timeout: TimeInterval = 60) -> Bool {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if output.contains(text) { return true }
+                if !process.isRunning { return output.contains(text) }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            return false
+        }
+
+        /// Waits for the VM to end by itself; its exit status.
+        func exitStatus(timeout: TimeInterval = 30) -> Int32 { finish(within: timeout) }
+
+        /// Waits up to `timeout` for the VM to end (then terminates it), keeps its console
+        /// output for `output`, removes its files; its exit status.
+        private func finish(within timeout: TimeInterval) -> Int32 {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+            finalOutput = output
+            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: console)
+            return process.terminationStatus
+        }
 
         /// curl over the socket: (status, body).
         func http(_ method: String, _ path: String, body: String? = nil) throws -> (Int, String) {
@@ -43,13 +77,47 @@ import Testing
         /// Shuts the VM down through the API and returns its exit status.
         func shutdown() throws -> Int32 {
             _ = try malvvm(["vm", "shutdown", socket])
-            let deadline = Date().addingTimeInterval(10)
-            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-            if process.isRunning { process.terminate() }
-            process.waitUntilExit()
-            try? FileManager.default.removeItem(atPath: directory)
-            return process.terminationStatus
+            return finish(within: 10)
         }
+    }
+
+    /// The scenario: a guest waiting for a vGPU gets one attached through the CLI, uses
+    /// it, sees it detached and keeps running; twice, with the errors in between.
+    @Test func aVGPUAttachedToARunningGuestIsUsedAndDetached() throws {
+        let vm = try BackgroundVM(vgpu: false, cmdline: "test=hotplug hotplug_cycles=2")
+        #expect(vm.waitForOutput("hotplug: waiting for a device"), "\(vm.output)")
+        for cycle in 1 ... 2 {
+            let attach = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "2g"])
+            #expect(attach.status == 0 && attach.stdoutLines.first == "vgpu\(cycle - 1)", "\(attach.stdout) \(attach.stderr)")
+            #expect(vm.waitForOutput(cycle == 1 ? "vgpu in use" : "vgpu in use on slot 1; waiting for the attention button\n"),
+                    "\(vm.output)")
+            let list = try vm.malvvm(["vgpu", "list", vm.socket])
+            #expect(list.stdoutLines.contains { $0.hasPrefix("vgpu\(cycle - 1)") && $0.contains("yes") }, "\(list.stdout)")
+            let detach = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu\(cycle - 1)"])
+            #expect(detach.status == 0, "\(detach.stderr)")
+            if cycle == 1 {
+                let again = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu0"])
+                #expect(again.status == 1 && again.stderrLines.count == 1 && again.stderr.contains("already detached"),
+                        "\(again.stderr)")
+                #expect(vm.waitForOutput("waiting for a device (cycle 2"), "\(vm.output)")
+            }
+        }
+        #expect(vm.exitStatus() == 0, "\(vm.output)")
+        #expect(vm.output.contains("hotplug: PASS (2 cycles)"), "\(vm.output)")
+    }
+
+    @Test func aBootVGPUCannotBeDetachedAndSlotsRunOut() throws {
+        let vm = try BackgroundVM(vgpu: true)
+        let boot = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu0"])
+        #expect(boot.status == 1 && boot.stderr.contains("attached at boot"), "\(boot.stderr)")
+        // Four hot-plug slots by default: the fifth attach finds none.
+        for index in 1 ... 4 {
+            let attach = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "1g"])
+            #expect(attach.stdoutLines.first == "vgpu\(index)", "\(attach.stderr)")
+        }
+        let full = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "1g"])
+        #expect(full.status == 1 && full.stderrLines.count == 1 && full.stderr.contains("no free hot-plug slot"), "\(full.stderr)")
+        #expect(try vm.shutdown() == 0)
     }
 
     @Test func psListsTheVMAndVMInfoDescribesIt() throws {
