@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies flow one way: malvvm → VirtioGPU, GVMCS, Hypervisor → GPUHost →
+// Dependencies flow one way: malvvm → ControlAPI → GPUDaemon → VirtioGPU, GVMCS, Hypervisor → GPUHost →
 // CKVM / CVulkan / CGPUInventory / system libraries.
 let package = Package(
     name: "malvvm",
@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "GVMCS", targets: ["GVMCS"]),
         .library(name: "VirtioGPU", targets: ["VirtioGPU"]),
         .library(name: "MLWorkloads", targets: ["MLWorkloads"]),
+        .library(name: "GPUDaemon", targets: ["GPUDaemon"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -70,6 +71,22 @@ let package = Package(
             ]
         ),
 
+        // SCM_RIGHTS descriptor passing (CMSG_* are macros Swift cannot call).
+        .target(name: "CFDPassing"),
+        // The GPU daemon: one process owning the GPU serves every VM's para-vGPUs over the
+        // vgpu-user protocol (guest memory, doorbells and irqfds passed by SCM_RIGHTS), and the
+        // VM side of that protocol (RemoteVGPU).
+        .target(
+            name: "GPUDaemon",
+            dependencies: [
+                "CFDPassing",
+                "Hypervisor",
+                "GPUHost",
+                "VirtioGPU",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // ML jobs run natively on GPUHost (the guest's test=train as a host process), for
         // `malvvm bench native` and scripts/bench-vgpu.
         .target(name: "MLWorkloads", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -82,6 +99,7 @@ let package = Package(
                 "Hypervisor",
                 "GPUHost",
                 "VirtioGPU",
+                "GPUDaemon",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,6 +111,7 @@ let package = Package(
             name: "malvvm",
             dependencies: [
                 "ControlAPI",
+                "GPUDaemon",
                 "Hypervisor",
                 "GPUHost",
                 "VirtioGPU",
@@ -109,6 +128,7 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VirtioTestSupport"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VirtioGPU"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
         .testTarget(name: "VirtioGPUTests",

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/eventfd.h>
+#include <fcntl.h>
 
 #define CKVM_IOCTL(fd, request, arg) \
     do { int r_ = ioctl((fd), (request), (arg)); return r_ < 0 ? -errno : r_; } while (0)
@@ -150,6 +151,15 @@ uint32_t ckvm_run_system_event_type(const struct kvm_run *run) { return run->sys
 int ckvm_memfd_create(const char *name, unsigned int flags) {
     int fd = memfd_create(name, flags);
     return fd < 0 ? -errno : fd;
+}
+
+int ckvm_memfd_seal_size(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) < 0 ? -errno : 0;
+}
+
+int ckvm_memfd_is_size_sealed(int fd) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    return seals < 0 ? -errno : (seals & F_SEAL_SHRINK) != 0;
 }
 
 int ckvm_eventfd(unsigned int initial) {

@@ -3,13 +3,16 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// The CLI's side of the control API: one request per call over the VM's Unix socket.
+/// The CLI's side of the control APIs: one request per call over a VM's Unix socket, or the
+/// GPU daemon's (`peer` names which in errors).
 public struct APIClient: Sendable {
     public let socketPath: String
+    let peer: String
     let timeout: TimeAmount
 
-    public init(socketPath: String, timeout: Duration = .seconds(30)) {
+    public init(socketPath: String, peer: String = "VM", timeout: Duration = .seconds(30)) {
         self.socketPath = socketPath
+        self.peer = peer
         let (seconds, attoseconds) = timeout.components
         self.timeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
@@ -25,6 +28,10 @@ public struct APIClient: Sendable {
     }
     public func detachVGPU(id: String) async throws(APIError) { try await callNoContent(.DELETE, "/vgpus/\(escaped(id))") }
 
+    // The GPU daemon's API.
+    public func daemonStatus() async throws(APIError) -> GPUDaemonStatus { try await call(.GET, "/status") }
+    public func resetDaemonMetrics() async throws(APIError) { try await callNoContent(.PUT, "/metrics/reset") }
+
     private func escaped(_ component: String) -> String {
         component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? component
     }
@@ -32,7 +39,7 @@ public struct APIClient: Sendable {
     private func call<T: Decodable>(_ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<String>.none) async throws(APIError) -> T {
         let data = try await send(method, path, body: body)
         do { return try StrictJSON.decoder.decode(T.self, from: data) } catch {
-            throw .failed("the VM answered \(method) \(path) with a body that is not a \(T.self)")
+            throw .failed("the \(peer) answered \(method) \(path) with a body that is not a \(T.self)")
         }
     }
 
@@ -42,7 +49,7 @@ public struct APIClient: Sendable {
 
     private func send(_ method: HTTPMethod, _ path: String, body: (some Encodable)?) async throws(APIError) -> Data {
         guard FileManager.default.fileExists(atPath: socketPath) else {
-            throw .notFound("no VM API socket at '\(socketPath)'")
+            throw .notFound("no \(peer) API socket at '\(socketPath)'")
         }
         guard let url = URL(httpURLWithSocketPath: socketPath, uri: "/\(APIServer.version)\(path)") else {
             throw .badRequest("API socket path '\(socketPath)' cannot be used in a URL")
@@ -74,7 +81,7 @@ public struct APIClient: Sendable {
         } catch let error as APIError {
             throw error
         } catch {
-            throw .unavailable("cannot reach the VM at '\(socketPath)': \(error)")
+            throw .unavailable("cannot reach the \(peer) at '\(socketPath)': \(error)")
         }
     }
 }

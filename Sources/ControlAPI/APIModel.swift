@@ -78,13 +78,16 @@ public struct AttachVGPURequest: Codable, Sendable, Equatable, StrictlyDecodable
     public var profile: String
     /// "para" (default) or "full".
     public var kind: String?
+    /// The GPU daemon's socket, to make the vGPU its client; absent: the VM's embedded scheduler.
+    public var gpud: String?
 
-    public init(profile: String, kind: String? = nil) {
+    public init(profile: String, kind: String? = nil, gpud: String? = nil) {
         self.profile = profile
         self.kind = kind
+        self.gpud = gpud
     }
 
-    public static let allowedKeys: Set<String> = ["profile", "kind"]
+    public static let allowedKeys: Set<String> = ["profile", "kind", "gpud"]
 }
 
 /// Every 4xx/5xx carries this body.

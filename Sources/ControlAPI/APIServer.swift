@@ -4,23 +4,30 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// Serves the VM control API (HTTP/1.1, JSON; docs/api/malvvm.yaml) on a Unix socket, in the
-/// manner of Firecracker's and Cloud Hypervisor's API sockets. The socket is created 0600 in
-/// a 0700 directory: whoever can reach it controls the VM.
+/// Serves a REST API (HTTP/1.1, JSON) on a Unix socket, in the manner of Firecracker's and
+/// Cloud Hypervisor's API sockets: the VM control API (docs/api/malvvm.yaml, `VMAPI.routes`) or
+/// the GPU daemon's (docs/api/gpud.yaml, `GPUDaemonAPI.routes`). The socket is created 0600 in
+/// a 0700 directory: whoever can reach it controls the VM or the GPU.
 public final class APIServer: Sendable {
     public static let version = "v1"
     public let socketPath: String
     private let task: Task<Void, Never>
     private let services: ServiceGroup
 
+    /// Serves the VM control API for `control`.
+    public convenience init(socketPath: String, control: any VMControl) throws(APIError) {
+        try self.init(socketPath: socketPath, control: control, routes: VMAPI.routes)
+    }
+
     /// Binds `socketPath` (a stale socket left by a dead VM is replaced; a live one is an
     /// error) and starts serving in the background.
-    public init(socketPath: String, control: any VMControl, logger: Logger = Logger(label: "malvvm.api")) throws(APIError) {
+    public init<Control: Sendable>(socketPath: String, control: Control, routes: [APIRoute<Control>],
+                                   logger: Logger = Logger(label: "malvvm.api")) throws(APIError) {
         try SocketPath.claim(socketPath)
         self.socketPath = socketPath
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
-        Self.addRoutes(to: router, control: control)
+        Self.addRoutes(routes, to: router, control: control)
         let ready = DispatchSemaphore(value: 0)
         let app = Application(router: router,
                               configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "malvvm"),
@@ -58,35 +65,7 @@ public final class APIServer: Sendable {
         unlink(socketPath)
     }
 
-    /// One route of the API: docs/api/malvvm.yaml documents exactly these (a test keeps the two
-    /// in step).
-    public struct Route: Sendable {
-        public let method: HTTPRequest.Method
-        /// Below /v1, with `{name}` for a path parameter as OpenAPI writes it.
-        public let path: String
-        let handle: @Sendable (Request, BasicRequestContext, any VMControl) async throws -> Response
-    }
-
-    public static let routes: [Route] = [
-        Route(method: .get, path: "/vm") { _, _, control in try json(control.info()) },
-        Route(method: .put, path: "/vm/pause") { _, _, control in try noContent { () throws(APIError) in try control.pause() } },
-        Route(method: .put, path: "/vm/resume") { _, _, control in try noContent { () throws(APIError) in try control.resume() } },
-        Route(method: .put, path: "/vm/shutdown") { _, _, control in try noContent { () throws(APIError) in try control.shutdown() } },
-        Route(method: .get, path: "/vgpus") { _, _, control in try json(control.vgpus()) },
-        Route(method: .post, path: "/vgpus") { request, _, control in
-            let attach = try StrictJSON.decode(AttachVGPURequest.self, from: try await body(of: request))
-            return try json(try await control.attachVGPU(attach), status: .created)
-        },
-        Route(method: .get, path: "/vgpus/{id}") { _, context, control in
-            try json(try control.vgpu(id: context.parameters.require("id")))
-        },
-        Route(method: .delete, path: "/vgpus/{id}") { _, context, control in
-            try await control.detachVGPU(id: try context.parameters.require("id"))
-            return Response(status: .noContent)
-        },
-    ]
-
-    static func addRoutes(to router: Router<BasicRequestContext>, control: any VMControl) {
+    static func addRoutes<Control: Sendable>(_ routes: [APIRoute<Control>], to router: Router<BasicRequestContext>, control: Control) {
         for route in routes {
             // OpenAPI's {id} is Hummingbird's :id.
             let path = "/\(version)" + route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
@@ -110,6 +89,36 @@ public final class APIServer: Sendable {
         try action()
         return Response(status: .noContent)
     }
+}
+
+/// One route of an API; its OpenAPI document lists exactly these (a test keeps them in step).
+public struct APIRoute<Control: Sendable>: Sendable {
+    public let method: HTTPRequest.Method
+    /// Below /v1, with `{name}` for a path parameter as OpenAPI writes it.
+    public let path: String
+    let handle: @Sendable (Request, BasicRequestContext, Control) async throws -> Response
+}
+
+/// The VM control API (docs/api/malvvm.yaml).
+public enum VMAPI {
+    public static let routes: [APIRoute<any VMControl>] = [
+        APIRoute(method: .get, path: "/vm") { _, _, control in try json(control.info()) },
+        APIRoute(method: .put, path: "/vm/pause") { _, _, control in try APIServer.noContent { () throws(APIError) in try control.pause() } },
+        APIRoute(method: .put, path: "/vm/resume") { _, _, control in try APIServer.noContent { () throws(APIError) in try control.resume() } },
+        APIRoute(method: .put, path: "/vm/shutdown") { _, _, control in try APIServer.noContent { () throws(APIError) in try control.shutdown() } },
+        APIRoute(method: .get, path: "/vgpus") { _, _, control in try json(control.vgpus()) },
+        APIRoute(method: .post, path: "/vgpus") { request, _, control in
+            let attach = try StrictJSON.decode(AttachVGPURequest.self, from: try await APIServer.body(of: request))
+            return try json(try await control.attachVGPU(attach), status: .created)
+        },
+        APIRoute(method: .get, path: "/vgpus/{id}") { _, context, control in
+            try json(try control.vgpu(id: context.parameters.require("id")))
+        },
+        APIRoute(method: .delete, path: "/vgpus/{id}") { _, context, control in
+            try await control.detachVGPU(id: try context.parameters.require("id"))
+            return Response(status: .noContent)
+        },
+    ]
 }
 
 /// A JSON response of `value`.

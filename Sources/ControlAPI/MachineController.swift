@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import GPUDaemon
 import GPUHost
 import Hypervisor
 import Synchronization
@@ -10,7 +11,7 @@ import VirtioGPU
 public final class MachineController: VMControl, @unchecked Sendable {
     private struct AttachedVGPU {
         let id: String
-        let device: VirtioGPU
+        let device: any VGPUBackend
         let hotplugged: Bool
     }
 
@@ -46,7 +47,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
     }
 
     /// Records a vGPU attached before boot.
-    public func adopt(_ device: VirtioGPU) {
+    public func adopt(_ device: any VGPUBackend) {
         state.withLock {
             $0.attached.append(AttachedVGPU(id: device.name, device: device, hotplugged: false))
             $0.nextIndex += 1
@@ -93,17 +94,21 @@ public final class MachineController: VMControl, @unchecked Sendable {
         guard request.kind == nil || request.kind == "para" else {
             throw .badRequest("unknown vGPU kind '\(request.kind!)' (known: para)")
         }
-        let makeScheduler = makeScheduler
-        let (id, scheduler) = try state.withLock { vgpus throws(APIError) -> (String, GPUScheduler) in
-            if vgpus.scheduler == nil {
-                do { vgpus.scheduler = try makeScheduler() } catch { throw .failed("cannot open the GPU: \(error)") }
-                vgpus.ownsScheduler = true
-            }
+        if let gpud = request.gpud, gpud.isEmpty { throw .badRequest("gpud must be a socket path") }
+        let id = state.withLock { vgpus in
             defer { vgpus.nextIndex += 1 }
-            return ("vgpu\(vgpus.nextIndex)", vgpus.scheduler!)
+            return "vgpu\(vgpus.nextIndex)"
         }
-        let device: VirtioGPU
-        do { device = try machine.hotplugVGPU(profile: profile, scheduler: scheduler, name: id).device } catch {
+        let device: any VGPUBackend
+        if let gpud = request.gpud {
+            do { device = try RemoteVGPU(daemonSocket: gpud, vm: name, name: id, profile: profile, memory: machine.memory) } catch {
+                throw .unavailable(error.description)
+            }
+        } else {
+            device = VirtioGPU(scheduler: try embeddedScheduler(), profile: profile, memory: machine.memory, name: id)
+        }
+        do { _ = try machine.hotplugVirtioDevice(device, name: id) } catch {
+            (device as? RemoteVGPU)?.disconnect()
             switch error {
             case .hotplug(.noFreeSlot): throw .conflict(error.description)
             default: throw .failed(error.description)
@@ -112,6 +117,17 @@ public final class MachineController: VMControl, @unchecked Sendable {
         let vgpu = AttachedVGPU(id: id, device: device, hotplugged: true)
         state.withLock { $0.attached.append(vgpu) }
         return describe(vgpu)
+    }
+
+    /// The scheduler embedded vGPUs share: the boot vGPUs', or one opened on first use.
+    private func embeddedScheduler() throws(APIError) -> GPUScheduler {
+        let makeScheduler = makeScheduler
+        return try state.withLock { vgpus throws(APIError) -> GPUScheduler in
+            if let scheduler = vgpus.scheduler { return scheduler }
+            do { vgpus.scheduler = try makeScheduler() } catch { throw .failed("cannot open the GPU: \(error)") }
+            vgpus.ownsScheduler = true
+            return vgpus.scheduler!
+        }
     }
 
     public func detachVGPU(id: String) async throws(APIError) {
@@ -131,6 +147,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
         }
         switch outcome {
         case .success:
+            (vgpu.device as? RemoteVGPU)?.disconnect()
             state.withLock { vgpus in
                 vgpus.attached.removeAll { $0.id == id }
                 vgpus.detached.insert(id)

@@ -118,3 +118,5 @@ extension String {
         String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }
+
+extension VGPUProfile: Codable {}

@@ -147,6 +147,9 @@ struct VGPUCommand: ParsableCommand {
         var profile: String
         @Option(name: .long, help: "para (virtio-gpu, the default) or full (G-VMCS).")
         var kind: String?
+        @Option(name: .long, help: ArgumentHelp("Make the vGPU a client of the GPU daemon on this socket (default: the VM's embedded scheduler).",
+                                                valueName: "path"))
+        var gpud: String?
 
         func validate() throws {
             do { _ = try VGPUProfile(parsing: profile) } catch { throw ValidationError("\(error)") }
@@ -155,7 +158,7 @@ struct VGPUCommand: ParsableCommand {
 
         func run() throws {
             let client = APIClient(socketPath: vm.socketPath)
-            let request = AttachVGPURequest(profile: profile, kind: kind)
+            let request = AttachVGPURequest(profile: profile, kind: kind, gpud: gpud)
             let vgpu = try callAPI { () throws(APIError) in try await client.attachVGPU(request) }
             print(vgpu.id)
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import ControlAPI
 import Foundation
 import Glibc
+import GPUDaemon
 import GPUHost
 import Hypervisor
 import Logging
@@ -32,12 +33,14 @@ extension Malvvm {
         var disk: [DiskArgument] = []
 
         @Option(name: .long, help: ArgumentHelp(
-            "A para-vGPU: a named profile (1g, 2g, 4g, 8g) and overrides, e.g. 'profile=4g,weight=2,memory=512m'; repeat for more.",
+            "A para-vGPU: a named profile (1g, 2g, 4g, 8g) and overrides, e.g. 'profile=4g,weight=2,memory=512m'; add 'gpud=PATH' (or 'gpud' for the default socket) to make it a client of the GPU daemon; repeat for more.",
             valueName: "spec"),
                 transform: { text in
-                    do { return try VGPUProfile(parsing: text) } catch { throw ValidationError("\(error)") }
+                    do { return try VGPUSpecification(parsing: text, defaultDaemonSocket: GPUDaemonAPI.defaultSocket) } catch {
+                        throw ValidationError("\(error)")
+                    }
                 })
-        var vgpu: [VGPUProfile] = []
+        var vgpu: [VGPUSpecification] = []
 
         @Option(name: .long, help: ArgumentHelp("The physical GPU the vGPUs share: a Vulkan device index or name, 'cpu' for the CPU reference (default: the best Vulkan device).",
                                                 valueName: "gpu"))
@@ -80,17 +83,24 @@ extension Malvvm {
             } catch {
                 throw RuntimeFailure(message: error.description)
             }
-            // The embedded scheduler owns the physical GPU for this VM's vGPUs.
+            // The embedded scheduler owns the physical GPU for this VM's own vGPUs; the others
+            // are the GPU daemon's clients.
             var scheduler: GPUScheduler?
-            var vgpus: [VirtioGPU] = []
+            var vgpus: [any VGPUBackend] = []
             defer { scheduler?.shutdown() }
-            if !vgpu.isEmpty {
+            for (index, spec) in vgpu.enumerated() {
+                let id = "vgpu\(index)"
                 do {
-                    let shared = try GPUScheduler(backend: try BackendFactory.make(gpu.selector))
-                    scheduler = shared
-                    for (index, spec) in vgpu.enumerated() {
-                        vgpus.append(try machine.attachVGPU(profile: spec, scheduler: shared, name: "vgpu\(index)"))
+                    let device: any VGPUBackend
+                    switch spec.placement {
+                    case .embedded:
+                        if scheduler == nil { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector)) }
+                        device = VirtioGPU(scheduler: scheduler!, profile: spec.profile, memory: machine.memory, name: id)
+                    case let .daemon(socket):
+                        device = try RemoteVGPU(daemonSocket: socket, vm: vmName, name: id, profile: spec.profile, memory: machine.memory)
                     }
+                    _ = try machine.attachVirtioDevice(device, name: id)
+                    vgpus.append(device)
                 } catch {
                     throw RuntimeFailure(message: "vGPU: \(error)")
                 }
@@ -134,7 +144,7 @@ extension Malvvm {
 
 /// The run's counters as one JSON object: KVM's and malvvm's exit counters, the GPU
 /// scheduler's utilisation, and each vGPU's submission costs (keys in snake_case).
-func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [VirtioGPU], to path: String) throws {
+func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPUBackend], to path: String) throws {
     struct SchedulerSummary: Encodable {
         let policy: String
         let windowNanoseconds: UInt64

@@ -33,7 +33,7 @@ import Testing
     }
 
     @Test func everyRouteIsDocumentedAndNothingElse() {
-        let served = Set(APIServer.routes.map { "\($0.method) \($0.path)" })
+        let served = Set(VMAPI.routes.map { "\($0.method) \($0.path)" })
         #expect(!Self.documentedOperations.isEmpty, "could not read docs/api/malvvm.yaml")
         #expect(served == Self.documentedOperations,
                 "served only: \(served.subtracting(Self.documentedOperations)); documented only: \(Self.documentedOperations.subtracting(served))")

@@ -88,6 +88,12 @@ uint32_t ckvm_run_system_event_type(const struct kvm_run *run);
 /// memfd_create(2): glibc declares it only under _GNU_SOURCE, which Swift's Glibc module lacks.
 int ckvm_memfd_create(const char *name, unsigned int flags);
 #define CKVM_MFD_CLOEXEC 0x0001U
+#define CKVM_MFD_ALLOW_SEALING 0x0002U
+/// Seals the memfd against shrinking (F_SEAL_SHRINK | F_SEAL_SEAL), so a process it is shared with
+/// can never see its mapping cut short (SIGBUS); 0 or -errno.
+int ckvm_memfd_seal_size(int fd);
+/// Whether `fd` is sealed against shrinking: 1, 0, or -errno.
+int ckvm_memfd_is_size_sealed(int fd);
 /// eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK.
 int ckvm_eventfd(unsigned int initial);
 

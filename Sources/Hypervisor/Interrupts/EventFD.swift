@@ -12,6 +12,11 @@ public final class EventFD: @unchecked Sendable {
         fileDescriptor = fd
     }
 
+    /// Takes ownership of an eventfd another process shared with us (SCM_RIGHTS).
+    public init(adopting fileDescriptor: Int32) {
+        self.fileDescriptor = fileDescriptor
+    }
+
     deinit { close(fileDescriptor) }
 
     public func signal() {

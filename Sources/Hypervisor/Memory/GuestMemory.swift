@@ -47,7 +47,7 @@ public final class GuestMemory: @unchecked Sendable {
     private let mapping: UnsafeMutableRawPointer
 
     /// - Parameter layout: (start, size) pairs, sorted, non-overlapping, page-aligned.
-    public init(layout: [(start: GuestAddress, size: UInt64)]) throws(GuestMemoryError) {
+    public convenience init(layout: [(start: GuestAddress, size: UInt64)]) throws(GuestMemoryError) {
         let pageSize: UInt64 = 4096
         var previousEnd: UInt64 = 0
         var total: UInt64 = 0
@@ -63,13 +63,62 @@ public final class GuestMemory: @unchecked Sendable {
         }
         guard total > 0 else { throw .invalidLayout("no RAM") }
 
-        let fd = ckvm_memfd_create("malvvm-guest-ram", CKVM_MFD_CLOEXEC)
+        let fd = ckvm_memfd_create("malvvm-guest-ram", CKVM_MFD_CLOEXEC | CKVM_MFD_ALLOW_SEALING)
         guard fd >= 0 else { throw .allocationFailed(size: total, SystemError("memfd_create", errno: -fd)) }
         guard ftruncate(fd, off_t(total)) == 0 else {
             let error = errno
             close(fd)
             throw .allocationFailed(size: total, SystemError("ftruncate", errno: error))
         }
+        // Sealed at its size: a process we share it with (the GPU daemon) can trust its
+        // mapping never to be cut short under it.
+        let sealed = ckvm_memfd_seal_size(fd)
+        guard sealed == 0 else {
+            close(fd)
+            throw .allocationFailed(size: total, SystemError("F_ADD_SEALS", errno: -sealed))
+        }
+        var regions: [(GuestAddress, UInt64, UInt64)] = []
+        var offset: UInt64 = 0
+        for range in layout {
+            regions.append((range.start, range.size, offset))
+            offset += range.size
+        }
+        try self.init(mapping: fd, regions: regions, totalSize: total)
+    }
+
+    /// Maps guest RAM another process created and shared (its memfd and its regions'
+    /// `start`, `size`, `fileOffset`), as the GPU daemon does for each VM. Takes ownership of
+    /// `fileDescriptor`, closed on failure too. The memfd must be sealed against shrinking and
+    /// hold every region, so no guest-chosen layout can make an access fault.
+    public convenience init(sharing fileDescriptor: Int32,
+                            regions layout: [(start: GuestAddress, size: UInt64, fileOffset: UInt64)]) throws(GuestMemoryError) {
+        func fail(_ error: GuestMemoryError) -> GuestMemoryError {
+            close(fileDescriptor)
+            return error
+        }
+        var status = stat()
+        guard fstat(fileDescriptor, &status) == 0 else {
+            throw fail(.invalidLayout("the shared memory is not a file (\(SystemError("fstat", errno: errno)))"))
+        }
+        guard ckvm_memfd_is_size_sealed(fileDescriptor) == 1 else {
+            throw fail(.invalidLayout("the shared memory is not a memfd sealed against shrinking"))
+        }
+        let fileSize = UInt64(status.st_size)
+        var previousEnd: UInt64 = 0
+        for (index, region) in layout.enumerated() {
+            guard region.size > 0, region.size % 4096 == 0, region.start.raw % 4096 == 0, region.fileOffset % 4096 == 0,
+                  region.start.raw >= previousEnd, let end = region.start.adding(region.size),
+                  region.fileOffset <= fileSize, region.size <= fileSize - region.fileOffset else {
+                throw fail(.invalidLayout("shared region \(index) at \(region.start) of \(region.size) bytes does not fit the memfd"))
+            }
+            previousEnd = end.raw
+        }
+        guard !layout.isEmpty, fileSize > 0 else { throw fail(.invalidLayout("no RAM")) }
+        try self.init(mapping: fileDescriptor, regions: layout.map { ($0.start, $0.size, $0.fileOffset) }, totalSize: fileSize)
+    }
+
+    /// Maps all of `fd` and cuts it into regions; owns `fd` from here on.
+    private init(mapping fd: Int32, regions layout: [(GuestAddress, UInt64, UInt64)], totalSize total: UInt64) throws(GuestMemoryError) {
         // MAP_NORESERVE: pages are allocated when the guest touches them, as with any VMM.
         guard let base = mmap(nil, Int(total), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0),
               base != MAP_FAILED else {
@@ -77,14 +126,9 @@ public final class GuestMemory: @unchecked Sendable {
             close(fd)
             throw .allocationFailed(size: total, SystemError("mmap", errno: error))
         }
-        var regions: [GuestMemoryRegion] = []
-        var offset: UInt64 = 0
-        for range in layout {
-            regions.append(GuestMemoryRegion(start: range.start, size: range.size, fileOffset: offset,
-                                             host: base + Int(offset)))
-            offset += range.size
+        regions = layout.map { start, size, offset in
+            GuestMemoryRegion(start: start, size: size, fileOffset: offset, host: base + Int(offset))
         }
-        self.regions = regions
         self.fileDescriptor = fd
         self.totalSize = total
         self.mapping = base

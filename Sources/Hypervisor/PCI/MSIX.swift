@@ -124,6 +124,11 @@ public final class MSIXTable: Sendable {
         if deliver { eventfds[vector].signal() }
     }
 
+    /// The irqfd behind `vector`, for a device served in another process to signal directly.
+    public func eventFD(vector: Int) -> EventFD? {
+        vector >= 0 && vector < vectorCount ? eventfds[vector] : nil
+    }
+
     // MARK: Guest access to the table and the PBA (BAR-relative offsets given by the device)
 
     public func readTable(offset: UInt64, data: UnsafeMutableRawBufferPointer) {

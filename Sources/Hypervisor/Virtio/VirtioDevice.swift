@@ -39,6 +39,36 @@ public protocol VirtioDeviceBackend: AnyObject, Sendable {
     func reset()
 }
 
+/// A device whose queues are served outside this process (the vhost-user model): at DRIVER_OK
+/// the transport hands it the rings, doorbells and interrupt eventfds instead of running a
+/// device thread of its own, and `process(queue:context:)` is never called.
+public protocol VirtioRemoteBackend: VirtioDeviceBackend {
+    /// Starts the remote side serving this activation; it ends at the next `reset()`.
+    func activate(_ activation: VirtioRemoteActivation) throws(VirtioRemoteFailure)
+}
+
+/// What a remote server needs to serve one activation.
+public struct VirtioRemoteActivation: Sendable {
+    public let features: UInt64
+    /// One per queue; nil for a queue the driver did not enable.
+    public let queues: [VirtqueueConfiguration?]
+    /// The queues' doorbells (KVM ioeventfds), one per queue.
+    public let doorbells: [EventFD]
+    /// The irqfd of each queue's MSI-X vector; nil where the driver gave the queue none.
+    /// Signalled directly, so MSI-X masking of these vectors is not seen (as a vhost-user
+    /// backend without a masked-notifier path).
+    public let interrupts: [EventFD?]
+    public let memory: GuestMemory
+    /// Puts the device into DEVICE_NEEDS_RESET with a config interrupt; callable from any thread.
+    public let needsReset: @Sendable (String) -> Void
+}
+
+public struct VirtioRemoteFailure: Error, Sendable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
 /// What a device sees of its activated queues: the rings and a way to interrupt the driver.
 public final class VirtioQueueContext: @unchecked Sendable {
     public let negotiatedFeatures: UInt64

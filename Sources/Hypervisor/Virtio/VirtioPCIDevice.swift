@@ -48,7 +48,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
         var configVector = VirtioPCIDevice.noVector
         var isr: UInt8 = 0
         var queues: [QueueState]
-        var worker: DeviceWorker?
+        var worker: VirtioQueueServer?
         var notifyBase: UInt64?
         /// Unplugged: the guest can no longer reach it, and nothing starts it again.
         var detached = false
@@ -329,46 +329,41 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
         if case .activate = action { activate() }
     }
 
-    /// DRIVER_OK: builds the rings the driver set up and starts the device thread.
+    /// DRIVER_OK: builds the rings the driver set up and starts the device thread, or hands
+    /// them to the device's remote server.
     private func activate() {
         // A DRIVER_OK that raced the unplug (the vCPU was inside the BAR as it left the bus).
         guard !state.withLock({ $0.detached }) else { return }
         let (features, queues) = state.withLock { ($0.driverFeatures, $0.queues) }
-        var rings: [Virtqueue?] = []
-        for queue in queues {
-            guard queue.enabled else { rings.append(nil); continue }
-            let config = VirtqueueConfiguration(
+        let configurations = queues.map { queue -> VirtqueueConfiguration? in
+            guard queue.enabled else { return nil }
+            return VirtqueueConfiguration(
                 size: queue.size, descriptorTable: GuestAddress(queue.descriptorTable),
                 availableRing: GuestAddress(queue.availableRing), usedRing: GuestAddress(queue.usedRing),
                 eventIndex: features & VirtioFeature.eventIndex != 0,
                 indirectDescriptors: features & VirtioFeature.indirectDescriptors != 0)
-            do {
-                rings.append(try Virtqueue(configuration: config, memory: memory))
-            } catch {
-                deviceNeedsReset(because: error)
-                return
-            }
         }
-        let context = VirtioQueueContext(negotiatedFeatures: features, queues: rings) { [weak self] queue in
-            self?.interrupt(queue: queue)
+        if let remote = device as? any VirtioRemoteBackend {
+            let activation = VirtioRemoteActivation(
+                features: features, queues: configurations, doorbells: doorbells,
+                interrupts: queues.map { $0.enabled ? msix.eventFD(vector: Int($0.vector)) : nil }, memory: memory,
+                needsReset: { [weak self] reason in self?.deviceNeedsReset(because: reason) })
+            do throws(VirtioRemoteFailure) { try remote.activate(activation) } catch { deviceNeedsReset(because: error) }
+            return
         }
         do {
-            let worker = try DeviceWorker(name: name, doorbells: doorbells) { [weak self] queue in
-                guard let self else { return }
-                do throws(VirtqueueError) {
-                    try self.device.process(queue: queue, context: context)
-                } catch {
-                    self.deviceNeedsReset(because: error)
-                }
-            }
+            let server = try VirtioQueueServer(
+                device: device, name: name, features: features, queues: configurations, memory: memory, doorbells: doorbells,
+                interrupt: { [weak self] queue in self?.interrupt(queue: queue) },
+                needsReset: { [weak self] error in self?.deviceNeedsReset(because: error) })
             let late = state.withLock { s -> Bool in
-                if !s.detached { s.worker = worker }
+                if !s.detached { s.worker = server }
                 return s.detached
             }
-            if late { worker.stop() }
+            if late { server.stop() }
         } catch {
-            logger.error("device thread failed to start", metadata: ["device": "\(name)", "error": "\(error)"])
-            deviceNeedsReset(because: .ringOutOfMemory("device thread"))
+            logger.error("device activation failed", metadata: ["device": "\(name)", "error": "\(error)"])
+            deviceNeedsReset(because: error)
         }
     }
 
@@ -381,7 +376,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     }
 
     /// The device hit a driver error it cannot serve past: tell the driver (virtio 1.2 §2.1.2).
-    func deviceNeedsReset(because error: VirtqueueError) {
+    func deviceNeedsReset(because error: some CustomStringConvertible) {
         logger.warning("device needs reset", metadata: ["device": "\(name)", "error": "\(error)"])
         let vector = state.withLock { s -> UInt16 in
             s.status |= VirtioStatus.needsReset
@@ -393,7 +388,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     }
 
     private func stopWorker() {
-        let worker = state.withLock { s -> DeviceWorker? in
+        let worker = state.withLock { s -> VirtioQueueServer? in
             defer { s.worker = nil }
             return s.worker
         }
@@ -427,36 +422,4 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
 
     /// Observation for tests and statistics.
     public var status: UInt8 { state.withLock { $0.status } }
-}
-
-/// The device thread: waits on the queue doorbells (ioeventfds) and a stop eventfd with poll(2),
-/// and hands each rung queue to the device. Doorbells never exit to userspace on the vCPU.
-final class DeviceWorker: @unchecked Sendable {
-    private let stopSignal: EventFD
-    private let thread: NativeThread
-
-    init(name: String, doorbells: [EventFD], serve: @escaping @Sendable (Int) -> Void) throws(SystemError) {
-        let stop = try EventFD()
-        stopSignal = stop
-        let fds = doorbells.map(\.fileDescriptor)
-        thread = try NativeThread {
-            var polls = ([stop.fileDescriptor] + fds).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            // Serve once at start: the driver may have queued work before DRIVER_OK.
-            for queue in fds.indices { serve(queue) }
-            while true {
-                let ready = poll(&polls, nfds_t(polls.count), -1)
-                if ready < 0 && errno == EINTR { continue }
-                guard ready > 0, polls[0].revents == 0 else { return }
-                for queue in fds.indices where polls[queue + 1].revents != 0 {
-                    doorbells[queue].drain()
-                    serve(queue)
-                }
-            }
-        }
-    }
-
-    func stop() {
-        stopSignal.signal()
-        thread.join()
-    }
 }

@@ -1,0 +1,112 @@
+import Foundation
+import GPUDaemon
+import GPUHost
+import Hummingbird
+import VirtioGPU
+
+/// The GPU daemon's API resources (docs/api/gpud.yaml), snake_case on the wire.
+public struct GPUDaemonStatus: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var gpu: String
+    public var policy: String
+    public var timeSliceMilliseconds: Double
+    /// Where VMs connect their vGPUs (`--vgpu gpud=PATH`'s vgpu-user socket).
+    public var vgpuSocket: String
+    public var uptimeSeconds: Double
+    /// The measuring window (since start or the last `PUT /metrics/reset`).
+    public var windowSeconds: Double
+    /// GPU time charged / wall time in the window.
+    public var utilisation: Double
+    public var jainIndex: Double
+    public var maxShareError: Double
+    public var queueingP99Milliseconds: Double
+    public var vgpus: [GPUDaemonVGPU]
+    public var clients: [GPUDaemonClient]
+}
+
+/// One connected vGPU (one VM's device).
+public struct GPUDaemonVGPU: Codable, Sendable, Equatable {
+    public var id: UInt64
+    public var vm: String
+    public var vgpu: String
+    public var profile: VGPUProfileInfo
+    public var active: Bool
+    public var connectedSeconds: Double
+    public var submissions: UInt64
+    /// GPU time charged since the vGPU connected.
+    public var gpuMilliseconds: Double
+    /// Its contexts' part of the GPU time charged in the window.
+    public var measuredShare: Double
+    /// What a perfect scheduler would have given its contexts in the window.
+    public var targetShare: Double
+}
+
+/// One scheduler client: a compute context of some vGPU.
+public struct GPUDaemonClient: Codable, Sendable, Equatable {
+    public var id: UInt32
+    public var name: String
+    public var weight: Double
+    public var entitledShare: Double
+    public var measuredShare: Double
+    public var targetShare: Double
+    public var gpuMilliseconds: Double
+    public var batches: UInt64
+    public var queuedBatches: Int
+    public var queueingP99Milliseconds: Double
+    public var memoryInUseBytes: Int
+}
+
+/// What the daemon's API serves, over a running `GPUDaemon`.
+public struct GPUDaemonController: Sendable {
+    public let daemon: GPUDaemon
+
+    public init(daemon: GPUDaemon) { self.daemon = daemon }
+
+    public func status() -> GPUDaemonStatus {
+        let metrics = daemon.scheduler.metrics()
+        let sessions = daemon.vgpus
+        func milliseconds(_ ns: UInt64) -> Double { Double(ns) / 1e6 }
+        let clients = metrics.clients.map { client in
+            GPUDaemonClient(id: client.id.rawValue, name: client.name, weight: client.weight, entitledShare: client.entitledShare,
+                            measuredShare: client.measuredShare, targetShare: client.targetShare,
+                            gpuMilliseconds: milliseconds(client.chargedNanoseconds), batches: client.batches,
+                            queuedBatches: client.queuedBatches, queueingP99Milliseconds: milliseconds(client.queueing.p99Nanoseconds),
+                            memoryInUseBytes: client.memoryInUseBytes)
+        }
+        let vgpus = sessions.map { session in
+            let own = metrics.clients.filter { $0.name.hasPrefix(session.deviceName + "/") }
+            return GPUDaemonVGPU(id: session.id, vm: session.vm, vgpu: session.vgpu, profile: VGPUProfileInfo(session.profile),
+                                 active: session.active, connectedSeconds: Date().timeIntervalSince(session.connected),
+                                 submissions: session.statistics.submissions,
+                                 gpuMilliseconds: milliseconds(session.statistics.gpuNanoseconds),
+                                 measuredShare: own.reduce(0) { $0 + $1.measuredShare },
+                                 targetShare: own.reduce(0) { $0 + $1.targetShare })
+        }
+        return GPUDaemonStatus(pid: getpid(), gpu: daemon.scheduler.backend.device.name, policy: metrics.policy.name,
+                               timeSliceMilliseconds: milliseconds(metrics.timeSliceNanoseconds), vgpuSocket: daemon.socketPath,
+                               uptimeSeconds: Date().timeIntervalSince(daemon.started),
+                               windowSeconds: Double(metrics.windowNanoseconds) / 1e9, utilisation: metrics.utilisation,
+                               jainIndex: metrics.jainIndex, maxShareError: metrics.maxAbsoluteShareError,
+                               queueingP99Milliseconds: milliseconds(metrics.queueing.p99Nanoseconds), vgpus: vgpus, clients: clients)
+    }
+
+    public func resetMetrics() { daemon.scheduler.resetMetrics() }
+}
+
+/// The GPU daemon's API (docs/api/gpud.yaml).
+public enum GPUDaemonAPI {
+    public static let routes: [APIRoute<GPUDaemonController>] = [
+        APIRoute(method: .get, path: "/status") { _, _, control in try json(control.status()) },
+        APIRoute(method: .put, path: "/metrics/reset") { _, _, control in
+            control.resetMetrics()
+            return Response(status: .noContent)
+        },
+    ]
+
+    /// The daemon's API socket when its vgpu-user socket is `vgpuSocket`: the same path
+    /// with `.api` added, so users name one path for both.
+    public static func apiSocket(forVGPUSocket vgpuSocket: String) -> String { vgpuSocket + ".api" }
+
+    /// `gpud.sock` in the default socket directory.
+    public static var defaultSocket: String { SocketPath.defaultDirectory + "/gpud.sock" }
+}

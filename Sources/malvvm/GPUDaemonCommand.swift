@@ -1,0 +1,155 @@
+import ArgumentParser
+import ControlAPI
+import Dispatch
+import Foundation
+import Glibc
+import GPUDaemon
+import GPUHost
+
+struct GPUDaemonCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gpud", abstract: "The GPU daemon: one process that owns a GPU and serves the vGPUs of every VM on the host.",
+        subcommands: [Serve.self, Status.self], defaultSubcommand: Serve.self)
+
+    struct Serve: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve a GPU to VMs started with '--vgpu gpud=PATH,...' until SIGINT or SIGTERM.",
+            discussion: """
+            VMs connect on the socket PATH (the vgpu-user protocol: guest memory, doorbells and \
+            interrupts are shared with the daemon, so GPU work never passes through the VM's process); \
+            the daemon's REST API (docs/api/gpud.yaml) is served on PATH.api.
+            """)
+
+        @Option(name: .long, help: ArgumentHelp("The GPU: a Vulkan device index or name, 'cpu' for the CPU reference (default: the best Vulkan device).",
+                                                valueName: "gpu"))
+        var gpu: GPUArgument = GPUArgument(selector: .automatic)
+
+        @Option(name: .long, help: ArgumentHelp("best-effort, equal-share or fixed-share.", valueName: "policy"))
+        var policy: PolicyArgument = PolicyArgument(name: "best-effort")
+
+        @Option(name: .long, help: ArgumentHelp("Fixed share: the weight of the whole GPU (a vGPU's share is its profile weight over this).",
+                                                valueName: "weight"))
+        var totalWeight: Double = 8
+
+        @Option(name: .long, help: ArgumentHelp("The time slice, 1-30 ms: '2ms', '1500us' or a bare number of ms (default: 2 ms, 1 ms beyond 8 clients).",
+                                                valueName: "time"))
+        var slice: SliceArgument?
+
+        @Option(name: .long, help: ArgumentHelp("Where VMs connect (default: gpud.sock in the socket directory).", valueName: "path"))
+        var socket: String?
+
+        @OptionGroup var global: GlobalOptions
+
+        func validate() throws {
+            guard totalWeight.isFinite, totalWeight > 0 else { throw ValidationError("--total-weight must be a positive number") }
+        }
+
+        func run() throws {
+            global.bootstrapLogging()
+            // Blocked before any thread starts, so every thread inherits the mask and sigwait
+            // below is the only place they arrive.
+            var signals = sigset_t()
+            sigemptyset(&signals)
+            sigaddset(&signals, SIGINT)
+            sigaddset(&signals, SIGTERM)
+            pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+            let socketPath = socket ?? GPUDaemonAPI.defaultSocket
+            let configuration = SchedulerConfiguration(policy: policy.policy(totalWeight: totalWeight),
+                                                       timeSliceNanoseconds: slice?.nanoseconds)
+            let scheduler: GPUScheduler
+            do { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector), configuration: configuration) } catch {
+                throw RuntimeFailure(message: "cannot open the GPU: \(error)")
+            }
+            defer { scheduler.shutdown() }
+            do {
+                try FileManager.default.createDirectory(atPath: (socketPath as NSString).deletingLastPathComponent,
+                                                        withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch { throw RuntimeFailure(message: "cannot create the socket directory: \(error.localizedDescription)") }
+            let daemon: GPUDaemon
+            do { daemon = try GPUDaemon(scheduler: scheduler, socketPath: socketPath) } catch {
+                throw RuntimeFailure(message: error.description)
+            }
+            defer { daemon.stop() }
+            let apiSocket = GPUDaemonAPI.apiSocket(forVGPUSocket: socketPath)
+            let server: APIServer
+            do {
+                server = try APIServer(socketPath: apiSocket, control: GPUDaemonController(daemon: daemon), routes: GPUDaemonAPI.routes)
+            } catch { throw RuntimeFailure(message: error.description) }
+            defer { server.stop() }
+            let slice = Double(configuration.timeSlice(forClients: 1)) / 1e6
+            // Unbuffered: whoever started us waits for this line to know the sockets are up.
+            FileHandle.standardOutput.write(Data(
+                "gpud: serving \(scheduler.backend.device.name) (\(configuration.policy), slice \(slice) ms) on \(socketPath), API on \(apiSocket)\n".utf8))
+            var received: Int32 = 0
+            sigwait(&signals, &received)
+            Terminal.note("gpud: stopping on signal \(received); connected VMs see their vGPUs fail")
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The daemon's GPU, policy, utilisation and each vGPU's share.")
+
+        @Option(name: .long, help: ArgumentHelp("The daemon's socket (default: gpud.sock in the socket directory).", valueName: "path"))
+        var socket: String?
+
+        @Flag(name: .long, help: "Print the status as JSON (docs/api/gpud.yaml's GPUDaemonStatus).")
+        var json = false
+
+        func run() throws {
+            let client = APIClient(socketPath: GPUDaemonAPI.apiSocket(forVGPUSocket: socket ?? GPUDaemonAPI.defaultSocket), peer: "GPU daemon")
+            let status = try callAPI { () throws(APIError) in try await client.daemonStatus() }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.keyEncodingStrategy = .convertToSnakeCase
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(status), as: UTF8.self))
+                return
+            }
+            print(String(format: "GPU %@  policy %@  slice %.1f ms  utilisation %.1f %%  Jain %.4f  window %.1f s  pid %d",
+                         status.gpu, status.policy, status.timeSliceMilliseconds, status.utilisation * 100, status.jainIndex,
+                         status.windowSeconds, status.pid))
+            printTable(["VM", "VGPU", "PROFILE", "WEIGHT", "ACTIVE", "SUBMISSIONS", "GPU MS", "SHARE", "TARGET"], status.vgpus.map { v in
+                [v.vm, v.vgpu, v.profile.name, String(format: "%g", v.profile.weight), v.active ? "yes" : "no", "\(v.submissions)",
+                 String(format: "%.1f", v.gpuMilliseconds), String(format: "%.3f", v.measuredShare), String(format: "%.3f", v.targetShare)]
+            })
+        }
+    }
+}
+
+struct PolicyArgument: ExpressibleByArgument {
+    let name: String
+
+    init(name: String) { self.name = name }
+
+    init?(argument: String) {
+        guard ["best-effort", "equal-share", "fixed-share"].contains(argument) else { return nil }
+        name = argument
+    }
+
+    func policy(totalWeight: Double) -> SchedulingPolicy {
+        switch name {
+        case "equal-share": return .equalShare
+        case "fixed-share": return .fixedShare(totalWeight: totalWeight)
+        default: return .bestEffort
+        }
+    }
+
+    static var allValueStrings: [String] { ["best-effort", "equal-share", "fixed-share"] }
+    var defaultValueDescription: String { name }
+}
+
+/// A time slice: "2ms", "1500us", "0.5ms" or a bare number of milliseconds, within 1-30 ms.
+struct SliceArgument: ExpressibleByArgument {
+    let nanoseconds: UInt64
+
+    init?(argument: String) {
+        let text = argument.lowercased()
+        let (number, scale): (Substring, Double) = text.hasSuffix("ms") ? (text.dropLast(2), 1e6)
+            : text.hasSuffix("us") ? (text.dropLast(2), 1e3) : (Substring(text), 1e6)
+        guard let value = Double(number), value.isFinite, value > 0 else { return nil }
+        let ns = value * scale
+        guard SchedulerConfiguration.timeSliceRange.contains(UInt64(ns)) else { return nil }
+        nanoseconds = UInt64(ns)
+    }
+}
