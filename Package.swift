@@ -54,7 +54,9 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             exclude: ["Shaders"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            // Optimised in debug builds too: the CPU reference backend is the "GPU" of most
+            // end-to-end tests, and unoptimised Swift kernels run ~30x slower.
+            swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
 
         // The G-VMCS: a software model of full-vGPU virtualisation hardware (VT-x style): control

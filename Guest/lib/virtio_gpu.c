@@ -181,6 +181,18 @@ static uint32_t wait_slot(struct virtio_gpu *g, int slot, void *resp, uint32_t r
          * side of cpu_wait_for_interrupt then returns without halting.
          */
         uint64_t seen = sleep ? irq_count(g->vector) : 0;
+        /*
+         * A config interrupt (vector + 1) is how a device says DEVICE_NEEDS_RESET,
+         * e.g. when the GPU daemon serving it went away: look at the status only
+         * then, so the hot path stays free of MMIO reads.
+         */
+        if (sleep && irq_count((uint8_t)(g->vector + 1)) != g->config_irqs_seen) {
+            g->config_irqs_seen = irq_count((uint8_t)(g->vector + 1));
+            if (virtio_pci_needs_reset(&g->vp)) {
+                g->broken = g->vp.broken;
+                return VIRTIO_GPU_STATUS_TRANSPORT;
+            }
+        }
         if (sleep)
             virtq_arm(&g->ctrlq);
         if (!collect(g))

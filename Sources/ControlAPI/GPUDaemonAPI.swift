@@ -22,6 +22,20 @@ public struct GPUDaemonStatus: Codable, Sendable, Equatable {
     public var queueingP99Milliseconds: Double
     public var vgpus: [GPUDaemonVGPU]
     public var clients: [GPUDaemonClient]
+    /// vGPUs whose VMs went away, latest last.
+    public var departures: [GPUDaemonDeparture]
+}
+
+/// A vGPU whose VM hung up or died.
+public struct GPUDaemonDeparture: Codable, Sendable, Equatable {
+    public var vm: String
+    public var vgpu: String
+    public var secondsAgo: Double
+    /// End of the connection → its scheduler clients removed, GPU work retired, memory zeroed.
+    public var releaseMilliseconds: Double
+    /// End of the connection → the first GPU turn another vGPU got after it (from the
+    /// scheduler's slice log); nil when no other vGPU has run since.
+    public var handoverMilliseconds: Double?
 }
 
 /// One connected vGPU (one VM's device).
@@ -82,12 +96,22 @@ public struct GPUDaemonController: Sendable {
                                  measuredShare: own.reduce(0) { $0 + $1.measuredShare },
                                  targetShare: own.reduce(0) { $0 + $1.targetShare })
         }
+        let departures = daemon.departures.map { departure in
+            let handover = metrics.sliceLog.first { slice in
+                slice.startNanoseconds >= departure.disconnectedNanoseconds
+                    && !(metrics.clients.first { $0.id == slice.client }?.name.hasPrefix(departure.deviceName + "/") ?? true)
+            }
+            return GPUDaemonDeparture(vm: departure.vm, vgpu: departure.vgpu, secondsAgo: Date().timeIntervalSince(departure.at),
+                                      releaseMilliseconds: milliseconds(departure.releaseNanoseconds),
+                                      handoverMilliseconds: handover.map { milliseconds($0.startNanoseconds - departure.disconnectedNanoseconds) })
+        }
         return GPUDaemonStatus(pid: getpid(), gpu: daemon.scheduler.backend.device.name, policy: metrics.policy.name,
                                timeSliceMilliseconds: milliseconds(metrics.timeSliceNanoseconds), vgpuSocket: daemon.socketPath,
                                uptimeSeconds: Date().timeIntervalSince(daemon.started),
                                windowSeconds: Double(metrics.windowNanoseconds) / 1e9, utilisation: metrics.utilisation,
                                jainIndex: metrics.jainIndex, maxShareError: metrics.maxAbsoluteShareError,
-                               queueingP99Milliseconds: milliseconds(metrics.queueing.p99Nanoseconds), vgpus: vgpus, clients: clients)
+                               queueingP99Milliseconds: milliseconds(metrics.queueing.p99Nanoseconds), vgpus: vgpus, clients: clients,
+                               departures: departures)
     }
 
     public func resetMetrics() { daemon.scheduler.resetMetrics() }

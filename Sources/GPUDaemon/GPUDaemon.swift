@@ -38,6 +38,24 @@ public final class GPUDaemon: @unchecked Sendable {
         public var deviceName: String { "\(vm)/\(vgpu)" }
     }
 
+    /// A vGPU whose VM hung up or died, and how long giving its share back took.
+    public struct Departure: Sendable {
+        public let vm: String
+        public let vgpu: String
+        public let at: Date
+        /// End of the connection seen, on the scheduler's clock (`nanosecondsSinceStart`).
+        public let disconnectedNanoseconds: UInt64
+        /// From the end of the connection to its clients removed (their share the others'),
+        /// their batches on the GPU retired and their buffers zeroed and freed.
+        public let releaseNanoseconds: UInt64
+        public var deviceName: String { "\(vm)/\(vgpu)" }
+    }
+
+    /// The latest departures, oldest first (at most `departureLogSize`).
+    public var departures: [Departure] { departureLog.withLock { $0 } }
+    static let departureLogSize = 32
+    private let departureLog = Mutex<[Departure]>([])
+
     /// Starts listening on `socketPath` (a stale socket is replaced, a live one is an error).
     public init(scheduler: GPUScheduler, socketPath: String, logger: Logger = Logger(label: "malvvm.gpud")) throws(ChannelError) {
         if MessageChannel.isLive(socketPath) {
@@ -69,7 +87,12 @@ public final class GPUDaemon: @unchecked Sendable {
     private func acceptLoop() {
         while let channel = listener.accept() {
             let id = nextSessionID.add(1, ordering: .relaxed).oldValue
-            let session = Session(id: id, channel: channel, scheduler: scheduler, logger: logger)
+            let session = Session(id: id, channel: channel, scheduler: scheduler, logger: logger) { [weak self] departure in
+                self?.departureLog.withLock { log in
+                    log.append(departure)
+                    if log.count > Self.departureLogSize { log.removeFirst() }
+                }
+            }
             sessions.withLock { $0[id] = session }
             let thread = Thread { [weak self] in
                 session.serve()
@@ -100,7 +123,11 @@ private final class Session: @unchecked Sendable {
     /// The eventfds of the activation served now; they close with it.
     private var activationFDs: [EventFD] = []
 
-    init(id: UInt64, channel: MessageChannel, scheduler: GPUScheduler, logger: Logger) {
+    private let departed: (GPUDaemon.Departure) -> Void
+
+    init(id: UInt64, channel: MessageChannel, scheduler: GPUScheduler, logger: Logger,
+         departed: @escaping (GPUDaemon.Departure) -> Void) {
+        self.departed = departed
         self.id = id
         self.channel = channel
         self.scheduler = scheduler
@@ -241,12 +268,16 @@ private final class Session: @unchecked Sendable {
     }
 
     private func tearDown() {
-        guard let device else { return }
+        guard let device, let hello else { return }
+        let disconnected = scheduler.nanosecondsSinceStart()
         deactivate(device)
         // Cancels queued work, waits out what is on the GPU, zeroes and frees its buffers and
         // removes its scheduler clients.
         device.shutdown()
-        if let hello { logger.info("vGPU \(hello.vm)/\(hello.vgpu) disconnected; its work cancelled and its memory freed") }
+        let release = scheduler.nanosecondsSinceStart() - disconnected
+        departed(GPUDaemon.Departure(vm: hello.vm, vgpu: hello.vgpu, at: Date(), disconnectedNanoseconds: disconnected,
+                                     releaseNanoseconds: release))
+        logger.info("vGPU \(hello.vm)/\(hello.vgpu) disconnected; work cancelled, memory zeroed and freed in \(release / 1000) µs")
         lock.withLock {
             self.device = nil
             memory = nil

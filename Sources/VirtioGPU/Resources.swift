@@ -51,15 +51,24 @@ final class Context: @unchecked Sendable {
     let name: String
     let client: ClientID
     let worker: SerialWorker
+    /// Waits for batches `worker` handed to the scheduler without waiting itself, and answers
+    /// them, so the context's next batch is already queued when one retires.
+    let completions: SerialWorker
     /// Guarded by the device's state lock.
     var attached: Set<UInt32> = []
     /// Kernels of submissions queued on `worker` and not yet run (guarded by the state lock).
     var queuedKernels = 0
 
-    init(id: UInt32, name: String, client: ClientID, worker: SerialWorker) {
+    init(id: UInt32, name: String, client: ClientID, worker: SerialWorker, completions: SerialWorker) {
         self.id = id
         self.name = name
         self.client = client
         self.worker = worker
+        self.completions = completions
+    }
+
+    func stopWorkers(wait: Bool) {
+        worker.stop(wait: wait)
+        completions.stop(wait: wait)
     }
 }

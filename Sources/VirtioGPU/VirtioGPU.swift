@@ -175,15 +175,17 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             port.queues = nil
             port.timelines = [:]
         }
-        // Queued jobs see the new generation and skip their work; removing the client
-        // then waits out its batches on the GPU and zeroes and frees its buffers.
+        // The clients go first, so their share is the others' at once: queued batches are
+        // cancelled (a job waiting on one wakes), those on the GPU are waited out, buffers are
+        // zeroed and freed. Jobs still queued see the new generation and skip their work; a
+        // job past that check finds its client gone and fails.
         for context in contexts.sorted(by: { $0.id < $1.id }) {
-            context.worker.stop(wait: true)
             do throws(SchedulerError) { try scheduler.removeClient(context.client) } catch .unknownClient {
                 // CTX_DESTROY's job got there first.
             } catch {
                 logger.warning("vGPU reset: removing \(context.client) failed: \(error)", metadata: ["device": "\(name)"])
             }
+            context.stopWorkers(wait: true)
         }
     }
 
@@ -440,12 +442,18 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             if case .shareUnavailable = error { throw .errorOutOfMemory }
             throw .errorUnspecified
         }
-        let worker: SerialWorker
-        do { worker = try SerialWorker(name: label) } catch {
+        let worker: SerialWorker, completions: SerialWorker
+        do {
+            worker = try SerialWorker(name: label)
+            do { completions = try SerialWorker(name: label + "/completions") } catch {
+                worker.stop(wait: false)
+                throw error
+            }
+        } catch {
             try? scheduler.removeClient(client)
             throw .errorOutOfMemory
         }
-        let context = Context(id: id, name: label, client: client, worker: worker)
+        let context = Context(id: id, name: label, client: client, worker: worker, completions: completions)
         // The device thread is the only creator, so the id is still free.
         stateLock.withLock { state.contexts[id] = context }
     }
@@ -463,19 +471,22 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         }
         // After the context's queued work: free its client (and with it every buffer it owns),
         // then answer. Its resources stay until UNREF but can no longer reach the GPU.
+        // Through the completion thread too: behind the answers to batches still on the GPU.
         let enqueued = context.worker.enqueue { [self] in
-            do { try scheduler.removeClient(context.client) } catch {
-                logger.warning("vGPU: removing \(context.client) failed: \(error)", metadata: ["device": "\(name)"])
-            }
-            stateLock.withLock {
-                for resource in state.resources.values where resource.owner === context {
-                    if resource.buffer != nil { state.memoryInUse -= Int(resource.size) }
-                    resource.buffer = nil
-                    resource.owner = nil
+            context.completions.enqueue { [self] in
+                do { try scheduler.removeClient(context.client) } catch {
+                    logger.warning("vGPU: removing \(context.client) failed: \(error)", metadata: ["device": "\(name)"])
                 }
+                stateLock.withLock {
+                    for resource in state.resources.values where resource.owner === context {
+                        if resource.buffer != nil { state.memoryInUse -= Int(resource.size) }
+                        resource.buffer = nil
+                        resource.owner = nil
+                    }
+                }
+                publish(request, encode(request.header.response(.okNoData)))
+                context.stopWorkers(wait: false)
             }
-            publish(request, encode(request.header.response(.okNoData)))
-            context.worker.stop(wait: false)
         }
         guard enqueued else { throw .errorInvalidContextID }
         return .deferred
@@ -804,9 +815,8 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             state.statistics.decodeNanoseconds += monotonicNanoseconds() - start
         }
         let generation = request.generation
-        let enqueued = context.worker.enqueue { [self] in
-            var cost = VGPUStatistics()
-            let outcome = isCurrent(generation) ? run(batch, plan, for: context, cost: &cost) : nil
+        let finish = { [self] (outcome: VirtioGPUProtocol.Response?, cost: VGPUStatistics) in
+            var cost = cost
             // Released before the response, so a guest that waits for it can submit again.
             stateLock.withLock { context.queuedKernels -= kernels }
             if let outcome { publish(request, encode(request.header.response(outcome))) }
@@ -815,6 +825,25 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
             cost.streamBytes = UInt64(size)
             cost.endToEndNanoseconds = monotonicNanoseconds() - start
             stateLock.withLock { state.statistics.add(cost) }
+        }
+        let enqueued = context.worker.enqueue { [self] in
+            guard isCurrent(generation) else { return finish(nil, VGPUStatistics()) }
+            guard plan.isEmpty else {
+                var cost = VGPUStatistics()
+                return finish(run(batch, plan, for: context, cost: &cost), cost)
+            }
+            // No guest pages to copy in or out: queue the batch and let the completion thread
+            // wait for it, so the context stays backlogged in the scheduler (its share is used)
+            // while the guest's next submission is decoded.
+            let ticket: BatchTicket
+            do { ticket = try scheduler.submit(batch, for: context.client) } catch {
+                logger.warning("vGPU submission failed: \(error)", metadata: ["device": "\(name)", "context": "\(context.name)"])
+                return finish(.errorUnspecified, VGPUStatistics())
+            }
+            context.completions.enqueue { [self] in
+                var cost = VGPUStatistics()
+                finish(complete(ticket.wait(), for: context, cost: &cost), cost)
+            }
         }
         guard enqueued else {
             stateLock.withLock { context.queuedKernels -= kernels }
@@ -844,14 +873,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         cost.uploadNanoseconds = lap()
         let outcome: Result<ScheduledCompletion, SchedulerError>
         do { outcome = try scheduler.submit(batch, for: context.client).wait() } catch { outcome = .failure(error) }
-        switch outcome {
-        case let .failure(error):
-            logger.warning("vGPU submission failed: \(error)", metadata: ["device": "\(name)", "context": "\(context.name)"])
-            return .errorUnspecified
-        case let .success(completion):
-            cost.gpuNanoseconds = completion.chargedNanoseconds
-            cost.queueingNanoseconds = completion.queueingNanoseconds
-        }
+        guard complete(outcome, for: context, cost: &cost) == .okNoData else { return .errorUnspecified }
         _ = lap()
         for sync in plan {
             for range in merged(sync.downloads) {
@@ -864,6 +886,20 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         }
         cost.downloadNanoseconds = lap()
         return .okNoData
+    }
+
+    /// A batch's outcome as the guest hears it, its GPU and queueing time in `cost`.
+    private func complete(_ outcome: Result<ScheduledCompletion, SchedulerError>, for context: Context,
+                          cost: inout VGPUStatistics) -> VirtioGPUProtocol.Response {
+        switch outcome {
+        case let .failure(error):
+            logger.warning("vGPU submission failed: \(error)", metadata: ["device": "\(name)", "context": "\(context.name)"])
+            return .errorUnspecified
+        case let .success(completion):
+            cost.gpuNanoseconds = completion.chargedNanoseconds
+            cost.queueingNanoseconds = completion.queueingNanoseconds
+            return .okNoData
+        }
     }
 
     /// Sorted, with overlapping and touching ranges joined.

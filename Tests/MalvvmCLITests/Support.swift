@@ -85,3 +85,58 @@ enum Harness {
         return Result(status: code, stdout: raw.stdout, stderr: raw.stderr)
     }
 }
+
+/// A `malvvm` process left running while a test talks to it: its stdout goes to a file the
+/// test can read at any time (all of it once the process has ended).
+final class BackgroundProcess {
+    let process = Process()
+    let consolePath: String
+    private var finalOutput: String?
+
+    init(_ arguments: [String]) throws {
+        consolePath = NSTemporaryDirectory() + "malvvm-bg-\(getpid())-\(UInt32.random(in: 0 ... .max)).out"
+        _ = FileManager.default.createFile(atPath: consolePath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: Harness.malvvm)
+        process.arguments = arguments
+        process.standardOutput = FileHandle(forWritingAtPath: consolePath)
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(SIGKILL) }
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: consolePath)
+    }
+
+    var output: String { finalOutput ?? (try? String(contentsOfFile: consolePath, encoding: .utf8)) ?? "" }
+    var isRunning: Bool { process.isRunning }
+
+    /// Waits (bounded) for a line containing `text`; false if it never came.
+    func waitForOutput(_ text: String, timeout: TimeInterval = 60) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if output.contains(text) { return true }
+            if !process.isRunning { return output.contains(text) }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
+    func kill(_ signal: Int32) { _ = Glibc.kill(process.processIdentifier, signal) }
+
+    /// Waits up to `timeout` for the process to end (then kills it); its exit status.
+    @discardableResult
+    func finish(within timeout: TimeInterval) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning {
+            Issue.record("\(process.arguments ?? []) did not end in \(timeout) s")
+            kill(SIGKILL)
+        }
+        process.waitUntilExit()
+        finalOutput = output
+        return process.terminationStatus
+    }
+}

@@ -21,6 +21,7 @@ int test_blkbench(void);
 int test_vgpu(void);
 int test_vgpu_hostile(void);
 int test_vgpubench(void);
+int test_vgpuload(void);
 int test_train(void);
 int test_hotplug(void);
 

@@ -176,6 +176,7 @@ struct virtio_gpu {
     const char *broken;         /* driver-detected fault (besides vp/ctrlq's own) */
     bool irq;                   /* control queue completions by MSI-X (virtio_gpu_open_msix) */
     uint8_t vector;             /* ...on this vector */
+    uint64_t config_irqs_seen;  /* config-change interrupts (vector + 1) already looked at */
     uint64_t sleeps;            /* cpu_wait_for_interrupt calls made by virtio_gpu_wait_sleep */
 };
 

@@ -160,6 +160,9 @@ public final class GPUScheduler: @unchecked Sendable {
         if let firstError { throw .backend(firstError) }
     }
 
+    /// Now on the clock of `SliceLogEntry.startNanoseconds` (ns since the scheduler started).
+    public func nanosecondsSinceStart() -> UInt64 { monotonicNanoseconds() - epoch }
+
     public var clientIDs: [ClientID] {
         monitor.withLock { ring }
     }

@@ -1,0 +1,161 @@
+import Foundation
+import Glibc
+import Testing
+
+/// One GPU shared by VMs in separate processes: `malvvm gpud` and VMs started with
+/// `--vgpu gpud=PATH`, end to end, on the CPU reference backend.
+@Suite(.serialized) struct GPUDaemonTests {
+    static let dataset = Harness.packageRoot.appendingPathComponent("Guest/build/digits.img").path
+
+    /// A running `malvvm gpud` on a socket of its own.
+    final class Daemon {
+        let socket: String
+        let process: BackgroundProcess
+
+        init(_ options: [String]) throws {
+            socket = NSTemporaryDirectory() + "malvvm-gpud-\(getpid())-\(UInt32.random(in: 0 ... .max))/gpud.sock"
+            process = try BackgroundProcess(["gpud", "--gpu", "cpu", "--socket", socket] + options)
+            guard process.waitForOutput("gpud: serving", timeout: 30) else {
+                throw DaemonError(message: "gpud did not start: \(process.output)")
+            }
+        }
+
+        deinit {
+            process.kill(SIGTERM)
+            process.finish(within: 10)
+            try? FileManager.default.removeItem(atPath: (socket as NSString).deletingLastPathComponent)
+        }
+
+        /// `malvvm gpud status --json`, as a JSON object.
+        func status() throws -> [String: Any] {
+            let result = try Harness.malvvm(["gpud", "status", "--socket", socket, "--json"])
+            guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] else {
+                throw DaemonError(message: "gpud status: \(result.stderr)")
+            }
+            return object
+        }
+
+        func vgpus() throws -> [[String: Any]] { try status()["vgpus"] as? [[String: Any]] ?? [] }
+
+        /// Starts a new measuring window.
+        func resetMetrics() throws {
+            let result = try Harness.run("/usr/bin/curl", ["-s", "-f", "-X", "PUT", "--unix-socket", socket + ".api",
+                                                           "http://localhost/v1/metrics/reset"])
+            guard result.status == 0 else { throw DaemonError(message: "metrics reset failed: \(result.stderr)") }
+        }
+
+        /// Waits until `count` vGPUs have each submitted at least once.
+        func waitForSubmittingVGPUs(_ count: Int, timeout: TimeInterval = 60) throws -> Bool {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if try vgpus().filter({ ($0["submissions"] as? Int ?? 0) > 0 }).count >= count { return true }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            return false
+        }
+    }
+
+    struct DaemonError: Error { let message: String }
+
+    static func trainingVM(_ name: String, on daemon: Daemon, profile: String = "profile=2g", epochs: Int = 20) throws -> BackgroundProcess {
+        try BackgroundProcess(["run", "--kernel", Harness.guest, "--memory", "512M", "--name", name, "--api-socket", "none",
+                               "--disk", dataset + ",readonly", "--vgpu", "gpud=\(daemon.socket),\(profile)",
+                               "--cmdline", "test=train epochs=\(epochs)"])
+    }
+
+    static func accuracy(_ output: String) -> Double? {
+        output.split(separator: "\n").first { $0.hasPrefix("train: final test accuracy") }
+            .flatMap { Double($0.split(separator: " ").last?.dropLast() ?? "") }
+    }
+
+    @Test func threeVMsTrainOnOneDaemonWithEqualShares() throws {
+        let daemon = try Daemon(["--policy", "equal-share"])
+        let vms = try (1 ... 3).map { try Self.trainingVM("eq\($0)", on: daemon) }
+        #expect(try daemon.waitForSubmittingVGPUs(3))
+        for (index, vm) in vms.enumerated() {
+            #expect(vm.finish(within: 300) == 0, "vm \(index + 1): \(vm.output.suffix(600))")
+            #expect((Self.accuracy(vm.output) ?? 0) >= 95, "vm \(index + 1): \(vm.output.suffix(300))")
+        }
+        let status = try daemon.status()
+        #expect((status["vgpus"] as? [Any])?.isEmpty == true, "every VM's vGPU left with its VM")
+        #expect((status["departures"] as? [Any])?.count == 3)
+        #expect((status["clients"] as? [Any])?.isEmpty == true, "no scheduler client outlives its VM")
+    }
+
+    /// Fixed share 1:1:2 of a whole GPU of weight 4: three VMs that keep their vGPUs busy
+    /// (`test=vgpuload`) are charged GPU time within 2 % of 25/25/50 %.
+    @Test func fixedShareOneOneTwoSplitsTheGPUTime() throws {
+        let daemon = try Daemon(["--policy", "fixed-share", "--total-weight", "4"])
+        let weights = [1, 1, 2]
+        let vms = try weights.enumerated().map { index, weight in
+            try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", "fs\(index)", "--api-socket", "none",
+                                   "--vgpu", "gpud=\(daemon.socket),profile=1g,weight=\(weight)", "--cmdline", "test=vgpuload seconds=30"])
+        }
+        #expect(try daemon.waitForSubmittingVGPUs(3))
+        try daemon.resetMetrics()
+        Thread.sleep(forTimeInterval: 4)
+        let vgpus = try daemon.vgpus()
+        let allRunning = vms.allSatisfy { $0.isRunning }
+        #expect(allRunning, "the window must end before any load does")
+        var shares: [String] = []
+        for (index, weight) in weights.enumerated() {
+            let vgpu = vgpus.first { $0["vm"] as? String == "fs\(index)" }
+            let share = vgpu?["measured_share"] as? Double ?? -1
+            shares.append(String(format: "%.4f", share))
+            #expect(abs(share - Double(weight) / 4) <= 0.02, "fs\(index) weight \(weight): share \(share)")
+        }
+        print("gpud: fixed share 1:1:2 measured \(shares.joined(separator: " / "))")
+        for vm in vms { vm.kill(SIGKILL) }
+    }
+
+    /// A VM killed mid-training: the daemon keeps serving the other two, which finish; the
+    /// dead VM's clients are gone and its share is theirs.
+    @Test func killingAVMLeavesTheDaemonServingTheOthers() throws {
+        let daemon = try Daemon(["--policy", "equal-share"])
+        let vms = try (1 ... 3).map { try Self.trainingVM("k\($0)", on: daemon) }
+        #expect(try daemon.waitForSubmittingVGPUs(3))
+        vms[0].kill(SIGKILL)
+        vms[0].finish(within: 10)
+        let deadline = Date().addingTimeInterval(10)
+        var status = try daemon.status()
+        while (status["departures"] as? [Any])?.isEmpty != false && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+            status = try daemon.status()
+        }
+        let departure = (status["departures"] as? [[String: Any]])?.first
+        #expect(departure?["vm"] as? String == "k1", "\(status)")
+        let clients = status["clients"] as? [[String: Any]] ?? []
+        #expect(clients.count == 2 && clients.allSatisfy { abs(($0["entitled_share"] as? Double ?? 0) - 0.5) < 1e-9 }, "\(clients)")
+        print("gpud: k1 released in \(departure?["release_milliseconds"] ?? "?") ms, next turn after \(departure?["handover_milliseconds"] ?? "?") ms")
+        for (index, vm) in vms.dropFirst().enumerated() {
+            #expect(vm.finish(within: 300) == 0, "vm \(index + 2): \(vm.output.suffix(600))")
+            #expect(vm.output.contains("train: PASS"))
+        }
+    }
+
+    /// The daemon dies under a training VM: the VM neither hangs nor crashes; its guest sees
+    /// the device fail (DEVICE_NEEDS_RESET) and ends with an error.
+    @Test func aVMOutlivesItsDaemonWithADeviceError() throws {
+        let daemon = try Daemon(["--policy", "best-effort"])
+        let vm = try Self.trainingVM("orphan", on: daemon, epochs: 200)
+        #expect(try daemon.waitForSubmittingVGPUs(1))
+        daemon.process.kill(SIGKILL)
+        let status = vm.finish(within: 60)
+        #expect(status != 0 && status < 128, "exit \(status): \(vm.output.suffix(600))")
+        #expect(vm.output.contains("DEVICE_NEEDS_RESET"), "\(vm.output.suffix(600))")
+    }
+
+    @Test func mistakesAreOneLineErrors() throws {
+        let missing = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", "none",
+                                          "--vgpu", "gpud=/nonexistent/gpud.sock,profile=1g", "--cmdline", "test=hello"])
+        #expect(missing.status == 1 && missing.stderrLines.count == 1 && missing.stderr.contains("no GPU daemon"), "\(missing.stderr)")
+        let twice = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "gpud=/a,gpud=/b", "--cmdline", "test=hello"])
+        #expect(twice.status == 2 && twice.stderrLines.count == 1, "\(twice.stderr)")
+        let status = try Harness.malvvm(["gpud", "status", "--socket", "/nonexistent/gpud.sock"])
+        #expect(status.status == 1 && status.stderrLines.count == 1 && status.stderr.contains("no GPU daemon API socket"), "\(status.stderr)")
+        let policy = try Harness.malvvm(["gpud", "--policy", "fastest"])
+        #expect(policy.status == 2 && policy.stderrLines.count == 1, "\(policy.stderr)")
+        let slice = try Harness.malvvm(["gpud", "--slice", "90ms"])
+        #expect(slice.status == 2 && slice.stderrLines.count == 1, "\(slice.stderr)")
+    }
+}
