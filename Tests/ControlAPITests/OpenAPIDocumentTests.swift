@@ -2,17 +2,20 @@ import ControlAPI
 import Foundation
 import Testing
 
-/// docs/api/malvvm.yaml is the API's contract: it documents every route the server has, and
-/// nothing it does not.
+/// docs/api/malvvm.yaml and docs/api/gpud.yaml are the APIs' contracts: each documents every
+/// route its server has, and nothing it does not.
 @Suite struct OpenAPIDocumentTests {
-    static let document: String = {
+    static func read(_ name: String) -> String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return (try? String(contentsOf: root.appendingPathComponent("docs/api/malvvm.yaml"), encoding: .utf8)) ?? ""
-    }()
+        return (try? String(contentsOf: root.appendingPathComponent("docs/api/\(name)"), encoding: .utf8)) ?? ""
+    }
+
+    static let document = read("malvvm.yaml")
+    static let daemonDocument = read("gpud.yaml")
 
     /// "METHOD /path" for every operation under `paths:` (a path is a 2-space-indented key,
     /// its operations 4-space-indented HTTP method keys).
-    static var documentedOperations: Set<String> {
+    static func documentedOperations(in document: String) -> Set<String> {
         var operations = Set<String>()
         var path: String?
         var inPaths = false
@@ -32,14 +35,17 @@ import Testing
         return operations
     }
 
-    @Test func everyRouteIsDocumentedAndNothingElse() {
-        let served = Set(VMAPI.routes.map { "\($0.method) \($0.path)" })
-        #expect(!Self.documentedOperations.isEmpty, "could not read docs/api/malvvm.yaml")
-        #expect(served == Self.documentedOperations,
-                "served only: \(served.subtracting(Self.documentedOperations)); documented only: \(Self.documentedOperations.subtracting(served))")
+    @Test(arguments: [("malvvm.yaml", VMAPI.routes.map { "\($0.method) \($0.path)" }),
+                      ("gpud.yaml", GPUDaemonAPI.routes.map { "\($0.method) \($0.path)" })])
+    func everyRouteIsDocumentedAndNothingElse(document name: String, routes: [String]) {
+        let served = Set(routes)
+        let documented = Self.documentedOperations(in: Self.read(name))
+        #expect(!documented.isEmpty, "could not read docs/api/\(name)")
+        #expect(served == documented, "served only: \(served.subtracting(documented)); documented only: \(documented.subtracting(served))")
     }
 
-    @Test func theDocumentIsVersionedLikeTheServer() {
+    @Test func theDocumentsAreVersionedLikeTheServer() {
         #expect(Self.document.contains("/\(APIServer.version)\n"), "servers url must end in /\(APIServer.version)")
+        #expect(Self.daemonDocument.contains("/\(APIServer.version)\n"), "servers url must end in /\(APIServer.version)")
     }
 }
