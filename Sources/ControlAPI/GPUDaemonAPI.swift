@@ -33,6 +33,9 @@ public struct GPUDaemonDeparture: Codable, Sendable, Equatable {
     public var secondsAgo: Double
     /// End of the connection → its scheduler clients removed, GPU work retired, memory zeroed.
     public var releaseMilliseconds: Double
+    /// End of the connection → its scheduler clients' share given to the others (queued work
+    /// cancelled, entitlements recomputed).
+    public var redistributionMilliseconds: Double?
     /// End of the connection → the first GPU turn another vGPU got after it (from the
     /// scheduler's slice log); nil when no other vGPU has run since.
     public var handoverMilliseconds: Double?
@@ -101,8 +104,11 @@ public struct GPUDaemonController: Sendable {
                 slice.startNanoseconds >= departure.disconnectedNanoseconds
                     && !(metrics.clients.first { $0.id == slice.client }?.name.hasPrefix(departure.deviceName + "/") ?? true)
             }
+            let revoked = metrics.removals.filter { $0.name.hasPrefix(departure.deviceName + "/")
+                && $0.revokedNanoseconds >= departure.disconnectedNanoseconds }.map(\.revokedNanoseconds).max()
             return GPUDaemonDeparture(vm: departure.vm, vgpu: departure.vgpu, secondsAgo: Date().timeIntervalSince(departure.at),
                                       releaseMilliseconds: milliseconds(departure.releaseNanoseconds),
+                                      redistributionMilliseconds: revoked.map { milliseconds($0 - departure.disconnectedNanoseconds) },
                                       handoverMilliseconds: handover.map { milliseconds($0.startNanoseconds - departure.disconnectedNanoseconds) })
         }
         return GPUDaemonStatus(pid: getpid(), gpu: daemon.scheduler.backend.device.name, policy: metrics.policy.name,

@@ -6,64 +6,36 @@ import Testing
 @Suite(.serialized) struct ControlAPITests {
     /// A VM running `test=idle` in the background, serving its API on a socket of its own.
     final class BackgroundVM {
-        let process = Process()
         let directory: String
         let socket: String
         let name: String
-        let console: String
+        private let vm: BackgroundProcess
 
         init(name: String = "api-test-\(getpid())", vgpu: Bool = true, cmdline: String = "test=idle") throws {
             self.name = name
             directory = NSTemporaryDirectory() + "malvvm-api-\(getpid())-\(UInt32.random(in: 0 ... .max))"
             socket = directory + "/\(name).sock"
-            console = directory + ".console"
-            _ = FileManager.default.createFile(atPath: console, contents: nil)
-            process.executableURL = URL(fileURLWithPath: Harness.malvvm)
-            process.arguments = ["run", "--kernel", Harness.guest, "--name", name, "--api-socket", socket, "--gpu", "cpu",
-                                 "--cmdline", cmdline] + (vgpu ? ["--vgpu", "2g"] : [])
-            process.standardOutput = FileHandle(forWritingAtPath: console)
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            vm = try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", name, "--api-socket", socket, "--gpu", "cpu",
+                                        "--cmdline", cmdline] + (vgpu ? ["--vgpu", "2g"] : []))
             // The socket file appears at bind(), a moment before the server accepts: wait for an answer.
             let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline && process.isRunning {
+            while Date() < deadline && vm.isRunning {
                 if FileManager.default.fileExists(atPath: socket), (try? http("GET", "/vm").0) == 200 { break }
                 Thread.sleep(forTimeInterval: 0.02)
             }
         }
 
+        deinit { try? FileManager.default.removeItem(atPath: directory) }
+
         func malvvm(_ arguments: [String]) throws -> Harness.Result { try Harness.malvvm(arguments) }
 
         /// The guest's console so far (all of it once the VM has ended).
-        var output: String { finalOutput ?? (try? String(contentsOfFile: console, encoding: .utf8)) ?? "" }
-        private var finalOutput: String?
+        var output: String { vm.output }
 
-        /// Waits (bounded) for the guest to print a line containing `text`.
-        func waitForOutput(_ text: String, timeout: TimeInterval = 60) -> Bool {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if output.contains(text) { return true }
-                if !process.isRunning { return output.contains(text) }
-                Thread.sleep(forTimeInterval: 0.02)
-            }
-            return false
-        }
+        func waitForOutput(_ text: String, timeout: TimeInterval = 60) -> Bool { vm.waitForOutput(text, timeout: timeout) }
 
         /// Waits for the VM to end by itself; its exit status.
-        func exitStatus(timeout: TimeInterval = 30) -> Int32 { finish(within: timeout) }
-
-        /// Waits up to `timeout` for the VM to end (then terminates it), keeps its console
-        /// output for `output`, removes its files; its exit status.
-        private func finish(within timeout: TimeInterval) -> Int32 {
-            let deadline = Date().addingTimeInterval(timeout)
-            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-            if process.isRunning { process.terminate() }
-            process.waitUntilExit()
-            finalOutput = output
-            try? FileManager.default.removeItem(atPath: directory)
-            try? FileManager.default.removeItem(atPath: console)
-            return process.terminationStatus
-        }
+        func exitStatus(timeout: TimeInterval = 30) -> Int32 { vm.finish(within: timeout) }
 
         /// curl over the socket: (status, body).
         func http(_ method: String, _ path: String, body: String? = nil) throws -> (Int, String) {
@@ -77,7 +49,7 @@ import Testing
         /// Shuts the VM down through the API and returns its exit status.
         func shutdown() throws -> Int32 {
             _ = try malvvm(["vm", "shutdown", socket])
-            return finish(within: 10)
+            return vm.finish(within: 10)
         }
     }
 

@@ -145,6 +145,28 @@ import Testing
         #expect(vm.output.contains("DEVICE_NEEDS_RESET"), "\(vm.output.suffix(600))")
     }
 
+    /// `malvvm vgpu attach VM --gpud PATH`: the daemon's vGPU is hot-plugged into the running
+    /// guest, used, detached, and the daemon lets it go.
+    @Test func aDaemonVGPUIsHotPluggedIntoARunningGuestAndDetached() throws {
+        let daemon = try Daemon(["--policy", "equal-share"])
+        let api = (daemon.socket as NSString).deletingLastPathComponent + "/vm.sock"
+        let vm = try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", "hp", "--api-socket", api,
+                                        "--cmdline", "test=hotplug"])
+        #expect(vm.waitForOutput("hotplug: waiting for a device"), "\(vm.output)")
+        let attach = try Harness.malvvm(["vgpu", "attach", api, "--profile", "2g", "--gpud", daemon.socket])
+        #expect(attach.status == 0 && attach.stdoutLines.first == "vgpu0", "\(attach.stderr)")
+        #expect(vm.waitForOutput("hotplug: vgpu in use"), "\(vm.output)")
+        #expect(try daemon.vgpus().map { "\($0["vm"] ?? "")/\($0["vgpu"] ?? "")" } == ["hp/vgpu0"])
+        let noDaemon = try Harness.malvvm(["vgpu", "attach", api, "--profile", "2g", "--gpud", "/nonexistent.sock"])
+        #expect(noDaemon.status == 1 && noDaemon.stderrLines.count == 1 && noDaemon.stderr.contains("no GPU daemon"),
+                "\(noDaemon.stderr)")
+        let detach = try Harness.malvvm(["vgpu", "detach", api, "vgpu0"])
+        #expect(detach.status == 0, "\(detach.stderr)")
+        #expect(vm.finish(within: 30) == 0, "\(vm.output)")
+        #expect(vm.output.contains("hotplug: PASS"))
+        #expect(try daemon.vgpus().isEmpty)
+    }
+
     @Test func mistakesAreOneLineErrors() throws {
         let missing = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", "none",
                                           "--vgpu", "gpud=/nonexistent/gpud.sock,profile=1g", "--cmdline", "test=hello"])

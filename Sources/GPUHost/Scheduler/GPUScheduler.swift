@@ -57,6 +57,7 @@ public final class GPUScheduler: @unchecked Sendable {
     private var cancelled: UInt64 = 0
     private var heldBack: UInt64 = 0
     private var sliceLog: RingBuffer<SliceLogEntry>
+    private var removals = RingBuffer<ClientRemoval>(capacity: 64)
 
     static func makeHistogram() -> Histogram<UInt64> {
         // 1 ns .. 1 h at 3 significant digits; autoResize keeps a freak value from being lost.
@@ -134,6 +135,7 @@ public final class GPUScheduler: @unchecked Sendable {
         cancelled += UInt64(dropped.count)
         if currentSlice?.client == id { closeCurrentSlice(now) }
         recomputeEntitlements()
+        removals.append(ClientRemoval(client: id, name: state.configuration.name, revokedNanoseconds: monotonicNanoseconds() - epoch))
         // Its batches on the device cannot be recalled; its memory is freed after them.
         while state.inFlight > 0 { progress.wait() }
         clients[id] = nil
@@ -382,7 +384,8 @@ public final class GPUScheduler: @unchecked Sendable {
                 jainIndex: SchedulerMetrics.jain(ratios), maxAbsoluteShareError: maxError,
                 queueing: Self.summary(queueing), decisions: decisions,
                 decisionOverhead: Self.summary(decisionOverhead), slices: slices, sliceOverruns: overruns,
-                cancelledBatches: cancelled, heldBackNanoseconds: heldBack, sliceLog: sliceLog.elements)
+                cancelledBatches: cancelled, heldBackNanoseconds: heldBack, sliceLog: sliceLog.elements,
+                removals: removals.elements)
         }
     }
 

@@ -14,6 +14,15 @@ public struct SliceLogEntry: Hashable, Sendable {
     public var batches: Int
 }
 
+/// A client removed: from this instant its share was the others' (its queued batches
+/// cancelled, the entitlements recomputed), though batches it had on the device still ran.
+public struct ClientRemoval: Hashable, Sendable {
+    public var client: ClientID
+    public var name: String
+    /// On the slice log's clock (ns since the scheduler started).
+    public var revokedNanoseconds: UInt64
+}
+
 /// Latency summary from an HdrHistogram (3 significant digits).
 public struct LatencySummary: Hashable, Sendable {
     public var count: UInt64
@@ -79,6 +88,8 @@ public struct SchedulerMetrics: Hashable, Sendable {
     public var heldBackNanoseconds: UInt64
     /// Newest entries last.
     public var sliceLog: [SliceLogEntry]
+    /// The latest removals (not reset with the window), newest last.
+    public var removals: [ClientRemoval] = []
 
     /// Jain's index (Σx)² / (n Σx²): 1 when all x are equal, 1/n when one takes all.
     public static func jain(_ values: [Double]) -> Double {

@@ -1,0 +1,118 @@
+"""What the Python benchmarks in scripts/ share: the release build, running malvvm, reading the
+guest's test=train output, HTTP over the API sockets, and matplotlib."""
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KERNEL = "Guest/build/malvguest.elf"
+DATASET = "Guest/build/digits.img"
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+EPOCH = re.compile(r"^train: epoch (\d+) loss ([0-9.naninf]+) train-acc ([0-9.]+)% test-acc ([0-9.]+)% time (\d+) ms$")
+FINAL = re.compile(r"^train: final test accuracy ([0-9.]+)%$")
+SUBMISSIONS = re.compile(r"^train: (\d+) submissions \((\d+) commands.*? in (\d+) ms, (\d+) train images/s")
+BACKEND = re.compile(r"^train: backend (\w+)")
+UTIL = re.compile(r"GPU utilisation ([0-9.]+)%")
+
+
+def logger(name):
+    def log(message):
+        print(f"{name}: {message}", file=sys.stderr, flush=True)
+    return log
+
+
+def parse_train(text):
+    """The guest's (or `malvvm bench native`'s) test=train report."""
+    epochs, final, submissions, commands, images, backend, util, job_ms = [], None, None, None, None, None, None, None
+    for line in text.splitlines():
+        line = line.rstrip("\r")
+        if m := EPOCH.match(line):
+            epochs.append({"epoch": int(m[1]), "loss": float(m[2]), "train_acc": float(m[3]),
+                           "test_acc": float(m[4]), "ms": int(m[5])})
+        elif m := FINAL.match(line):
+            final = float(m[1])
+        elif m := SUBMISSIONS.match(line):
+            submissions, commands, job_ms, images = int(m[1]), int(m[2]), int(m[3]), int(m[4])
+        elif m := BACKEND.match(line):
+            backend = m[1]
+        if m := UTIL.search(line):
+            util = float(m[1])
+    return {"epochs": epochs, "final_test_acc": final, "submissions": submissions, "commands": commands,
+            "train_images_per_s": images, "backend": backend, "gpu_utilisation_pct": util,
+            "train_ms": sum(e["ms"] for e in epochs), "job_ms": job_ms}
+
+
+def run(cmd, timeout=1800):
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr.decode(errors="replace")
+
+
+def release_binary(build, log):
+    """The release malvvm, built first unless `build` is false."""
+    if build:
+        log("building malvvm (release)")
+        if subprocess.run(["swift", "build", "-c", "release", "--product", "malvvm"], cwd=ROOT).returncode != 0:
+            sys.exit(f"release build failed")
+    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+    return os.path.join(bindir, "malvvm")
+
+
+def check_guest(name):
+    for path in (KERNEL, DATASET):
+        if not os.path.exists(os.path.join(ROOT, path)):
+            sys.exit(f"{name}: {path} is missing (scripts/build-guest, scripts/make-dataset)")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def api(socket_path, method, path, body=None):
+    """One request to a malvvm API socket: (status, decoded JSON or None)."""
+    connection = UnixHTTPConnection(socket_path)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        connection.request(method, "/v1" + path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        return response.status, (json.loads(raw) if raw else None)
+    finally:
+        connection.close()
+
+
+def pyplot(log):
+    """matplotlib.pyplot on the Agg backend (installed with pip if missing), or None."""
+    try:
+        import matplotlib
+    except ImportError:
+        log("installing matplotlib with pip")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--user", "--no-warn-script-location", "matplotlib"],
+                       check=False)
+        # The user site directory may not have existed when this interpreter started.
+        import importlib
+        import site
+        if site.getusersitepackages() not in sys.path:
+            sys.path.append(site.getusersitepackages())
+        importlib.invalidate_caches()
+        try:
+            import matplotlib
+        except ImportError:
+            log("matplotlib unavailable: no chart")
+            return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
