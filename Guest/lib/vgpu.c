@@ -1,4 +1,5 @@
 #include "malv/vgpu.h"
+#include "malv/console.h"
 
 #include "malv/memory.h"
 #include "malv/pci.h"
@@ -34,6 +35,14 @@ const char *vgpu_open_msix(struct vgpu *g, unsigned nth, uint8_t vector)
 const char *vgpu_status_name(uint32_t status)
 {
     return virtio_gpu_status_name(status);
+}
+
+void vgpu_print_failure(const char *program, const char *what, const struct vgpu *g, uint32_t status)
+{
+    if (status == VIRTIO_GPU_STATUS_TRANSPORT && g->dev.broken)
+        printf("%s: %s: %s (%s)\n", program, what, vgpu_status_name(status), g->dev.broken);
+    else
+        printf("%s: %s: %s\n", program, what, vgpu_status_name(status));
 }
 
 /* ---- contexts ---- */

@@ -291,10 +291,7 @@ static uint32_t correct(const float *out, uint32_t rows, const uint8_t *labels, 
 
 static int fail_status(const char *what, uint32_t st)
 {
-    if (st == VIRTIO_GPU_STATUS_TRANSPORT && gpu.dev.broken)
-        printf("train: %s: %s (%s)\n", what, vgpu_status_name(st), gpu.dev.broken);
-    else
-        printf("train: %s: %s\n", what, vgpu_status_name(st));
+    vgpu_print_failure("train", what, &gpu, st);
     printf("train: FAIL\n");
     return 1;
 }

@@ -30,10 +30,7 @@ static struct vgpu_stream streams[MAX_DEPTH];
 
 static int fail(const char *what, uint32_t st)
 {
-    if (st == VIRTIO_GPU_STATUS_TRANSPORT && gpu.dev.broken)
-        printf("vgpuload: %s: %s (%s)\n", what, vgpu_status_name(st), gpu.dev.broken);
-    else
-        printf("vgpuload: %s: %s\n", what, vgpu_status_name(st));
+    vgpu_print_failure("vgpuload", what, &gpu, st);
     printf("vgpuload: FAIL\n");
     return 1;
 }

@@ -122,6 +122,8 @@ static inline bool vgpu_supports(const struct vgpu *g, unsigned opcode)
     return opcode < 32 && (g->dev.capset.opcode_mask >> opcode & 1);
 }
 const char *vgpu_status_name(uint32_t status);
+/* "program: what: STATUS", with the device's reason when the transport broke (e.g. DEVICE_NEEDS_RESET). */
+void vgpu_print_failure(const char *program, const char *what, const struct vgpu *g, uint32_t status);
 
 /* A context (GPU scheduler client) with the next free id; fences on `ring` (-1: device-wide). */
 uint32_t vgpu_ctx_create(struct vgpu *g, struct vgpu_ctx *c, const char *name, int ring);
