@@ -194,6 +194,24 @@ import Testing
         #expect(pendingBits(table) == 0)
     }
 
+    /// A device in another process (the GPU daemon) writes the vector's eventfd itself: while
+    /// the vector is masked that write is held as its pending bit too, and unmasking delivers it;
+    /// while MSI-X is disabled it is dropped.
+    @Test func remoteSignalsRespectTheMaskToo() throws {
+        let (table, _) = try table()
+        table.setControl(0x8000)
+        program(table, vector: 2, masked: true)
+        table.eventFD(vector: 2)!.signal()
+        #expect(pendingBits(table) == 0b100)
+        program(table, vector: 2, masked: false)
+        #expect(pendingBits(table) == 0)
+        #expect(table.eventFD(vector: 2)!.drain() == 0, "KVM took the delivery (the irqfd is attached again)")
+        table.setControl(0)
+        table.eventFD(vector: 2)!.signal()
+        table.setControl(0x8000)
+        #expect(pendingBits(table) == 0, "a write while MSI-X was disabled is dropped")
+    }
+
     @Test func functionMaskHoldsEveryVector() throws {
         let (table, _) = try table()
         program(table, vector: 0, masked: false)

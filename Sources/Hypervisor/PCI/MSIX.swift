@@ -6,7 +6,9 @@ import Synchronization
 /// Each vector owns a GSI routed to the message the guest programmed and an irqfd, so a device
 /// thread raises an interrupt with one eventfd write and no exit. Masking follows the spec: a
 /// vector signalled while masked (per entry or function-wide) sets its pending bit and is
-/// delivered when unmasked.
+/// delivered when unmasked. The eventfd is attached to KVM only while its vector can deliver
+/// (QEMU's masked-notifier scheme for vhost): a device in another process that writes it
+/// directly (the GPU daemon) is then held pending by a mask too, and dropped while MSI-X is off.
 public final class MSIXTable: Sendable {
     public static let capabilityID: UInt8 = 0x11
     public static let entrySize = 16
@@ -35,6 +37,10 @@ public final class MSIXTable: Sendable {
         var functionMasked = false
         /// The message each GSI routes to now, so unchanged entries cost no routing update.
         var routed: [Message?]
+        /// Whether the vector's eventfd is attached to KVM as an irqfd now.
+        var attached: [Bool]
+
+        func deliverable(_ vector: Int) -> Bool { enabled && !functionMasked && !entries[vector].masked }
     }
 
     public let vectorCount: Int
@@ -56,11 +62,8 @@ public final class MSIXTable: Sendable {
         var eventfds: [EventFD] = []
         do {
             for _ in 0..<vectorCount {
-                let gsi = try router.allocateGSI()
-                let eventfd = try EventFD()
-                try vm.registerIRQFD(eventfd, gsi: gsi)
-                gsis.append(gsi)
-                eventfds.append(eventfd)
+                gsis.append(try router.allocateGSI())
+                eventfds.append(try EventFD())
             }
         } catch let error as SystemError {
             throw .system(error)
@@ -73,13 +76,51 @@ public final class MSIXTable: Sendable {
         self.eventfds = eventfds
         state = Mutex(State(entries: Array(repeating: Entry(), count: vectorCount),
                             pending: Array(repeating: false, count: vectorCount),
-                            routed: Array(repeating: nil, count: vectorCount)))
+                            routed: Array(repeating: nil, count: vectorCount),
+                            attached: Array(repeating: false, count: vectorCount)))
     }
 
     deinit {
-        for (gsi, eventfd) in zip(gsis, eventfds) {
-            try? vm.unregisterIRQFD(eventfd, gsi: gsi)
+        let attached = state.withLock { $0.attached }
+        for (vector, (gsi, eventfd)) in zip(gsis, eventfds).enumerated() {
+            if attached[vector] { try? vm.unregisterIRQFD(eventfd, gsi: gsi) }
             try? router.releaseGSI(gsi)
+        }
+    }
+
+    /// Attaches the irqfd of every vector that can deliver now and detaches the others. A
+    /// remote write that came while a vector was masked is in its eventfd's counter: it becomes
+    /// the pending bit; one that came while MSI-X was disabled is dropped. Called under the lock,
+    /// so the attachment always follows the guest's last write. Returns the vectors to deliver.
+    private func syncIRQFDs(_ s: inout State) -> [Int] {
+        var deliver: [Int] = []
+        for vector in 0..<vectorCount {
+            let wanted = s.deliverable(vector)
+            guard wanted != s.attached[vector] else { continue }
+            do throws(SystemError) {
+                if wanted {
+                    if eventfds[vector].drain() > 0 { s.pending[vector] = true }
+                    try vm.registerIRQFD(eventfds[vector], gsi: gsis[vector])
+                    if s.pending[vector] {
+                        s.pending[vector] = false
+                        deliver.append(vector)
+                    }
+                } else {
+                    try vm.unregisterIRQFD(eventfds[vector], gsi: gsis[vector])
+                }
+                s.attached[vector] = wanted
+            } catch {
+                logger.error("MSI-X irqfd update failed", metadata: ["vector": "\(vector)", "error": "\(error)"])
+            }
+        }
+        return deliver
+    }
+
+    /// Remote writes to detached vectors' eventfds: pending bits while MSI-X is enabled (the
+    /// vector is masked), dropped while it is disabled.
+    private func collectRemotePending(_ s: inout State) {
+        for vector in 0..<vectorCount where !s.attached[vector] {
+            if eventfds[vector].drain() > 0 && s.enabled { s.pending[vector] = true }
         }
     }
 
@@ -100,9 +141,10 @@ public final class MSIXTable: Sendable {
     /// Follows the guest's writes to the capability's message control word.
     public func setControl(_ control: UInt16) {
         let release = state.withLock { s -> [Int] in
+            collectRemotePending(&s)
             s.enabled = control & Self.controlEnable != 0
             s.functionMasked = control & Self.controlFunctionMask != 0
-            return deliverablePending(&s)
+            return syncIRQFDs(&s) + deliverablePending(&s)
         }
         release.forEach { eventfds[$0].signal() }
     }
@@ -150,6 +192,7 @@ public final class MSIXTable: Sendable {
             words.append(((Int(offset) % Self.entrySize) / 4 + part, value))
         }
         let (route, deliver) = state.withLock { s -> ((UInt64, UInt32)?, Bool) in
+            collectRemotePending(&s)
             for (word, value) in words {
                 switch word {
                 case 0: s.entries[index].addressLow = value & ~0x3
@@ -165,8 +208,9 @@ public final class MSIXTable: Sendable {
                 s.routed[index] = message
                 route = (entry.address, entry.data)
             }
-            let deliver = s.enabled && !s.functionMasked && !entry.masked && s.pending[index]
+            var deliver = s.enabled && !s.functionMasked && !entry.masked && s.pending[index]
             if deliver { s.pending[index] = false }
+            deliver = !syncIRQFDs(&s).isEmpty || deliver
             return (route, deliver)
         }
         if let (address, data) = route {
@@ -178,7 +222,10 @@ public final class MSIXTable: Sendable {
     }
 
     public func readPendingBits(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
-        let bits = state.withLock { $0.pending }
+        let bits = state.withLock { s in
+            collectRemotePending(&s)
+            return s.pending
+        }
         for i in data.indices {
             var byte: UInt8 = 0
             for bit in 0..<8 {

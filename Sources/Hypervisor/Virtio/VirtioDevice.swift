@@ -55,8 +55,8 @@ public struct VirtioRemoteActivation: Sendable {
     /// The queues' doorbells (KVM ioeventfds), one per queue.
     public let doorbells: [EventFD]
     /// The irqfd of each queue's MSI-X vector; nil where the driver gave the queue none.
-    /// Signalled directly, so MSI-X masking of these vectors is not seen (as a vhost-user
-    /// backend without a masked-notifier path).
+    /// Writing it is the interrupt; the MSI-X table detaches it from KVM while the vector is
+    /// masked, so a write then becomes the pending bit.
     public let interrupts: [EventFD?]
     public let memory: GuestMemory
     /// Puts the device into DEVICE_NEEDS_RESET with a config interrupt; callable from any thread.
