@@ -99,13 +99,11 @@ public final class MachineController: VMControl, @unchecked Sendable {
             defer { vgpus.nextIndex += 1 }
             return "vgpu\(vgpus.nextIndex)"
         }
+        let spec = VGPUSpecification(profile: profile, placement: request.gpud.map { .daemon(socket: $0) } ?? .embedded)
         let device: any VGPUBackend
-        if let gpud = request.gpud {
-            do { device = try RemoteVGPU(daemonSocket: gpud, vm: name, name: id, profile: profile, memory: machine.memory) } catch {
-                throw .unavailable(error.description)
-            }
-        } else {
-            device = VirtioGPU(scheduler: try embeddedScheduler(), profile: profile, memory: machine.memory, name: id)
+        do { device = try spec.makeDevice(vm: name, name: id, memory: machine.memory) { try embeddedScheduler() } } catch {
+            if let error = error as? APIError { throw error }
+            throw .unavailable("\(error)")
         }
         do { _ = try machine.hotplugVirtioDevice(device, name: id) } catch {
             (device as? RemoteVGPU)?.disconnect()

@@ -1,3 +1,5 @@
+import GPUHost
+import Hypervisor
 import VirtioGPU
 
 /// A `--vgpu` argument: the profile, and where the vGPU's device runs.
@@ -32,5 +34,19 @@ public struct VGPUSpecification: Sendable, Equatable {
         }
         profile = try VGPUProfile(parsing: rest.joined(separator: ","))
         self.placement = placement
+    }
+}
+
+extension VGPUSpecification {
+    /// The vGPU's device for VM `vm`: a `VirtioGPU` on the scheduler `embedded` opens (called
+    /// only for an embedded vGPU), or the GPU daemon's (`RemoteVGPU`, connected here).
+    public func makeDevice(vm: String, name: String, memory: GuestMemory,
+                           embedded: () throws -> GPUScheduler) throws -> any VGPUBackend {
+        switch placement {
+        case .embedded:
+            return VirtioGPU(scheduler: try embedded(), profile: profile, memory: memory, name: name)
+        case let .daemon(socket):
+            return try RemoteVGPU(daemonSocket: socket, vm: vm, name: name, profile: profile, memory: memory)
+        }
     }
 }

@@ -91,13 +91,9 @@ extension Malvvm {
             for (index, spec) in vgpu.enumerated() {
                 let id = "vgpu\(index)"
                 do {
-                    let device: any VGPUBackend
-                    switch spec.placement {
-                    case .embedded:
+                    let device = try spec.makeDevice(vm: vmName, name: id, memory: machine.memory) {
                         if scheduler == nil { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector)) }
-                        device = VirtioGPU(scheduler: scheduler!, profile: spec.profile, memory: machine.memory, name: id)
-                    case let .daemon(socket):
-                        device = try RemoteVGPU(daemonSocket: socket, vm: vmName, name: id, profile: spec.profile, memory: machine.memory)
+                        return scheduler!
                     }
                     _ = try machine.attachVirtioDevice(device, name: id)
                     vgpus.append(device)
