@@ -28,6 +28,26 @@ final class FakeExecutor: GVMCommandExecutor {
         clock.advance(cost)
         return true
     }
+
+    /// A stream "decodes" when its first word is `validStreamMagic`; it then names
+    /// `streamBuffers` (GPU address, length, access), which are translated and recorded.
+    static let validStreamMagic: UInt64 = 0x4D56_4743
+    var streamBuffers: [(UInt64, UInt64, GEPTPermissions)] = []
+    var streams: [(GVMStream, [[GVMHostRange]])] = []
+    var streamMemory: (any GPUMemory)?
+    func execute(_ stream: GVMStream, translator: GVMBufferTranslator) -> GVMStreamOutcome {
+        guard let first = stream.ranges.first,
+              (try? streamMemory?.load64(first.address)) == Self.validStreamMagic else { return .invalidStream }
+        var translated: [[GVMHostRange]] = []
+        for (address, length, access) in streamBuffers {
+            do { translated.append(try translator.ranges(address, length: length, access: access)) } catch {
+                return .fault(error)
+            }
+        }
+        streams.append((stream, translated))
+        clock.advance(cost)
+        return .completed
+    }
 }
 
 /// Guest-physical addresses seen through the identity-plus-offset G-EPT of the fixture: lets

@@ -16,21 +16,27 @@
 /// | 0x01   | write64  | GPU address (8-aligned)   | value                      | 0               |
 /// | 0x02   | fence    | fence value               | 0                          | 0               |
 /// | 0x03   | dispatch | input buffer GPU address  | output buffer GPU address  | length in bytes |
+/// | 0x04   | execute  | command stream GPU address| stream length in bytes     | 0               |
 ///
 /// A fence's completion vector (immediate) must be below the unit's completion-vector count.
 /// A dispatch's buffers are 8-aligned and `length` is 1 byte to 16 MiB; the input needs read
 /// permission and the output write permission on every page, in both translation stages.
+/// `execute` is an indirect buffer (AMD's INDIRECT_BUFFER, NVIDIA's pushbuffer segment): the
+/// executor runs the kernel stream at that address as one GPU batch, translating the buffers it
+/// names through the same two stages; the stream is 8-aligned and 16 B to 1 MiB.
 public enum GVMCommand: Hashable, Sendable {
     case nop
     case write64(address: UInt64, value: UInt64)
     case fence(value: UInt64, vector: UInt8)
     case dispatch(kernel: UInt32, input: UInt64, output: UInt64, length: UInt64)
+    case execute(stream: UInt64, length: UInt64)
 
     public static let size: UInt64 = 32
     public static let maxDispatchLength: UInt64 = 16 << 20
+    public static let streamLengthRange: ClosedRange<UInt64> = 16...(1 << 20)
 
     public enum Opcode: UInt8, Sendable {
-        case nop = 0, write64 = 1, fence = 2, dispatch = 3
+        case nop = 0, write64 = 1, fence = 2, dispatch = 3, execute = 4
     }
 
     /// Why a command's words do not decode, and which word (byte offset) is at fault.
@@ -50,6 +56,8 @@ public enum GVMCommand: Hashable, Sendable {
             [UInt64(vector) << 32 | UInt64(Opcode.fence.rawValue), value, 0, 0]
         case .dispatch(let kernel, let input, let output, let length):
             [UInt64(kernel) << 32 | UInt64(Opcode.dispatch.rawValue), input, output, length]
+        case .execute(let stream, let length):
+            [UInt64(Opcode.execute.rawValue), stream, length, 0]
         }
     }
 
@@ -94,6 +102,14 @@ public enum GVMCommand: Hashable, Sendable {
                 throw DecodeError(cause: .lengthOutOfRange, offset: 24)
             }
             return .dispatch(kernel: immediate, input: words[1], output: words[2], length: words[3])
+        case .execute:
+            if immediate != 0 { throw DecodeError(cause: .reservedBitsSet, offset: 0) }
+            try requireAligned(1)
+            guard streamLengthRange.contains(words[2]) else {
+                throw DecodeError(cause: .lengthOutOfRange, offset: 16)
+            }
+            try requireZero(words[3...3])
+            return .execute(stream: words[1], length: words[2])
         }
     }
 }

@@ -15,6 +15,36 @@ public struct GVMDispatch: Hashable, Sendable {
     public let output: [GVMHostRange]
 }
 
+/// An `execute` command: where its kernel stream lies in host memory (translated for read).
+public struct GVMStream: Hashable, Sendable {
+    /// The stream's guest GPU address, for fault reports.
+    public let guestGPUAddress: UInt64
+    public let length: UInt64
+    public let ranges: [GVMHostRange]
+}
+
+/// Translates the buffers a kernel stream names, with the G-VMCS's two stages as they stood at
+/// the `execute`: what the unit's command processor would do for each buffer the stream binds.
+public struct GVMBufferTranslator {
+    let translator: AddressTranslator
+
+    /// `[address, address + length)` as host ranges (contiguous pages merged), every page
+    /// checked for `access` in both stages.
+    public func ranges(_ address: UInt64, length: UInt64,
+                       access: GEPTPermissions) throws(TranslationFault) -> [GVMHostRange] {
+        try translator.ranges(address, length, access)
+    }
+}
+
+/// How an `execute` ended.
+public enum GVMStreamOutcome: Hashable, Sendable {
+    case completed
+    /// The stream does not decode or names an invalid kernel: an invalid-command exit (cause 8).
+    case invalidStream
+    /// A buffer of the stream did not translate: the exit that fault maps to.
+    case fault(TranslationFault)
+}
+
 /// Runs the work of a dispatch on the physical GPU (the device slice: GPUHost's scheduler and
 /// kernels). The unit has already checked and translated every address; the executor only
 /// runs. Time passes on the injected clock while it does, which is what the preemption timer
@@ -22,4 +52,7 @@ public struct GVMDispatch: Hashable, Sendable {
 public protocol GVMCommandExecutor: AnyObject {
     /// `false` when the kernel id is unknown; the unit then exits with an invalid command.
     func execute(_ dispatch: GVMDispatch) -> Bool
+    /// Runs a kernel stream as one batch. The executor decodes it and translates the buffers it
+    /// names through `translator`; it must not call back into the unit otherwise.
+    func execute(_ stream: GVMStream, translator: GVMBufferTranslator) -> GVMStreamOutcome
 }

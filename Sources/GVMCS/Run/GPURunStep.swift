@@ -111,42 +111,35 @@ struct GPURunStep {
             let inputRanges: [GVMHostRange]
             let outputRanges: [GVMHostRange]
             do {
-                inputRanges = try ranges(input, length, .read, translator)
+                inputRanges = try translator.ranges(input, length, .read)
             } catch {
                 return Exit(exit: Self.exit(for: error), commandIndex: 0, commandOffset: 8)
             }
             do {
-                outputRanges = try ranges(output, length, .write, translator)
+                outputRanges = try translator.ranges(output, length, .write)
             } catch {
                 return Exit(exit: Self.exit(for: error), commandIndex: 0, commandOffset: 16)
             }
             let dispatch = GVMDispatch(kernel: kernel, input: inputRanges, output: outputRanges)
             return executor.execute(dispatch)
                 ? nil : Exit(exit: .invalidCommand(.unknownKernel), commandIndex: 0)
-        }
-    }
-
-    /// Translates `[address, address + length)` page by page into host ranges, merging ranges
-    /// that turn out to be contiguous in host memory.
-    private func ranges(_ address: UInt64, _ length: UInt64, _ access: GEPTPermissions,
-                        _ translator: AddressTranslator) throws(TranslationFault) -> [GVMHostRange] {
-        var result: [GVMHostRange] = []
-        var cursor = address
-        var left = length
-        while left > 0 {
-            let chunk = min(left, 4096 - (cursor & 0xFFF))
-            let host = try translator.translate(cursor, access: access)
-            if let last = result.last, last.address + last.length == host {
-                result[result.count - 1].length += chunk
-            } else {
-                result.append(GVMHostRange(address: host, length: chunk))
+        case .execute(let address, let length):
+            let streamRanges: [GVMHostRange]
+            do {
+                streamRanges = try translator.ranges(address, length, .read)
+            } catch {
+                return Exit(exit: Self.exit(for: error), commandIndex: 0, commandOffset: 8)
             }
-            // A buffer that would wrap past 2^64 faults at the top of the address space,
-            // because translate() rejects any address at or above 2^48 first.
-            cursor &+= chunk
-            left -= chunk
+            let stream = GVMStream(guestGPUAddress: address, length: length, ranges: streamRanges)
+            switch executor.execute(stream, translator: GVMBufferTranslator(translator: translator)) {
+            case .completed:
+                return nil
+            case .invalidStream:
+                return Exit(exit: .invalidCommand(.invalidStream), commandIndex: 0, commandOffset: 8)
+            case .fault(let fault):
+                return Exit(exit: Self.exit(for: fault), commandIndex: 0, commandOffset: 8)
+            }
         }
-        return result
     }
 
     static func exit(for fault: TranslationFault) -> GVMExit {

@@ -40,6 +40,29 @@ struct AddressTranslator {
         return try toHost(table | (gva & 0xFFF), access: access, gva: gva, translatedAccess: true)
     }
 
+    /// Translates `[address, address + length)` page by page into host ranges, merging ranges
+    /// that turn out to be contiguous in host memory.
+    func ranges(_ address: UInt64, _ length: UInt64,
+                _ access: GEPTPermissions) throws(TranslationFault) -> [GVMHostRange] {
+        var result: [GVMHostRange] = []
+        var cursor = address
+        var left = length
+        while left > 0 {
+            let chunk = min(left, 4096 - (cursor & 0xFFF))
+            let host = try translate(cursor, access: access)
+            if let last = result.last, last.address + last.length == host {
+                result[result.count - 1].length += chunk
+            } else {
+                result.append(GVMHostRange(address: host, length: chunk))
+            }
+            // A buffer that would wrap past 2^64 faults at the top of the address space,
+            // because translate() rejects any address at or above 2^48 first.
+            cursor &+= chunk
+            left -= chunk
+        }
+        return result
+    }
+
     private func toHost(_ gpa: UInt64, access: GEPTPermissions, gva: UInt64,
                         translatedAccess: Bool) throws(TranslationFault) -> UInt64 {
         guard let gept else { return gpa }
