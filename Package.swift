@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "VirtioGPU", targets: ["VirtioGPU"]),
         .library(name: "MLWorkloads", targets: ["MLWorkloads"]),
         .library(name: "GPUDaemon", targets: ["GPUDaemon"]),
+        .library(name: "FullVGPU", targets: ["FullVGPU"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -73,6 +74,20 @@ let package = Package(
             ]
         ),
 
+        // The full-vGPU: a PCI GPU whose virtualisation is the G-VMCS model; the VMM is the
+        // model's hypervisor. Kernel streams are the para-vGPU's format, so it uses VirtioGPU's
+        // decoder and profiles.
+        .target(
+            name: "FullVGPU",
+            dependencies: [
+                "GVMCS",
+                "Hypervisor",
+                "GPUHost",
+                "VirtioGPU",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // SCM_RIGHTS descriptor passing (CMSG_* are macros Swift cannot call).
         .target(name: "CFDPassing"),
         // The GPU daemon: one process owning the GPU serves every VM's para-vGPUs over the
@@ -85,6 +100,7 @@ let package = Package(
                 "Hypervisor",
                 "GPUHost",
                 "VirtioGPU",
+                "FullVGPU",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -113,6 +129,7 @@ let package = Package(
             name: "malvvm",
             dependencies: [
                 "ControlAPI",
+                "FullVGPU",
                 "GPUDaemon",
                 "Hypervisor",
                 "GPUHost",

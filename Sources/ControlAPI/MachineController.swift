@@ -11,7 +11,7 @@ import VirtioGPU
 public final class MachineController: VMControl, @unchecked Sendable {
     private struct AttachedVGPU {
         let id: String
-        let device: any VGPUBackend
+        let device: any VGPU
         let hotplugged: Bool
     }
 
@@ -47,7 +47,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
     }
 
     /// Records a vGPU attached before boot.
-    public func adopt(_ device: any VGPUBackend) {
+    public func adopt(_ device: any VGPU) {
         state.withLock {
             $0.attached.append(AttachedVGPU(id: device.name, device: device, hotplugged: false))
             $0.nextIndex += 1
@@ -91,8 +91,12 @@ public final class MachineController: VMControl, @unchecked Sendable {
     public func attachVGPU(_ request: AttachVGPURequest) async throws(APIError) -> VGPUInfo {
         let profile: VGPUProfile
         do { profile = try VGPUProfile(parsing: request.profile) } catch { throw .badRequest("\(error)") }
-        guard request.kind == nil || request.kind == "para" else {
-            throw .badRequest("unknown vGPU kind '\(request.kind!)' (known: para)")
+        switch request.kind {
+        case nil, "para": break
+        case "full":
+            throw .badRequest("a full-vGPU cannot be hot-plugged yet: give it at boot (--vgpu kind=full,profile=…)")
+        case let kind?:
+            throw .badRequest("unknown vGPU kind '\(kind)' (known: para, full)")
         }
         if let gpud = request.gpud, gpud.isEmpty { throw .badRequest("gpud must be a socket path") }
         let id = state.withLock { vgpus in
@@ -168,7 +172,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
     private func describe(_ vgpu: AttachedVGPU) -> VGPUInfo {
         let address = vgpu.hotplugged ? machine.hotpluggedDevices.first { $0.name == vgpu.id }?.address
             : machine.pci.location(of: vgpu.id)
-        return VGPUInfo(id: vgpu.id, kind: "para", profile: VGPUProfileInfo(vgpu.device.profile),
+        return VGPUInfo(id: vgpu.id, kind: vgpu.device.kind, profile: VGPUProfileInfo(vgpu.device.profile),
                         pciAddress: address ?? "-", hotplugged: vgpu.hotplugged, statistics: vgpu.device.statistics)
     }
 }

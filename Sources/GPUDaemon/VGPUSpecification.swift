@@ -1,36 +1,77 @@
+import FullVGPU
 import GPUHost
 import Hypervisor
 import VirtioGPU
 
-/// A `--vgpu` argument: the profile, and where the vGPU's device runs.
+/// A `--vgpu` argument: the kind of vGPU, its profile, and where its device runs.
 ///
-/// `profile=4g,weight=2` runs it in the VM's process on the embedded scheduler;
+/// `profile=4g,weight=2` is a para-vGPU in the VM's process on the embedded scheduler;
 /// `gpud=/run/malvvm/gpud.sock,profile=4g` (or a bare `gpud` for the default socket) makes the
-/// VM a client of the GPU daemon there. The other keys are `VGPUProfile`'s.
+/// VM a client of the GPU daemon there. `kind=full` is a full-vGPU (docs/fullvgpu.md), which
+/// also takes the G-VMCS control keys (`doorbell-exiting=on`, ...). The other keys are
+/// `VGPUProfile`'s.
 public struct VGPUSpecification: Sendable, Equatable {
     public enum Placement: Sendable, Equatable {
         case embedded
         case daemon(socket: String)
     }
 
+    public enum Kind: Sendable, Equatable {
+        case para
+        case full(FullVGPUControls)
+
+        public var name: String {
+            switch self {
+            case .para: "para"
+            case .full: "full"
+            }
+        }
+    }
+
+    public var kind: Kind
     public var profile: VGPUProfile
     public var placement: Placement
 
-    public init(profile: VGPUProfile, placement: Placement = .embedded) {
+    public init(kind: Kind = .para, profile: VGPUProfile, placement: Placement = .embedded) {
+        self.kind = kind
         self.profile = profile
         self.placement = placement
     }
 
     public init(parsing text: String, defaultDaemonSocket: String) throws(VGPUProfile.ParseError) {
         var placement = Placement.embedded
+        var kindName: String?
+        var controls = FullVGPUControls()
+        var controlKeys: [String] = []
         var rest: [Substring] = []
         for item in text.split(separator: ",", omittingEmptySubsequences: true) {
             let parts = item.split(separator: "=", maxSplits: 1)
-            guard parts.first?.lowercased() == "gpud" else { rest.append(item); continue }
-            guard placement == .embedded else { throw .duplicateKey("gpud") }
-            let path = parts.count == 2 ? String(parts[1]) : defaultDaemonSocket
-            guard !path.isEmpty else { throw .badValue(key: "gpud", value: path) }
-            placement = .daemon(socket: path)
+            let key = parts.first.map { $0.lowercased() } ?? ""
+            let value = parts.count == 2 ? String(parts[1]) : ""
+            switch key {
+            case "gpud":
+                guard placement == .embedded else { throw .duplicateKey("gpud") }
+                let path = parts.count == 2 ? value : defaultDaemonSocket
+                guard !path.isEmpty else { throw .badValue(key: "gpud", value: path) }
+                placement = .daemon(socket: path)
+            case "kind":
+                guard kindName == nil else { throw .duplicateKey("kind") }
+                guard ["para", "full"].contains(value.lowercased()) else { throw .badValue(key: "kind", value: value) }
+                kindName = value.lowercased()
+            case _ where FullVGPUControls.keys.contains(key):
+                guard !controlKeys.contains(key) else { throw .duplicateKey(key) }
+                guard controls.set(key, value) else { throw .badValue(key: key, value: value) }
+                controlKeys.append(key)
+            default:
+                rest.append(item)
+            }
+        }
+        if kindName == "full" {
+            guard placement == .embedded else { throw .conflict("a kind=full vGPU runs in the VM's process: gpud= is for para-vGPUs") }
+            kind = .full(controls)
+        } else {
+            if let key = controlKeys.first { throw .conflict("'\(key)' is a full-vGPU control: add kind=full") }
+            kind = .para
         }
         profile = try VGPUProfile(parsing: rest.joined(separator: ","))
         self.placement = placement
@@ -38,7 +79,24 @@ public struct VGPUSpecification: Sendable, Equatable {
 }
 
 extension VGPUSpecification {
-    /// The vGPU's device for VM `vm`: a `VirtioGPU` on the scheduler `embedded` opens (called
+    /// Creates the vGPU and puts it on the VM's bus 0 before boot: a para-vGPU behind the
+    /// virtio-pci transport, a full-vGPU as its own PCI function.
+    public func attach(to machine: Machine, vm: String, name: String,
+                       embedded: () throws -> GPUScheduler) throws -> any VGPU {
+        switch kind {
+        case .para:
+            let device = try makeDevice(vm: vm, name: name, memory: machine.memory, embedded: embedded)
+            try machine.attachVirtioDevice(device, name: name)
+            return device
+        case let .full(controls):
+            let scheduler = try embedded()
+            return try machine.attachPCIDevice(name: name) { host throws(HypervisorError) in
+                try FullVGPUDevice(host: host, scheduler: scheduler, profile: profile, controls: controls, name: name)
+            }
+        }
+    }
+
+    /// The para-vGPU's device for VM `vm`: a `VirtioGPU` on the scheduler `embedded` opens (called
     /// only for an embedded vGPU), or the GPU daemon's (`RemoteVGPU`, connected here).
     public func makeDevice(vm: String, name: String, memory: GuestMemory,
                            embedded: () throws -> GPUScheduler) throws -> any VGPUBackend {

@@ -43,7 +43,7 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The scheduler client a context of this profile becomes.
-    func clientConfiguration(name clientName: String) -> ClientConfiguration {
+    public func clientConfiguration(name clientName: String) -> ClientConfiguration {
         ClientConfiguration(name: clientName, weight: weight, memoryQuotaBytes: memoryBytes)
     }
 
@@ -52,6 +52,8 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
         case unknownKey(String)
         case badValue(key: String, value: String)
         case duplicateKey(String)
+        /// Keys that cannot go together (a full-vGPU on the GPU daemon, a control on a para-vGPU).
+        case conflict(String)
 
         public var description: String {
             switch self {
@@ -59,6 +61,7 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
             case let .unknownKey(key): return "unknown vGPU profile key '\(key)' (profile, memory, weight, contexts)"
             case let .badValue(key, value): return "bad value '\(value)' for vGPU profile key '\(key)'"
             case let .duplicateKey(key): return "vGPU profile key '\(key)' given twice"
+            case let .conflict(reason): return reason
             }
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import ControlAPI
 import Foundation
 import Glibc
+import FullVGPU
 import GPUDaemon
 import GPUHost
 import Hypervisor
@@ -33,7 +34,7 @@ extension Malvvm {
         var disk: [DiskArgument] = []
 
         @Option(name: .long, help: ArgumentHelp(
-            "A para-vGPU: a named profile (1g, 2g, 4g, 8g) and overrides, e.g. 'profile=4g,weight=2,memory=512m'; add 'gpud=PATH' (or 'gpud' for the default socket) to make it a client of the GPU daemon; repeat for more.",
+            "A vGPU: a named profile (1g, 2g, 4g, 8g) and overrides, e.g. 'profile=4g,weight=2,memory=512m'; add 'gpud=PATH' (or 'gpud' for the default socket) to make it a client of the GPU daemon; 'kind=full' for a full-vGPU on the G-VMCS model (with doorbell-exiting, mmio-bitmap, nested-paging, posted-completions=on|off); repeat for more.",
             valueName: "spec"),
                 transform: { text in
                     do { return try VGPUSpecification(parsing: text, defaultDaemonSocket: GPUDaemonAPI.defaultSocket) } catch {
@@ -86,17 +87,17 @@ extension Malvvm {
             // The embedded scheduler owns the physical GPU for this VM's own vGPUs; the others
             // are the GPU daemon's clients.
             var scheduler: GPUScheduler?
-            var vgpus: [any VGPUBackend] = []
+            var vgpus: [any VGPU] = []
             defer { scheduler?.shutdown() }
+            // Full-vGPU device threads stop before the scheduler they submit to.
+            defer { vgpus.forEach { ($0 as? FullVGPUDevice)?.shutDown() } }
             for (index, spec) in vgpu.enumerated() {
                 let id = "vgpu\(index)"
                 do {
-                    let device = try spec.makeDevice(vm: vmName, name: id, memory: machine.memory) {
+                    vgpus.append(try spec.attach(to: machine, vm: vmName, name: id) {
                         if scheduler == nil { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector)) }
                         return scheduler!
-                    }
-                    _ = try machine.attachVirtioDevice(device, name: id)
-                    vgpus.append(device)
+                    })
                 } catch {
                     throw RuntimeFailure(message: "vGPU: \(error)")
                 }
@@ -140,7 +141,7 @@ extension Malvvm {
 
 /// The run's counters as one JSON object: KVM's and malvvm's exit counters, the GPU
 /// scheduler's utilisation, and each vGPU's submission costs (keys in snake_case).
-func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPUBackend], to path: String) throws {
+func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU], to path: String) throws {
     struct SchedulerSummary: Encodable {
         let policy: String
         let windowNanoseconds: UInt64
@@ -149,7 +150,10 @@ func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU
     }
     struct VGPUSummary: Encodable {
         let name: String
+        let kind: String
         let statistics: VGPUStatistics
+        /// The full-vGPU's hypervisor counters: userspace exits, doorbells, G-VMCS exits.
+        let gvm: FullVGPUCounters?
     }
     struct Report: Encodable {
         let kvm: [String: UInt64]
@@ -167,7 +171,8 @@ func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU
                                 busyNanoseconds: metrics.busyNanoseconds, utilisation: metrics.utilisation)
     }
     let report = Report(kvm: machine.kvmStatistics(), vmm: vmm, scheduler: summary,
-                        vgpus: vgpus.map { VGPUSummary(name: $0.name, statistics: $0.statistics) })
+                        vgpus: vgpus.map { VGPUSummary(name: $0.name, kind: $0.kind, statistics: $0.statistics,
+                                                        gvm: ($0 as? FullVGPUDevice)?.fullCounters) })
     let encoder = JSONEncoder()
     encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

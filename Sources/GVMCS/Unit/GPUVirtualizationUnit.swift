@@ -36,12 +36,14 @@ public final class GPUVirtualizationUnit {
 
     /// VMCLEAR: makes the region's launch state clear (initialising it on first use) and, if it
     /// is current, leaves no current G-VMCS. Field values survive, as VMCLEAR only flushes;
-    /// the cumulative time fields restart, since they count from the last clear.
+    /// the cumulative time fields restart, since they count from the last clear, and trapped
+    /// register accesses not yet reported are dropped (they belong to the guest run that ended).
     public func gvmclear(_ address: UInt64) throws(GVMInstructionFailure) {
         guard isRegionAddress(address) else { throw fail(.gvmclearInvalidAddress) }
         var region = regions[address] ?? GVMCSRegion()
         region.launchState = .clear
         region.preemptedAt = nil
+        region.pendingExits.removeAll()
         region.vmcs[.cumulativeTimeRun] = 0
         region.vmcs[.cumulativePreemptionTime] = 0
         regions[address] = region

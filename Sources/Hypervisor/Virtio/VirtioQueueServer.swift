@@ -54,11 +54,13 @@ public final class VirtioQueueServer: Sendable {
 
 /// The device thread: waits on the queue doorbells (ioeventfds) and a stop eventfd with poll(2),
 /// and hands each rung queue to the device. Doorbells never exit to userspace on the vCPU.
-final class DeviceWorker: @unchecked Sendable {
+/// Devices outside this module (the full-vGPU) run on it too.
+public final class DeviceWorker: @unchecked Sendable {
     private let stopSignal: EventFD
     private let thread: NativeThread
 
-    init(name: String, doorbells: [EventFD], serve: @escaping @Sendable (Int) -> Void) throws(SystemError) {
+    /// Calls `serve(i)` once for every doorbell at start, then whenever doorbell `i` is rung.
+    public init(name: String, doorbells: [EventFD], serve: @escaping @Sendable (Int) -> Void) throws(SystemError) {
         let stop = try EventFD()
         stopSignal = stop
         let fds = doorbells.map(\.fileDescriptor)
@@ -78,7 +80,8 @@ final class DeviceWorker: @unchecked Sendable {
         }
     }
 
-    func stop() {
+    /// Waits for the pass in progress, then ends the thread. Not from the device thread.
+    public func stop() {
         stopSignal.signal()
         thread.join()
     }
