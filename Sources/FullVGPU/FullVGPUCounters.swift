@@ -1,3 +1,5 @@
+import GVMCS
+
 /// What a full-vGPU's hypervisor side has seen: the costs the G-VMCS controls move.
 public struct FullVGPUCounters: Hashable, Sendable, Codable {
     /// Guest accesses to the register BAR that reached the VMM: each one a KVM MMIO exit to
@@ -18,6 +20,22 @@ public struct FullVGPUCounters: Hashable, Sendable, Codable {
     public var faults: UInt64 = 0
 
     public init() {}
+
+    /// The key an exit reason is counted under (JSON-friendly, stable).
+    static func key(_ reason: GVMExitReason) -> String {
+        switch reason {
+        case .doorbell: "doorbell"
+        case .mmioAccess: "mmio_access"
+        case .geptViolation: "gept_violation"
+        case .geptMisconfiguration: "gept_misconfiguration"
+        case .preemptionTimerExpired: "preemption_timer"
+        case .completion: "completion"
+        case .invalidCommand: "invalid_command"
+        case .guestPageFault: "guest_page_fault"
+        case .idle: "idle"
+        case .entryFailure: "entry_failure"
+        }
+    }
 
     public var totalExits: UInt64 { exits.values.reduce(0, +) }
 }

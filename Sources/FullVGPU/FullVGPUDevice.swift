@@ -42,6 +42,10 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
     private let published = Mutex((counters: FullVGPUCounters(), statistics: VGPUStatistics()))
     private let doorbellAddress = Mutex<UInt64?>(nil)
     private var worker: DeviceWorker?
+    /// With the MMIO bitmap on, the first register page is also guest memory (a read-only KVM
+    /// slot over the BAR): the reads the bitmap does not trap cost no exit, as they would be
+    /// served by a virtual function's own registers; writes still exit to the handler.
+    private let registerPage: RegisterPage?
 
     // Device thread only.
     private let unit: GPUVirtualizationUnit
@@ -75,6 +79,7 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
             doorbell = try EventFD()
             kick = try EventFD()
         } catch { throw .system(error) }
+        registerPage = controls.mmioBitmap ? RegisterPage(vm: host.vm, slot: host.memorySlot) : nil
 
         configuration = PCIConfiguration(
             identity: PCIIdentity(vendorID: Self.vendorID, deviceID: Self.deviceID, classCode: 0x03, subclass: 0x02,
@@ -157,8 +162,14 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
     // MARK: PCIDevice
 
     public func barMapped(_ index: Int, at address: UInt64?) {
-        guard index == Self.registerBAR, !controls.doorbellExiting else { return }
-        moveDoorbell(to: address)
+        guard index == Self.registerBAR else { return }
+        if !controls.doorbellExiting { moveDoorbell(to: address) }
+        if let registerPage {
+            refreshRegisterPage()
+            if let error = registerPage.map(at: address) {
+                logger.warning("full-vGPU register page not mapped (reads will exit): \(error)", metadata: ["device": "\(name)"])
+            }
+        }
     }
 
     public func configurationWritten(offset: Int, size: Int) {
@@ -201,46 +212,60 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
         } else if data.count == 4, offset & 3 == 0 {
             writeRegister(UInt32(offset), UInt32(truncatingIfNeeded: value))
         }
+        refreshRegisterPage()
         post(.write(UInt32(offset), value, size: data.count))
     }
 
     // MARK: vCPU side
 
     private func registerValue(_ offset: UInt32) -> UInt32 {
-        guard let register = FullVGPURegister(rawValue: offset) else { return 0 }
         let fence = completedFence
-        return registers.withLock { r -> UInt32 in
-            func low(_ v: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: v) }
-            func high(_ v: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: v >> 32) }
-            switch register {
-            case .doorbell: return 0
-            case .ringHead: return r.head
-            case .ringTail: return r.tail
-            case .status: return (r.running ? 1 : 0) | (r.faulted ? 2 : 0)
-            case .id: return FullVGPURegister.identifier
-            case .version: return FullVGPURegister.deviceVersion
-            case .ringSizeMaximum: return FullVGPURegister.maximumRingSize
-            case .opcodeMask: return ComputeStream.Opcode.allCases.reduce(0) { $0 | 1 << UInt32($1.rawValue) }
-            case .ringBase: return low(r.ringBase)
-            case .ringBaseHigh: return high(r.ringBase)
-            case .ringSize: return r.ringSize
-            case .pageTableRoot: return low(r.pageTableRoot)
-            case .pageTableRootHigh: return high(r.pageTableRoot)
-            case .completionPage: return low(r.completionPage)
-            case .completionPageHigh: return high(r.completionPage)
-            case .tailShadow: return low(r.tailShadow)
-            case .tailShadowHigh: return high(r.tailShadow)
-            case .control: return r.enabled ? FullVGPUControl.enable : 0
-            case .interruptStatus: return r.interruptStatus
-            case .faultReason: return r.faultReason
-            case .faultQualification: return r.faultQualification
-            case .faultAddress: return low(r.faultAddress)
-            case .faultAddressHigh: return high(r.faultAddress)
-            case .faultCommand: return r.faultCommand
-            case .faultOffset: return r.faultOffset
-            case .completedFence: return low(fence)
-            case .completedFenceHigh: return high(fence)
+        return registers.withLock { Self.registerValue(offset, $0, fence: fence) }
+    }
+
+    /// Rewrites the register page from the register file, after anything the guest can read changed.
+    private func refreshRegisterPage() {
+        guard let registerPage else { return }
+        let fence = completedFence
+        registers.withLock { r in
+            for register in FullVGPURegister.allCases {
+                registerPage.store(Self.registerValue(register.rawValue, r, fence: fence), at: register.rawValue)
             }
+        }
+    }
+
+    private static func registerValue(_ offset: UInt32, _ r: FullVGPURegisterFile, fence: UInt64) -> UInt32 {
+        guard let register = FullVGPURegister(rawValue: offset) else { return 0 }
+        func low(_ v: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: v) }
+        func high(_ v: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: v >> 32) }
+        switch register {
+        case .doorbell: return 0
+        case .ringHead: return r.head
+        case .ringTail: return r.tail
+        case .status: return (r.running ? 1 : 0) | (r.faulted ? 2 : 0)
+        case .id: return FullVGPURegister.identifier
+        case .version: return FullVGPURegister.deviceVersion
+        case .ringSizeMaximum: return FullVGPURegister.maximumRingSize
+        case .opcodeMask: return ComputeStream.Opcode.allCases.reduce(0) { $0 | 1 << UInt32($1.rawValue) }
+        case .ringBase: return low(r.ringBase)
+        case .ringBaseHigh: return high(r.ringBase)
+        case .ringSize: return r.ringSize
+        case .pageTableRoot: return low(r.pageTableRoot)
+        case .pageTableRootHigh: return high(r.pageTableRoot)
+        case .completionPage: return low(r.completionPage)
+        case .completionPageHigh: return high(r.completionPage)
+        case .tailShadow: return low(r.tailShadow)
+        case .tailShadowHigh: return high(r.tailShadow)
+        case .control: return r.enabled ? FullVGPUControl.enable : 0
+        case .interruptStatus: return r.interruptStatus
+        case .faultReason: return r.faultReason
+        case .faultQualification: return r.faultQualification
+        case .faultAddress: return low(r.faultAddress)
+        case .faultAddressHigh: return high(r.faultAddress)
+        case .faultCommand: return r.faultCommand
+        case .faultOffset: return r.faultOffset
+        case .completedFence: return low(fence)
+        case .completedFenceHigh: return high(fence)
         }
     }
 
@@ -344,6 +369,7 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
             }
         }
         if running { runGuest(launch: false) }
+        refreshRegisterPage()
         publish()
     }
 
@@ -427,7 +453,7 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
                 return
             }
             launching = false
-            counters.exits[record.exit.reason.description, default: 0] += 1
+            counters.exits[FullVGPUCounters.key(record.exit.reason), default: 0] += 1
             let head = UInt32(truncatingIfNeeded: (try? unit.gvmread(.commandRingHead)) ?? 0)
             let tail = UInt32(truncatingIfNeeded: (try? unit.gvmread(.commandRingTail)) ?? 0)
             registers.withLock { r in
@@ -435,6 +461,7 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
                 r.tail = tail
                 r.running = unit.isLaunched(region) == true
             }
+            refreshRegisterPage()
             switch record.exit {
             case let .doorbell(newTail):
                 _ = try? unit.gvmwrite(.commandRingTail, UInt64(newTail))
@@ -475,6 +502,7 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
 
     private func raise(_ status: UInt32, vector: Int) {
         registers.withLock { $0.interruptStatus |= status }
+        refreshRegisterPage()
         msix.signal(vector: vector)
     }
 

@@ -13,10 +13,13 @@ public final class KVMVirtualMachine: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Maps `size` bytes at `host` into the guest at `guestAddress` (size 0 deletes the slot).
+    /// `readOnly`: guest writes exit as MMIO (KVM_MEM_READONLY), reads hit the memory.
     public func setUserMemoryRegion(slot: UInt32, guestAddress: GuestAddress, size: UInt64,
-                                    host: UnsafeMutableRawPointer) throws(SystemError) {
+                                    host: UnsafeMutableRawPointer, readOnly: Bool = false) throws(SystemError) {
+        let flags: UInt32 = readOnly ? 1 << 1 : 0   // KVM_MEM_READONLY
         _ = try SystemError.check(
-            ckvm_set_user_memory_region(fd, slot, 0, guestAddress.raw, size, UInt64(UInt(bitPattern: host))),
+            ckvm_set_user_memory_region(fd, slot, flags, guestAddress.raw, size, UInt64(UInt(bitPattern: host))),
             "KVM_SET_USER_MEMORY_REGION(slot \(slot))")
     }
 

@@ -3,6 +3,9 @@
 public struct PCIDeviceHost: Sendable {
     public let memory: GuestMemory
     public let vm: KVMVirtualMachine
+    /// A KVM memory slot of the device's own, for mapping memory into one of its BARs (a
+    /// register page the guest reads without exits).
+    public let memorySlot: UInt32
     let router: InterruptRouter
 
     /// An MSI-X table whose vectors this VM's KVM delivers.
@@ -21,7 +24,11 @@ extension Machine {
         guard !isRunning else { throw .configuration("the VM is running: \(name) cannot be attached now") }
         guard pci.location(of: name) == nil else { throw .configuration("a PCI device is already called \(name)") }
         guard let slot = pci.firstFreeSlot() else { throw .configuration("no free PCI slot for \(name)") }
-        let device = try make(PCIDeviceHost(memory: memory, vm: vm, router: interrupts))
+        let memorySlot = deviceMemorySlots.withLock { next -> UInt32 in
+            defer { next += 1 }
+            return next
+        }
+        let device = try make(PCIDeviceHost(memory: memory, vm: vm, memorySlot: memorySlot, router: interrupts))
         try pci.plug(device, slot: slot, name: name)
         return device
     }

@@ -33,6 +33,8 @@ public final class Machine: @unchecked Sendable {
     private let running = Atomic<Bool>(false)
     /// Devices in hot-plug slots (see Machine+Hotplug.swift).
     let hotplugTable = Mutex(HotplugTable())
+    /// KVM memory slots handed to devices for memory in their BARs; RAM uses the first few.
+    let deviceMemorySlots = Mutex<UInt32>(32)
 
     public var statistics: ExitStatistics { exitCounts.withLock { $0 } }
 

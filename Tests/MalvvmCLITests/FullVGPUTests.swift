@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+/// The full-vGPU (docs/fullvgpu.md) with the guest's own driver: the kernels and the training
+/// job of the para-vGPU on identical work, a hostile guest, and each G-VMCS control switched to
+/// the mechanism it stands for.
+@Suite(.serialized) struct FullVGPUTests {
+    static let dataset = Harness.packageRoot.appendingPathComponent("Guest/build/digits.img").path
+
+    /// Runs the guest with one full-vGPU and returns the result and the `--metrics` report.
+    static func boot(_ cmdline: String, controls: String = "", gpu: String = "cpu", memory: String = "256M",
+                     disk: Bool = false, timeout: TimeInterval = 180) throws -> (Harness.Result, [String: Any]) {
+        let metrics = FileManager.default.temporaryDirectory.appendingPathComponent("fullvgpu-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: metrics) }
+        var arguments = ["run", "--kernel", Harness.guest, "--memory", memory, "--vgpu", "kind=full,profile=4g" + controls,
+                         "--gpu", gpu, "--metrics", metrics, "--api-socket", "none", "--cmdline", cmdline]
+        if disk { arguments += ["--disk", dataset + ",readonly"] }
+        let result = try Harness.malvvm(arguments, timeout: timeout)
+        let report = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: metrics)))) as? [String: Any]
+        return (result, report ?? [:])
+    }
+
+    /// The full-vGPU's hypervisor counters from a metrics report.
+    static func counters(_ report: [String: Any]) -> [String: Any] {
+        ((report["vgpus"] as? [[String: Any]])?.first?["gvm"] as? [String: Any]) ?? [:]
+    }
+
+    static func failures(_ result: Harness.Result) -> [String] {
+        result.stdoutLines.filter { $0.contains("FAIL") || $0.contains("fail") && !$0.contains(" 0 failed") }
+    }
+
+    @Test(arguments: ["auto", "cpu"])
+    func everyKernelMatchesTheGuestsOwnArithmetic(gpu: String) throws {
+        let (result, _) = try Self.boot("test=fullvgpu", gpu: gpu)
+        #expect(result.status == 0, "\(Self.failures(result)) \(result.stdout.suffix(800))")
+        #expect(result.stdout.contains(" 0 failed"))
+    }
+
+    /// Bad rings, unmapped and foreign addresses, malformed commands and streams: each stops the
+    /// vGPU with the fault the model defines, the guest resets it and computes again, and the
+    /// VMM neither crashes nor prints more than its own log lines.
+    @Test func aHostileGuestGetsTheFaultsTheModelDefines() throws {
+        let (result, report) = try Self.boot("test=fullvgpu-hostile")
+        #expect(result.status == 0, "\(Self.failures(result)) \(result.stdout.suffix(800))")
+        #expect(result.stdout.contains("fullvgpu-hostile: PASS"))
+        let faults = Self.counters(report)["faults"] as? Int ?? 0
+        #expect(faults >= 10, "\(faults) faults")
+    }
+
+    /// The training job on the full-vGPU runs the para-vGPU's kernels on the same data: on the
+    /// CPU backend its losses and accuracies equal the native run's, epoch by epoch.
+    @Test func trainingAgreesWithTheNativeRunExactly() throws {
+        let native = try Harness.malvvm(["bench", "native", "--gpu", "cpu", "--epochs", "3", "--dataset", Self.dataset],
+                                        timeout: 300)
+        let (guest, _) = try Self.boot("test=train gpu=full epochs=3", memory: "512M", disk: true, timeout: 300)
+        #expect(guest.status == 0, "\(guest.stdout.suffix(800))")
+        #expect(NativeBaselineTests.epochs(native.stdout).count == 3, "\(native.stdout) \(native.stderr)")
+        #expect(NativeBaselineTests.epochs(guest.stdout) == NativeBaselineTests.epochs(native.stdout))
+    }
+
+    @Test func anMLPTrainsOnTheFullVGPUToAtLeast95Percent() throws {
+        let (result, report) = try Self.boot("test=train gpu=full", memory: "512M", disk: true, timeout: 300)
+        #expect(result.status == 0, "\(result.stdout.suffix(600))")
+        #expect(result.stdout.contains("train: PASS"))
+        // The defaults are the proposed hardware: no doorbell or completion exits.
+        let counters = Self.counters(report)
+        let exits = counters["exits"] as? [String: Int] ?? [:]
+        #expect(exits["doorbell"] == nil && exits["completion"] == nil, "\(exits)")
+        #expect((counters["doorbell_kicks"] as? Int ?? 0) > 0)
+        #expect((counters["posted_notifications"] as? Int ?? 0) > 0)
+    }
+
+    /// Each control switched away from the default still computes correctly, and its cost
+    /// moves to the mechanism it stands for.
+    @Test(arguments: ["doorbell-exiting=on", "mmio-bitmap=off", "nested-paging=off", "posted-completions=off"])
+    func eachControlChangesOnlyTheMechanism(control: String) throws {
+        let (result, report) = try Self.boot("test=fullvgpu", controls: "," + control)
+        #expect(result.status == 0, "\(Self.failures(result))")
+        #expect(result.stdout.contains(" 0 failed"))
+        let counters = Self.counters(report)
+        let exits = counters["exits"] as? [String: Int] ?? [:]
+        switch control {
+        case "doorbell-exiting=on":
+            #expect((exits["doorbell"] ?? 0) > 0, "\(exits)")
+            #expect(counters["doorbell_kicks"] as? Int == 0)
+        case "mmio-bitmap=off":
+            // Every register access exits to the hypervisor's handler, reads included.
+            #expect((exits["mmio_access"] ?? 0) > (counters["trapped_accesses"] as? Int ?? 0) / 2, "\(exits)")
+            #expect(counters["direct_accesses"] as? Int ?? 0 <= (counters["doorbell_kicks"] as? Int ?? 0))
+        case "posted-completions=off":
+            #expect((exits["completion"] ?? 0) > 0, "\(exits)")
+            #expect(counters["posted_notifications"] as? Int == 0)
+        default:
+            #expect(exits["gept_violation"] == nil, "\(exits)")
+        }
+    }
+
+    @Test(arguments: [
+        ["--vgpu", "kind=full,gpud,profile=1g"],
+        ["--vgpu", "profile=1g,nested-paging=off"],
+        ["--vgpu", "kind=full,nested-paging=maybe"],
+        ["--vgpu", "kind=fullest"],
+    ])
+    func badFullVGPUOptionsExitTwoWithOneLine(arguments: [String]) throws {
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest] + arguments)
+        #expect(result.status == 2)
+        #expect(result.stderrLines.count == 1, "\(result.stderr)")
+    }
+}
