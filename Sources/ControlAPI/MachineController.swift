@@ -89,31 +89,31 @@ public final class MachineController: VMControl, @unchecked Sendable {
     }
 
     public func attachVGPU(_ request: AttachVGPURequest) async throws(APIError) -> VGPUInfo {
-        let profile: VGPUProfile
-        do { profile = try VGPUProfile(parsing: request.profile) } catch { throw .badRequest("\(error)") }
         switch request.kind {
-        case nil, "para": break
-        case "full":
-            throw .badRequest("a full-vGPU cannot be hot-plugged yet: give it at boot (--vgpu kind=full,profile=…)")
-        case let kind?:
-            throw .badRequest("unknown vGPU kind '\(kind)' (known: para, full)")
+        case nil, "para", "full": break
+        case let kind?: throw .badRequest("unknown vGPU kind '\(kind)' (known: para, full)")
         }
         if let gpud = request.gpud, gpud.isEmpty { throw .badRequest("gpud must be a socket path") }
+        // The request's fields as a --vgpu spec says them: a full-vGPU's controls ride in `profile`.
+        let bare = !request.profile.contains("=")
+        var text = bare ? "profile=\(request.profile)" : request.profile
+        if let kind = request.kind { text += ",kind=\(kind)" }
+        if let gpud = request.gpud { text += ",gpud=\(gpud)" }
+        let spec: VGPUSpecification
+        do { spec = try VGPUSpecification(parsing: text, defaultDaemonSocket: GPUDaemonAPI.defaultSocket) } catch {
+            throw .badRequest("\(error)")
+        }
         let id = state.withLock { vgpus in
             defer { vgpus.nextIndex += 1 }
             return "vgpu\(vgpus.nextIndex)"
         }
-        let spec = VGPUSpecification(profile: profile, placement: request.gpud.map { .daemon(socket: $0) } ?? .embedded)
-        let device: any VGPUBackend
-        do { device = try spec.makeDevice(vm: name, name: id, memory: machine.memory) { try embeddedScheduler() } } catch {
-            if let error = error as? APIError { throw error }
-            throw .unavailable("\(error)")
-        }
-        do { _ = try machine.hotplugVirtioDevice(device, name: id) } catch {
-            (device as? RemoteVGPU)?.disconnect()
+        let device: any VGPU
+        do { device = try spec.hotplug(into: machine, vm: name, name: id) { try embeddedScheduler() } } catch {
             switch error {
-            case .hotplug(.noFreeSlot): throw .conflict(error.description)
-            default: throw .failed(error.description)
+            case let error as APIError: throw error
+            case HypervisorError.hotplug(.noFreeSlot): throw .conflict("\(error)")
+            case let error as HypervisorError: throw .failed(error.description)
+            default: throw .unavailable("\(error)")
             }
         }
         let vgpu = AttachedVGPU(id: id, device: device, hotplugged: true)

@@ -15,7 +15,7 @@ import VirtioGPU
 /// until the ring is idle or the vGPU faults. Doorbells reach it by ioeventfd when doorbell
 /// exiting is off; completions reach the guest through MSI-X irqfds, signalled by the unit
 /// itself when they are posted.
-public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
+public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Sendable {
     public static let vendorID: UInt16 = 0x1af4
     public static let deviceID: UInt16 = 0x10f0
     static let registerBAR = 0
@@ -150,6 +150,7 @@ public final class FullVGPUDevice: PCIDevice, VGPU, @unchecked Sendable {
         guard first else { return }
         worker?.stop()
         moveDoorbell(to: nil)
+        _ = registerPage?.map(at: nil)
         executor.releaseStaging()
         try? scheduler.removeClient(client)
     }

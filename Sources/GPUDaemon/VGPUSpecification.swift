@@ -96,6 +96,25 @@ extension VGPUSpecification {
         }
     }
 
+    /// Creates the vGPU and hot-plugs it into the running VM's first free slot.
+    public func hotplug(into machine: Machine, vm: String, name: String,
+                        embedded: () throws -> GPUScheduler) throws -> any VGPU {
+        switch kind {
+        case .para:
+            let device = try makeDevice(vm: vm, name: name, memory: machine.memory, embedded: embedded)
+            do { _ = try machine.hotplugVirtioDevice(device, name: name) } catch {
+                (device as? RemoteVGPU)?.disconnect()
+                throw error
+            }
+            return device
+        case let .full(controls):
+            let scheduler = try embedded()
+            return try machine.hotplugPCIDevice(name: name) { host throws(HypervisorError) in
+                try FullVGPUDevice(host: host, scheduler: scheduler, profile: profile, controls: controls, name: name)
+            }.device
+        }
+    }
+
     /// The para-vGPU's device for VM `vm`: a `VirtioGPU` on the scheduler `embedded` opens (called
     /// only for an embedded vGPU), or the GPU daemon's (`RemoteVGPU`, connected here).
     public func makeDevice(vm: String, name: String, memory: GuestMemory,

@@ -116,3 +116,28 @@ def pyplot(log):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def run_vm(binary, args, log, what):
+    """`malvvm run ARGS --metrics FILE`: (exit code, stdout text, the metrics report or None)."""
+    import tempfile
+    with tempfile.NamedTemporaryFile(prefix="bench-metrics-", suffix=".json", delete=False) as tmp:
+        metrics_path = tmp.name
+    try:
+        rc, out, err = run([binary, "run", "--api-socket", "none", "--metrics", metrics_path] + args)
+        if rc != 0:
+            log(f"{what} exited {rc}: {err.strip()[-400:]}")
+        try:
+            with open(metrics_path) as f:
+                metrics = json.load(f)
+        except (OSError, ValueError):
+            metrics = None
+        return rc, out.decode(errors="replace"), metrics
+    finally:
+        os.unlink(metrics_path)
+
+
+def userspace_exits(metrics, serial_bytes):
+    """The VMM's port-I/O and MMIO exits, less one port write per console byte the guest printed."""
+    vmm = (metrics or {}).get("vmm", {})
+    return vmm.get("port_io_exits", 0) + vmm.get("mmio_exits", 0) - serial_bytes

@@ -4,7 +4,7 @@ import Synchronization
 public struct HotpluggedDevice: Sendable, Equatable {
     public let slot: HotplugSlotID
     public let name: String
-    /// The virtio device type (16: GPU, 2: block).
+    /// The virtio device type (16: GPU, 2: block); 0 for a device that is not virtio.
     public let virtioType: UInt16
     /// Where the guest sees it: "bb:00.0" on the secondary bus the guest gave the port, nil until
     /// the guest numbers that bus.
@@ -15,9 +15,17 @@ public struct HotpluggedDevice: Sendable, Equatable {
     public let detaching: Bool
 }
 
+/// A PCI device that can leave a running VM: `shutDown()` is called once it is off the bus.
+public protocol HotpluggablePCIDevice: PCIDevice {
+    var name: String { get }
+    func shutDown()
+}
+
+extension VirtioPCIDevice: HotpluggablePCIDevice {}
+
 struct HotplugTable: Sendable {
     struct Entry: Sendable {
-        let device: VirtioPCIDevice
+        let device: any HotpluggablePCIDevice
         let port: PCIeRootPort
         let portSlot: Int
         var detaching = false
@@ -44,20 +52,32 @@ extension Machine {
     /// when `name` is in use.
     @discardableResult
     public func hotplugVirtioDevice(_ backend: any VirtioDeviceBackend, name: String) throws(HypervisorError) -> HotplugSlotID {
+        let (memory, vm, interrupts) = (memory, vm, interrupts)
+        return try hotplugPCIDevice(name: name) { _ throws(HypervisorError) in
+            try VirtioPCIDevice(device: backend, name: name, memory: memory, vm: vm, router: interrupts)
+        }.slot
+    }
+
+    /// Hot-plugs a device of another module's making (the full-vGPU) into the first free slot;
+    /// `make` gets what it needs from the VM. Errors as `hotplugVirtioDevice`.
+    public func hotplugPCIDevice<Device: HotpluggablePCIDevice>(
+        name: String, _ make: (PCIDeviceHost) throws(HypervisorError) -> Device
+    ) throws(HypervisorError) -> (slot: HotplugSlotID, device: Device) {
         let ports = pci.rootPorts
         let coldNames = Set(virtioDevices.map(\.name))
+        guard !coldNames.contains(name), pci.location(of: name) == nil else { throw .hotplug(.duplicateName(name)) }
         return try hotplugTable.withLock { table throws(HypervisorError) in
-            guard !coldNames.contains(name), !table.entries.values.contains(where: { $0.device.name == name }) else {
+            guard !table.entries.values.contains(where: { $0.device.name == name }) else {
                 throw .hotplug(.duplicateName(name))
             }
             guard let (portSlot, port) = ports.first(where: { table.entries[HotplugSlotID($0.port.physicalSlot)] == nil }) else {
                 throw .hotplug(.noFreeSlot(slots: ports.count))
             }
             let id = HotplugSlotID(port.physicalSlot)
-            let device = try VirtioPCIDevice(device: backend, name: name, memory: memory, vm: vm, router: interrupts)
+            let device = try make(pciDeviceHost())
             try pci.insert(device, behindPort: portSlot, name: name)
             table.entries[id] = HotplugTable.Entry(device: device, port: port, portSlot: portSlot)
-            return id
+            return (id, device)
         }
     }
 
@@ -105,7 +125,8 @@ extension Machine {
             table.entries.sorted { $0.key < $1.key }.map { id, entry in
                 let bus = entry.port.secondaryBus
                 return HotpluggedDevice(
-                    slot: id, name: entry.device.name, virtioType: entry.device.device.deviceType,
+                    slot: id, name: entry.device.name,
+                    virtioType: (entry.device as? VirtioPCIDevice)?.device.deviceType ?? 0,
                     address: bus == 0 ? nil : hex2(bus) + ":00.0", powered: entry.port.isPowered, detaching: entry.detaching)
             }
         }
@@ -116,7 +137,7 @@ extension Machine {
 
     /// The backend in `slot`, for modules that attach their own device types (VirtioGPU).
     public func hotpluggedBackend(in slot: HotplugSlotID) -> (any VirtioDeviceBackend)? {
-        hotplugTable.withLock { $0.entries[slot]?.device.device }
+        hotplugTable.withLock { ($0.entries[slot]?.device as? VirtioPCIDevice)?.device }
     }
 }
 

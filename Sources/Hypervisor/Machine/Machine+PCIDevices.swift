@@ -24,12 +24,17 @@ extension Machine {
         guard !isRunning else { throw .configuration("the VM is running: \(name) cannot be attached now") }
         guard pci.location(of: name) == nil else { throw .configuration("a PCI device is already called \(name)") }
         guard let slot = pci.firstFreeSlot() else { throw .configuration("no free PCI slot for \(name)") }
+        let device = try make(pciDeviceHost())
+        try pci.plug(device, slot: slot, name: name)
+        return device
+    }
+
+    /// A new device's view of the VM, with a memory slot of its own.
+    func pciDeviceHost() -> PCIDeviceHost {
         let memorySlot = deviceMemorySlots.withLock { next -> UInt32 in
             defer { next += 1 }
             return next
         }
-        let device = try make(PCIDeviceHost(memory: memory, vm: vm, memorySlot: memorySlot, router: interrupts))
-        try pci.plug(device, slot: slot, name: name)
-        return device
+        return PCIDeviceHost(memory: memory, vm: vm, memorySlot: memorySlot, router: interrupts)
     }
 }

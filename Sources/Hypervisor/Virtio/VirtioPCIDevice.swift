@@ -410,7 +410,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     /// The device left the VM (hot-unplug): stops its thread, has the backend drop everything
     /// from its activation (for the para-vGPU: queued GPU work cancelled, buffers and scheduler
     /// clients freed) and takes its doorbells off KVM. Its interrupts go when the last reference does.
-    func shutDown() {
+    public func shutDown() {
         state.withLock { $0.detached = true }
         stopWorker()
         device.reset()
