@@ -18,6 +18,9 @@ static const struct guest_test tests[] = {
     { "vgpuload", test_vgpuload, "para-vGPU: keep submissions in flight for a while (sharing measurements)" },
     { "train", test_train, "para-vGPU: train an MLP on the digits disk image (scripts/make-dataset)" },
     { "hotplug", test_hotplug, "PCIe native hot-plug: a vGPU arrives, is used, is detached" },
+    { "fullvgpu", test_fullvgpu, "full-vGPU: ring commands and kernel streams against the CPU" },
+    { "fullvgpu-hostile", test_fullvgpu_hostile, "full-vGPU: bad rings, addresses, commands and streams fault as the G-VMCS defines" },
+    { "fullvgpubench", test_fullvgpubench, "full-vGPU submission latency and throughput per batch size" },
 };
 
 #define TEST_COUNT (sizeof tests / sizeof tests[0])

@@ -147,6 +147,20 @@ void vgpu_stream_reset(struct vgpu_stream *s)
     s->full = false;
 }
 
+bool vgpu_stream_finish(struct vgpu_stream *s)
+{
+    if (s->full || s->count == 0)
+        return false;
+    uint32_t magic = VGPU_STREAM_MAGIC, zero = 0;
+    uint16_t version = VGPU_STREAM_VERSION, flags = 0;
+    memcpy(s->data, &magic, 4);
+    memcpy(s->data + 4, &version, 2);
+    memcpy(s->data + 6, &flags, 2);
+    memcpy(s->data + 8, &s->count, 4);
+    memcpy(s->data + 12, &zero, 4);
+    return true;
+}
+
 static uint32_t f32_bits(float f)
 {
     uint32_t u;
@@ -376,15 +390,8 @@ bool vgpu_copy(struct vgpu_stream *s, struct vgpu_ref source, struct vgpu_ref de
 uint32_t vgpu_submit(struct vgpu_ctx *c, struct vgpu_stream *s, struct vgpu_fence *f)
 {
     *f = (struct vgpu_fence){ .ctx = c, .slot = -1 };
-    if (s->full || s->count == 0)
+    if (!vgpu_stream_finish(s))
         return VIRTIO_GPU_STATUS_TOO_BIG;
-    uint32_t magic = VGPU_STREAM_MAGIC, zero = 0;
-    uint16_t version = VGPU_STREAM_VERSION, flags = 0;
-    memcpy(s->data, &magic, 4);
-    memcpy(s->data + 4, &version, 2);
-    memcpy(s->data + 6, &flags, 2);
-    memcpy(s->data + 8, &s->count, 4);
-    memcpy(s->data + 12, &zero, 4);
     f->id = c->next_fence;
     int slot = virtio_gpu_submit_3d(&c->gpu->dev, c->id, c->ring, f->id, s->data, s->len);
     if (slot < 0)

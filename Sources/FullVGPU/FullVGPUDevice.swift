@@ -229,9 +229,12 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         guard let registerPage else { return }
         let fence = completedFence
         registers.withLock { r in
-            for register in FullVGPURegister.allCases {
+            // STATUS last: the fault registers are valid once it says faulted.
+            for register in FullVGPURegister.allCases where register != .status {
                 registerPage.store(Self.registerValue(register.rawValue, r, fence: fence), at: register.rawValue)
             }
+            registerPage.store(Self.registerValue(FullVGPURegister.status.rawValue, r, fence: fence),
+                               at: FullVGPURegister.status.rawValue)
         }
     }
 
@@ -243,7 +246,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         case .doorbell: return 0
         case .ringHead: return r.head
         case .ringTail: return r.tail
-        case .status: return (r.running ? 1 : 0) | (r.faulted ? 2 : 0)
+        case .status: return r.controlPending ? 0 : (r.running ? 1 : 0) | (r.faulted ? 2 : 0)
         case .id: return FullVGPURegister.identifier
         case .version: return FullVGPURegister.deviceVersion
         case .ringSizeMaximum: return FullVGPURegister.maximumRingSize
@@ -281,7 +284,6 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         guard let register = FullVGPURegister(rawValue: offset) else { return }
         func setLow(_ v: inout UInt64) { v = v & 0xFFFF_FFFF_0000_0000 | UInt64(value) }
         func setHigh(_ v: inout UInt64) { v = v & 0xFFFF_FFFF | UInt64(value) << 32 }
-        var control: (enable: Bool, reset: Bool)?
         registers.withLock { r in
             switch register {
             case .ringBase: setLow(&r.ringBase)
@@ -299,14 +301,15 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
                 let enable = !reset && value & FullVGPUControl.enable != 0 && !r.enabled
                 if reset { r.enabled = false }
                 if enable { r.enabled = true }
-                control = (enable, reset)
+                if reset || enable {
+                    r.controlPending = true
+                    // Inside the register lock, so the device thread sees the flag and the request together.
+                    mailbox.withLock { box in
+                        if reset { box.reset = true; box.enable = false }
+                        if enable { box.enable = true }
+                    }
+                }
             default: break   // read-only; the doorbell is the device thread's
-            }
-        }
-        if let control {
-            mailbox.withLock { box in
-                if control.reset { box.reset = true; box.enable = false }
-                if control.enable { box.enable = true }
             }
         }
     }
@@ -344,9 +347,17 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
             defer { box.accesses.removeAll(keepingCapacity: true); box.enable = false; box.reset = false }
             return (box.accesses, box.enable, box.reset)
         }
+        logger.trace("full-vGPU pass", metadata: ["device": "\(name)", "doorbell": "\(doorbellRung)",
+                                                  "accesses": "\(accesses.count)", "enable": "\(enable)", "reset": "\(reset)"])
         counters.registerExits += UInt64(accesses.count)
         if reset { resetVGPU() }
         if enable { enableVGPU() }
+        if reset || enable {
+            // Any CONTROL write after the mailbox was taken leaves its own request pending.
+            registers.withLock { r in
+                if !mailbox.withLock({ $0.reset || $0.enable }) { r.controlPending = false }
+            }
+        }
         let running = registers.withLock { $0.running && !$0.faulted }
         var pending = accesses
         if doorbellRung {
@@ -454,6 +465,8 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
                 return
             }
             launching = false
+            logger.trace("full-vGPU exit", metadata: ["device": "\(name)", "exit": "\(record.exit)",
+                                                      "command": "\(record.commandIndex)"])
             counters.exits[FullVGPUCounters.key(record.exit.reason), default: 0] += 1
             let head = UInt32(truncatingIfNeeded: (try? unit.gvmread(.commandRingHead)) ?? 0)
             let tail = UInt32(truncatingIfNeeded: (try? unit.gvmread(.commandRingTail)) ?? 0)

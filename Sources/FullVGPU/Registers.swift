@@ -70,6 +70,9 @@ struct FullVGPURegisterFile {
     var tail: UInt32 = 0
     var running = false
     var faulted = false
+    /// A CONTROL write the device thread has not acted on yet: STATUS reads 0 meanwhile, so a
+    /// driver polling it after ENABLE or RESET never sees the state from before its write.
+    var controlPending = false
     var faultReason: UInt32 = 0
     var faultQualification: UInt32 = 0
     var faultAddress: UInt64 = 0

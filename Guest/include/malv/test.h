@@ -24,5 +24,8 @@ int test_vgpubench(void);
 int test_vgpuload(void);
 int test_train(void);
 int test_hotplug(void);
+int test_fullvgpu(void);
+int test_fullvgpu_hostile(void);
+int test_fullvgpubench(void);
 
 #endif

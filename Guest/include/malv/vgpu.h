@@ -82,6 +82,7 @@ struct vgpu_buf {
     uint32_t id;
     uint32_t mem;               /* enum vgpu_mem */
     uint64_t size;              /* bytes */
+    uint64_t base;              /* offset of byte 0 in references: 0, or the GPU address on the full-vGPU */
     void *ptr;                  /* the guest pages (GUEST) or staging pages (HOST), page-aligned */
 };
 
@@ -144,12 +145,12 @@ static inline float *vgpu_f32p(const struct vgpu_buf *b) { return (float *)b->pt
 /* `count` f32 (or u32) elements from element `first`. */
 static inline struct vgpu_ref vgpu_f32(const struct vgpu_buf *b, uint64_t first, uint32_t count)
 {
-    return (struct vgpu_ref){ b->id, count * 4u, first * 4u };
+    return (struct vgpu_ref){ b->id, count * 4u, b->base + first * 4u };
 }
 /* Raw bytes (u8 inputs of normalize). */
 static inline struct vgpu_ref vgpu_bytes(const struct vgpu_buf *b, uint64_t offset, uint32_t len)
 {
-    return (struct vgpu_ref){ b->id, len, offset };
+    return (struct vgpu_ref){ b->id, len, b->base + offset };
 }
 
 /* ---- recording ---- */
@@ -157,6 +158,8 @@ static inline struct vgpu_ref vgpu_bytes(const struct vgpu_buf *b, uint64_t offs
 /* A stream buffer of `cap` bytes (DMA memory). False if out of memory. */
 bool vgpu_stream_init(struct vgpu_stream *s, uint32_t cap);
 void vgpu_stream_reset(struct vgpu_stream *s);
+/* Writes the header (magic, version, count) before sending; false if the stream is full or empty. */
+bool vgpu_stream_finish(struct vgpu_stream *s);
 
 /* C = alpha * op(A) * op(B) + beta * C; op(A) m x k, op(B) k x n, row-major; transpose = VGPU_TRANSPOSE_*. */
 bool vgpu_sgemm(struct vgpu_stream *s, uint32_t m, uint32_t n, uint32_t k, uint32_t transpose, float alpha,
