@@ -27,12 +27,15 @@
  *   train: epoch N loss X train-acc Y% test-acc Z% time T ms
  *   train: final test accuracy Z%
  *   train: PASS            (exit 0 if test accuracy >= 95 %, else FAIL, exit 1)
- * Command line: epochs=N (default 20), batch=N (default 32).
+ * Command line: epochs=N (default 20), batch=N (default 32), gpu=full (the
+ * same job on the full-vGPU, docs/fullvgpu.md: every buffer is guest memory
+ * mapped in its GPU page tables, one epoch is one `execute`).
  */
 #include "malv/bootinfo.h"
 #include "malv/console.h"
 #include "malv/crc32.h"
 #include "malv/format.h"
+#include "malv/fullvgpu.h"
 #include "malv/intr.h"
 #include "malv/memory.h"
 #include "malv/pci.h"
@@ -83,6 +86,9 @@ static const float LEARNING_RATE = 0.05f, MOMENTUM = 0.9f;
 static struct blk_dev disk;
 static struct vgpu gpu;
 static struct vgpu_ctx ctx;
+/* gpu=full: the full-vGPU instead of the para-vGPU; the recording code is the same. */
+static bool full;
+static struct fvgpu fgpu;
 static struct vgpu_stream stream;
 /* GUEST blobs: written or read by the guest. */
 static struct vgpu_buf pix_train, lab_train, pix_test, loss, logits_train, logits_test;
@@ -291,9 +297,39 @@ static uint32_t correct(const float *out, uint32_t rows, const uint8_t *labels, 
 
 static int fail_status(const char *what, uint32_t st)
 {
-    vgpu_print_failure("train", what, &gpu, st);
+    if (full) {
+        printf("train: %s: %s\n", what, fvgpu_error_name(st));
+        if (st == FVGPU_ERR_FAULT)
+            fvgpu_print_fault("train", &fgpu);
+    } else {
+        vgpu_print_failure("train", what, &gpu, st);
+    }
     printf("train: FAIL\n");
     return 1;
+}
+
+/* ---- the two GPUs ---- */
+
+static const char *gpu_open(bool poll)
+{
+    if (full)
+        return fvgpu_open(&fgpu, 0, 64);
+    return poll ? vgpu_open(&gpu, 0) : vgpu_open_msix(&gpu, 0, VGPU_MSIX_VECTOR);
+}
+
+static bool gpu_supports(unsigned opcode)
+{
+    return full ? (fvgpu_reg(&fgpu, FVGPU_OPCODE_MASK) >> opcode & 1) : vgpu_supports(&gpu, opcode);
+}
+
+static uint32_t gpu_buf_create(struct vgpu_buf *b, uint64_t bytes, enum vgpu_mem mem)
+{
+    return full ? fvgpu_buf_create(&fgpu, b, bytes) : vgpu_buf_create(&ctx, b, bytes, mem);
+}
+
+static uint32_t gpu_run(void)
+{
+    return full ? fvgpu_run(&fgpu, &stream) : vgpu_run(&ctx, &stream);
 }
 
 int test_train(void)
@@ -318,7 +354,10 @@ int test_train(void)
     }
     /* Fences are waited for by sleeping on an MSI-X interrupt unless vgpu_poll=1. */
     bool poll = cmdline_get("vgpu_poll", arg, sizeof arg) && strcmp(arg, "0") != 0;
-    why = poll ? vgpu_open(&gpu, 0) : vgpu_open_msix(&gpu, 0, VGPU_MSIX_VECTOR);
+    full = cmdline_get("gpu", arg, sizeof arg) && strcmp(arg, "full") == 0;
+    why = gpu_open(poll);
+    if (full)
+        fgpu.poll = poll;
     if (why) {
         printf("train: vgpu: %s\n", why);
         printf("train: FAIL\n");
@@ -328,7 +367,7 @@ int test_train(void)
                                        VGPU_OP_ACTIVATION_BACKWARD, VGPU_OP_SOFTMAX_XENT, VGPU_OP_REDUCE,
                                        VGPU_OP_AXPY, VGPU_OP_SCALE, VGPU_OP_NORMALIZE_U8 };
     for (unsigned i = 0; i < sizeof needed / sizeof needed[0]; i++)
-        if (!vgpu_supports(&gpu, needed[i])) {
+        if (!gpu_supports(needed[i])) {
             printf("train: the vGPU lacks opcode %u\n", needed[i]);
             printf("train: FAIL\n");
             return 1;
@@ -340,7 +379,7 @@ int test_train(void)
         return 1;
     }
 
-    uint32_t st = vgpu_ctx_create(&gpu, &ctx, "train", 0);
+    uint32_t st = full ? 0 : vgpu_ctx_create(&gpu, &ctx, "train", 0);
     if (st)
         return fail_status("context", st);
     struct { struct vgpu_buf *b; uint64_t bytes; enum vgpu_mem mem; } blobs[] = {
@@ -365,15 +404,16 @@ int test_train(void)
         { &h_test, (uint64_t)n_test * HID * 4, VGPU_MEM_HOST },
     };
     for (unsigned i = 0; i < sizeof blobs / sizeof blobs[0] && !st; i++)
-        st = vgpu_buf_create(&ctx, blobs[i].b, blobs[i].bytes, blobs[i].mem);
+        st = gpu_buf_create(blobs[i].b, blobs[i].bytes, blobs[i].mem);
     if (st)
         return fail_status("blobs", st);
     uint32_t steps = (uint32_t)((n_train + batch - 1) / batch);
     /* normalize x2 + 15 per step + 5 per evaluation pass x2 (~64 bytes each: 512 KiB is plenty) */
     uint32_t commands = 2 + steps * 15 + 10;
-    if (commands > vgpu_capset(&gpu)->max_commands) {
+    uint32_t max_commands = full ? FVGPU_MAX_STREAM_COMMANDS : vgpu_capset(&gpu)->max_commands;
+    if (commands > max_commands) {
         printf("train: an epoch needs %u commands, the vGPU takes %u per submission; use a larger batch=\n",
-               commands, vgpu_capset(&gpu)->max_commands);
+               commands, max_commands);
         return 2;
     }
     if (!vgpu_stream_init(&stream, 512u << 10))
@@ -386,17 +426,18 @@ int test_train(void)
         p[P_W1 + i] = uniform(b1);
     for (uint32_t i = 0; i < HID * OUT; i++)
         p[P_W2 + i] = uniform(b2);
-    st = vgpu_buf_upload(&params, 0, P_COUNT * 4);
+    /* The full-vGPU computes on these very pages: nothing to move. */
+    st = full ? 0 : vgpu_buf_upload(&params, 0, P_COUNT * 4);
     if (st)
         return fail_status("upload", st);
     memcpy(pix_test.ptr, test_pixels, (uint64_t)n_test * IN);
     for (uint32_t i = 0; i < n_train; i++)
         perm[i] = i;
 
-    const struct virtio_gpu_compute_capset *cap = vgpu_capset(&gpu);
+    const char *backend = full ? "full-vGPU" : vgpu_capset(&gpu)->backend == 1 ? "vulkan" : "cpu";
     printf("train: backend %s, tsc %llu MHz; MLP %u-%u-%u (%u parameters), batch %llu, %u steps/epoch, "
            "%llu epochs, SGD lr %.3f momentum %.2f\n",
-           cap->backend == 1 ? "vulkan" : "cpu", (unsigned long long)(hz / 1000000), IN, HID, OUT, P_COUNT,
+           backend, (unsigned long long)(hz / 1000000), IN, HID, OUT, P_COUNT,
            (unsigned long long)batch, steps, (unsigned long long)epochs, (double)LEARNING_RATE, (double)MOMENTUM);
 
     uint64_t submissions = 0, total_cycles = 0, commands_sent = 0, bytes_sent = 0;
@@ -408,7 +449,7 @@ int test_train(void)
             return fail_status("recording (stream full)", VIRTIO_GPU_STATUS_TOO_BIG);
         commands_sent += stream.count;
         bytes_sent += stream.len;
-        st = vgpu_run(&ctx, &stream);
+        st = gpu_run();
         submissions++;
         if (st)
             return fail_status("epoch submission", st);
@@ -437,12 +478,16 @@ int test_train(void)
            (unsigned long long)submissions, (unsigned long long)commands_sent, (unsigned long long)(bytes_sent >> 10),
            (unsigned long long)ms, (double)(epochs * n_train) / seconds,
            (double)(epochs * (2ull * n_train + n_test)) / seconds);
-    if (gpu.dev.irq)
+    if (full && !fgpu.poll)
+        printf("train: fences waited for on MSI-X vector 0x%x, %llu sleeps (%llu interrupts)\n", fgpu.vector,
+               (unsigned long long)fgpu.sleeps, (unsigned long long)irq_count(fgpu.vector));
+    else if (!full && gpu.dev.irq)
         printf("train: fences waited for on MSI-X vector 0x%x, %llu sleeps (%llu interrupts)\n", VGPU_MSIX_VECTOR,
                (unsigned long long)gpu.dev.sleeps, (unsigned long long)irq_count(VGPU_MSIX_VECTOR));
     else
         printf("train: fences waited for by polling\n");
-    vgpu_ctx_destroy(&ctx);
+    if (!full)
+        vgpu_ctx_destroy(&ctx);
     printf("train: final test accuracy %.2f%%\n", test_acc);
     bool pass = test_acc >= PASS_PERCENT;
     printf("train: %s\n", pass ? "PASS" : "FAIL");

@@ -361,8 +361,8 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         let running = registers.withLock { $0.running && !$0.faulted }
         var pending = accesses
         if doorbellRung {
-            counters.doorbellKicks += 1
             if running {
+                counters.doorbellKicks += 1
                 // The ioeventfd carries no data: the new tail is in the guest's tail shadow.
                 let shadow = registers.withLock { $0.tailShadow }
                 guard let tail = try? memory.guest.read(UInt32.self, at: GuestAddress(shadow)) else {

@@ -72,6 +72,21 @@ import Testing
 
     /// Each control switched away from the default still computes correctly, and its cost
     /// moves to the mechanism it stands for.
+    /// With the MMIO bitmap on (the default) register reads hit the read-only register page:
+    /// a benchmark that reads RING_HEAD per submission makes no exits for it.
+    @Test func untrappedRegisterReadsCostNoExit() throws {
+        let (on, onReport) = try Self.boot("test=fullvgpubench bench_ms=20")
+        let (off, offReport) = try Self.boot("test=fullvgpubench bench_ms=20", controls: ",mmio-bitmap=off")
+        #expect(on.status == 0 && off.status == 0, "\(on.stdout.suffix(300)) \(off.stdout.suffix(300))")
+        func perSubmission(_ report: [String: Any]) -> Double {
+            let vgpu = (report["vgpus"] as? [[String: Any]])?.first ?? [:]
+            let submissions = (vgpu["statistics"] as? [String: Any])?["submissions"] as? Int ?? 0
+            return Double(Self.counters(report)["register_exits"] as? Int ?? 0) / Double(max(submissions, 1))
+        }
+        #expect(perSubmission(onReport) < 0.05, "\(Self.counters(onReport))")
+        #expect(perSubmission(offReport) > 0.9, "\(Self.counters(offReport))")
+    }
+
     @Test(arguments: ["doorbell-exiting=on", "mmio-bitmap=off", "nested-paging=off", "posted-completions=off"])
     func eachControlChangesOnlyTheMechanism(control: String) throws {
         let (result, report) = try Self.boot("test=fullvgpu", controls: "," + control)
@@ -84,9 +99,10 @@ import Testing
             #expect((exits["doorbell"] ?? 0) > 0, "\(exits)")
             #expect(counters["doorbell_kicks"] as? Int == 0)
         case "mmio-bitmap=off":
-            // Every register access exits to the hypervisor's handler, reads included.
-            #expect((exits["mmio_access"] ?? 0) > (counters["trapped_accesses"] as? Int ?? 0) / 2, "\(exits)")
-            #expect(counters["direct_accesses"] as? Int ?? 0 <= (counters["doorbell_kicks"] as? Int ?? 0))
+            // Register reads reach the hypervisor's handler too (untrappedRegisterReadsCostNoExit
+            // measures the difference).
+            #expect((exits["mmio_access"] ?? 0) > 0, "\(exits)")
+            #expect((counters["trapped_accesses"] as? Int ?? 0) > (counters["direct_accesses"] as? Int ?? 0) / 100, "\(counters)")
         case "posted-completions=off":
             #expect((exits["completion"] ?? 0) > 0, "\(exits)")
             #expect(counters["posted_notifications"] as? Int == 0)

@@ -58,6 +58,8 @@
 /* Ring commands (docs/gvmcs.md "Command format") */
 enum fvgpu_opcode { FVGPU_NOP = 0, FVGPU_WRITE64 = 1, FVGPU_FENCE = 2, FVGPU_DISPATCH = 3, FVGPU_EXECUTE = 4 };
 #define FVGPU_KERNEL_COPY 1u
+/* Kernel records in one stream (the para-vGPU's compute stream limit). */
+#define FVGPU_MAX_STREAM_COMMANDS 4096u
 
 /* Fault reasons (FAULT_REASON) */
 #define FVGPU_FAULT_GEPT_VIOLATION   3u
