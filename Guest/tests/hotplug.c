@@ -11,8 +11,9 @@
  *
  *   wait for a card (presence detect), power the slot on, wait for the link,
  *   probe bus:00.0, place its BARs inside the port's window, open it as a
- *   vGPU (MSI-X), run sgemm + relu against the CPU's result, then wait for
- *   the attention button, reset the device (virtio status 0), turn slot
+ *   vGPU (MSI-X; a para-vGPU or a full-vGPU, whichever came), run sgemm +
+ *   relu against the CPU's result, then wait for the attention button,
+ *   reset the device (virtio status 0, or CONTROL.RESET), turn slot
  *   power off and wait for the card to go (presence clear, 00.0 reads
  *   0xffff).
  *
@@ -29,6 +30,7 @@
 #include "malv/bootinfo.h"
 #include "malv/console.h"
 #include "malv/format.h"
+#include "malv/fullvgpu.h"
 #include "malv/intr.h"
 #include "malv/pci.h"
 #include "malv/pit.h"
@@ -93,6 +95,8 @@ static unsigned timeout_ms = 60000;
 static bool compute = true, ignore_button = false;
 static struct vgpu gpu;
 static struct vgpu_ctx ctx;
+static struct fvgpu fgpu;
+static bool full_kind;       /* the card is a full-vGPU (docs/fullvgpu.md) */
 static struct vgpu_buf bufs[3];
 static struct vgpu_stream stream;
 
@@ -242,22 +246,33 @@ static void result_line(const char *what, bool ok, double err)
 }
 
 /* C = relu(A B) on the vGPU against the CPU. */
-static const char *use_vgpu(unsigned cycle)
+static const char *use_vgpu(unsigned cycle, const struct pci_function *f)
 {
-    const char *why = vgpu_open_msix(&gpu, 0, VGPU_VECTOR);
-    if (why)
-        return why;
-    const struct virtio_gpu_compute_capset *cs = vgpu_capset(&gpu);
-    printf("hotplug: vgpu open: backend %s, %llu MiB, max %u commands\n", cs->backend ? "vulkan" : "cpu",
-           (unsigned long long)(cs->memory_bytes >> 20), cs->max_commands);
     enum { M = 16, N = 24, K = 32 };
-    uint32_t st = vgpu_ctx_create(&gpu, &ctx, "hotplug", 0);
-    if (st)
-        return vgpu_status_name(st);
     uint64_t sizes[3] = { M * K * 4, K * N * 4, M * N * 4 };
-    for (unsigned i = 0; i < 3; i++)
-        if ((st = vgpu_buf_create(&ctx, &bufs[i], sizes[i], VGPU_MEM_GUEST)))
+    uint32_t st;
+    full_kind = f->vendor == FVGPU_VENDOR && f->device == FVGPU_DEVICE;
+    if (full_kind) {
+        const char *why = fvgpu_open(&fgpu, 0, 16);
+        if (why)
+            return why;
+        printf("hotplug: vgpu open: full-vGPU\n");
+        for (unsigned i = 0; i < 3; i++)
+            if ((st = fvgpu_buf_create(&fgpu, &bufs[i], sizes[i])))
+                return fvgpu_error_name(st);
+    } else {
+        const char *why = vgpu_open_msix(&gpu, 0, VGPU_VECTOR);
+        if (why)
+            return why;
+        const struct virtio_gpu_compute_capset *cs = vgpu_capset(&gpu);
+        printf("hotplug: vgpu open: backend %s, %llu MiB, max %u commands\n", cs->backend ? "vulkan" : "cpu",
+               (unsigned long long)(cs->memory_bytes >> 20), cs->max_commands);
+        if ((st = vgpu_ctx_create(&gpu, &ctx, "hotplug", 0)))
             return vgpu_status_name(st);
+        for (unsigned i = 0; i < 3; i++)
+            if ((st = vgpu_buf_create(&ctx, &bufs[i], sizes[i], VGPU_MEM_GUEST)))
+                return vgpu_status_name(st);
+    }
     float *a = vgpu_f32p(&bufs[0]), *b = vgpu_f32p(&bufs[1]), *c = vgpu_f32p(&bufs[2]);
     uint32_t seed = 12345 + cycle;
     for (unsigned i = 0; i < M * K; i++)
@@ -272,8 +287,8 @@ static const char *use_vgpu(unsigned cycle)
     vgpu_sgemm(&stream, M, N, K, 0, 1.0f, 0.0f, vgpu_f32(&bufs[0], 0, M * K), vgpu_f32(&bufs[1], 0, K * N),
                vgpu_f32(&bufs[2], 0, M * N));
     vgpu_relu(&stream, M * N, vgpu_f32(&bufs[2], 0, M * N), vgpu_f32(&bufs[2], 0, M * N));
-    if ((st = vgpu_run(&ctx, &stream)))
-        return vgpu_status_name(st);
+    if (full_kind ? (st = fvgpu_run(&fgpu, &stream)) != 0 : (st = vgpu_run(&ctx, &stream)) != 0)
+        return full_kind ? fvgpu_error_name(st) : vgpu_status_name(st);
     double worst = 0;
     for (unsigned i = 0; i < M; i++)
         for (unsigned j = 0; j < N; j++) {
@@ -332,7 +347,7 @@ static int cycle(unsigned n)
             printf("hotplug: bar%u placed at 0x%llx\n", i, (unsigned long long)f->bars[i].addr);
 
     if (compute) {
-        const char *why = use_vgpu(n);
+        const char *why = use_vgpu(n, f);
         if (why) {
             printf("hotplug: FAIL vgpu: %s\n", why);
             return EXIT_FAILED;
@@ -351,7 +366,10 @@ static int cycle(unsigned n)
             return fail("no command completed for power off");
     } else {
         printf("hotplug: slot %u: attention button pressed; releasing the device\n", p->slot);
-        if (compute) {
+        if (compute && full_kind) {
+            fvgpu_reg_write(&fgpu, FVGPU_CONTROL, FVGPU_CONTROL_RESET);
+            pci_msix_enable(&fgpu.msix, false);
+        } else if (compute) {
             struct virtio_pci *vp = &gpu.dev.vp;
             if (!virtio_pci_reset(vp))
                 return fail("device did not finish reset");

@@ -55,16 +55,19 @@ import Testing
 
     /// The scenario: a guest waiting for a vGPU gets one attached through the CLI, uses
     /// it, sees it detached and keeps running; twice, with the errors in between.
-    @Test func aVGPUAttachedToARunningGuestIsUsedAndDetached() throws {
+    /// Both kinds: a para-vGPU behind virtio-pci, and a full-vGPU on the G-VMCS model.
+    @Test(arguments: ["para", "full"])
+    func aVGPUAttachedToARunningGuestIsUsedAndDetached(kind: String) throws {
         let vm = try BackgroundVM(vgpu: false, cmdline: "test=hotplug hotplug_cycles=2")
         #expect(vm.waitForOutput("hotplug: waiting for a device"), "\(vm.output)")
         for cycle in 1 ... 2 {
-            let attach = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "2g"])
+            let attach = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "2g", "--kind", kind])
             #expect(attach.status == 0 && attach.stdoutLines.first == "vgpu\(cycle - 1)", "\(attach.stdout) \(attach.stderr)")
             #expect(vm.waitForOutput(cycle == 1 ? "vgpu in use" : "vgpu in use on slot 1; waiting for the attention button\n"),
                     "\(vm.output)")
             let list = try vm.malvvm(["vgpu", "list", vm.socket])
-            #expect(list.stdoutLines.contains { $0.hasPrefix("vgpu\(cycle - 1)") && $0.contains("yes") }, "\(list.stdout)")
+            #expect(list.stdoutLines.contains { $0.hasPrefix("vgpu\(cycle - 1)") && $0.contains("yes") && $0.contains(kind) },
+                    "\(list.stdout)")
             let detach = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu\(cycle - 1)"])
             #expect(detach.status == 0, "\(detach.stderr)")
             if cycle == 1 {
