@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies flow one way: malvvm → ControlAPI → GPUDaemon → VirtioGPU, GVMCS, Hypervisor → GPUHost →
+// Dependencies flow one way: malvvm → ControlAPI → GPUDaemon → FullVGPU → VirtioGPU, GVMCS, Hypervisor → GPUHost →
 // CKVM / CVulkan / CGPUInventory / system libraries.
 let package = Package(
     name: "malvvm",
