@@ -10,6 +10,7 @@
  *   fullvgpu: N passed, M failed
  */
 #include "malv/console.h"
+#include "malv/cpuref.h"
 #include "malv/format.h"
 #include "malv/fullvgpu.h"
 #include "malv/string.h"
@@ -110,16 +111,7 @@ static void sgemm_case(unsigned m, unsigned n, unsigned k, uint32_t transpose)
     float *A = (float *)a.ptr, *B = (float *)b.ptr, *C = (float *)c.ptr, *R = (float *)d.ptr;
     fill(A, m * k);
     fill(B, k * n);
-    for (unsigned i = 0; i < m; i++)
-        for (unsigned j = 0; j < n; j++) {
-            double sum = 0;
-            for (unsigned p = 0; p < k; p++) {
-                float x = (transpose & VGPU_TRANSPOSE_A) ? A[p * m + i] : A[i * k + p];
-                float y = (transpose & VGPU_TRANSPOSE_B) ? B[j * k + p] : B[p * n + j];
-                sum += (double)x * y;
-            }
-            R[i * n + j] = (float)sum;
-        }
+    cpuref_sgemm(m, n, k, transpose, 1.0f, 0.0f, A, B, NULL, R);
     vgpu_stream_reset(&stream);
     vgpu_sgemm(&stream, m, n, k, transpose, 1.0f, 0.0f, vgpu_f32(&a, 0, m * k), vgpu_f32(&b, 0, k * n),
                vgpu_f32(&c, 0, m * n));

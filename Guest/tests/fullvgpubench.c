@@ -11,6 +11,7 @@
  * submissions. One line per batch size, in vgpubench's format:
  *   fullvgpubench: batch N: sync X us/submission Y us/command (n), qd8 X us/submission Y us/command (n)
  */
+#include "malv/bench.h"
 #include "malv/bootinfo.h"
 #include "malv/console.h"
 #include "malv/format.h"
@@ -64,12 +65,6 @@ static struct measurement measure(unsigned batch, unsigned depth, uint64_t budge
     return m;
 }
 
-static void microseconds(char *out, size_t size, uint64_t cycles, uint64_t n, uint64_t hz)
-{
-    uint64_t centi = n && hz ? cycles * 100000000ull / hz / n : 0;
-    snprintf(out, size, "%llu.%02llu", (unsigned long long)(centi / 100), (unsigned long long)(centi % 100));
-}
-
 int test_fullvgpubench(void)
 {
     const char *why = fvgpu_open(&gpu, 0, 256);
@@ -114,14 +109,7 @@ int test_fullvgpubench(void)
             rc = 1;
             break;
         }
-        char s1[24], s2[24], q1[24], q2[24];
-        microseconds(s1, sizeof s1, sync.cycles, sync.submissions, hz);
-        microseconds(s2, sizeof s2, sync.cycles, sync.submissions * b, hz);
-        microseconds(q1, sizeof q1, qd.cycles, qd.submissions, hz);
-        microseconds(q2, sizeof q2, qd.cycles, qd.submissions * b, hz);
-        printf("fullvgpubench: batch %3u: sync %8s us/submission %7s us/command (%llu), qd%u %8s us/submission %7s "
-               "us/command (%llu)\n",
-               b, s1, s2, (unsigned long long)sync.submissions, QD, q1, q2, (unsigned long long)qd.submissions);
+        bench_print_batch_row("fullvgpubench", b, sync.cycles, sync.submissions, QD, qd.cycles, qd.submissions, hz);
     }
     printf("fullvgpubench: %llu RING_HEAD reads\n", (unsigned long long)gpu.head_reads);
     printf("fullvgpubench: done\n");

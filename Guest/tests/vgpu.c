@@ -18,6 +18,7 @@
  */
 #include "malv/bootinfo.h"
 #include "malv/console.h"
+#include "malv/cpuref.h"
 #include "malv/format.h"
 #include "malv/memory.h"
 #include "malv/string.h"
@@ -187,16 +188,7 @@ static void t_sgemm(uint32_t m, uint32_t n, uint32_t k, uint32_t tr, float alpha
         fill(c, m * n, -1, 1);
     else
         poison(c, m * n);
-    for (uint32_t i = 0; i < m; i++)
-        for (uint32_t j = 0; j < n; j++) {
-            double acc = 0;
-            for (uint32_t q = 0; q < k; q++) {
-                float av = (tr & VGPU_TRANSPOSE_A) ? a[q * m + i] : a[i * k + q];
-                float bv = (tr & VGPU_TRANSPOSE_B) ? b[j * k + q] : b[q * n + j];
-                acc += (double)av * bv;
-            }
-            ref0[i * n + j] = (float)(alpha * acc + (beta == 0 ? 0 : (double)beta * c[i * n + j]));
-        }
+    cpuref_sgemm(m, n, k, tr, alpha, beta, a, b, c, ref0);
     vgpu_stream_reset(&stream);
     vgpu_sgemm(&stream, m, n, k, tr, alpha, beta, R(0, m * k), R(1, k * n), R(2, m * n));
     char shape[64];

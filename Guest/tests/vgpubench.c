@@ -9,6 +9,7 @@
  * printed inside a timed loop. One line per batch size:
  *   vgpubench: batch N: sync X us/submission Y us/command, qd8 X us/submission Y us/command
  */
+#include "malv/bench.h"
 #include "malv/bootinfo.h"
 #include "malv/console.h"
 #include "malv/format.h"
@@ -79,13 +80,6 @@ static struct row run(unsigned batch, unsigned depth, uint64_t budget)
     return r;
 }
 
-/* Prints cycles / n in microseconds with two decimals, without floats in the format. */
-static void us(char *out, size_t size, uint64_t cycles, uint64_t n, uint64_t hz)
-{
-    uint64_t centi = n && hz ? cycles * 100000000ull / hz / n : 0;     /* 1/100 us */
-    snprintf(out, size, "%llu.%02llu", (unsigned long long)(centi / 100), (unsigned long long)(centi % 100));
-}
-
 int test_vgpubench(void)
 {
     const char *why = vgpu_open(&gpu, 0);
@@ -131,14 +125,7 @@ int test_vgpubench(void)
             rc = 1;
             continue;
         }
-        char s1[24], s2[24], q1[24], q2[24];
-        us(s1, sizeof s1, sync.cycles, sync.submissions, hz);
-        us(s2, sizeof s2, sync.cycles, sync.submissions * b, hz);
-        us(q1, sizeof q1, qd.cycles, qd.submissions, hz);
-        us(q2, sizeof q2, qd.cycles, qd.submissions * b, hz);
-        printf("vgpubench: batch %3u: sync %8s us/submission %7s us/command (%llu), qd%u %8s us/submission %7s "
-               "us/command (%llu)\n",
-               b, s1, s2, (unsigned long long)sync.submissions, QD, q1, q2, (unsigned long long)qd.submissions);
+        bench_print_batch_row("vgpubench", b, sync.cycles, sync.submissions, QD, qd.cycles, qd.submissions, hz);
     }
     vgpu_buf_destroy(&blob);
     vgpu_ctx_destroy(&ctx);

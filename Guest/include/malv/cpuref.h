@@ -1,0 +1,14 @@
+/* CPU references the GPU tests compare kernels with (double accumulation). */
+#ifndef MALV_CPUREF_H
+#define MALV_CPUREF_H
+
+#include <stdint.h>
+
+/*
+ * out = alpha * op(A) op(B) + beta * c (c is read only when beta != 0; out may be c);
+ * op(A) m x k, op(B) k x n, row-major; transpose bit 0 transposes A, bit 1 B (VGPU_TRANSPOSE_*).
+ */
+void cpuref_sgemm(uint32_t m, uint32_t n, uint32_t k, uint32_t transpose, float alpha, float beta,
+                  const float *a, const float *b, const float *c, float *out);
+
+#endif
