@@ -74,9 +74,10 @@ public struct VGPUInfo: Codable, Sendable, Equatable {
 
 /// POST /v1/vgpus.
 public struct AttachVGPURequest: Codable, Sendable, Equatable, StrictlyDecodable {
-    /// A profile spec as `--vgpu` takes it: "4g" or "profile=4g,weight=2".
+    /// A profile spec as `--vgpu` takes it: "4g" or "profile=4g,weight=2"; for a full-vGPU also
+    /// its G-VMCS controls ("profile=4g,doorbell-exiting=on").
     public var profile: String
-    /// "para" (default) or "full".
+    /// "para" (default) or "full" (docs/fullvgpu.md).
     public var kind: String?
     /// The GPU daemon's socket, to make the vGPU its client; absent: the VM's embedded scheduler.
     public var gpud: String?
