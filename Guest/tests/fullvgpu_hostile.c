@@ -177,6 +177,13 @@ static void command_cases(void)
     st = fvgpu_execute(&gpu, &stream, &fence);
     expect("stream with a buffer shorter than the kernel", st ? st : fvgpu_wait(&gpu, fence), FVGPU_FAULT_INVALID_COMMAND, 8, ANY);
 
+    /* Two 4 GiB references: more than the 4 GiB profile, refused before anything is translated. */
+    vgpu_stream_reset(&stream);
+    vgpu_scale(&stream, 0x3ffffffc, 2.0f, (struct vgpu_ref){ 0, 0xfffffff0u, 0x200000000000ull });
+    vgpu_scale(&stream, 0x3ffffffc, 2.0f, (struct vgpu_ref){ 0, 0xfffffff0u, 0x210000000000ull });
+    st = fvgpu_execute(&gpu, &stream, &fence);
+    expect("stream binding more than the vGPU's memory", st ? st : fvgpu_wait(&gpu, fence), FVGPU_FAULT_INVALID_COMMAND, 8, ANY);
+
     vgpu_stream_reset(&stream);
     vgpu_sgemm(&stream, 0, 4, 4, 0, 1.0f, 0.0f, vgpu_f32(&data, 0, 16), vgpu_f32(&data, 16, 16), vgpu_f32(&data, 32, 16));
     st = fvgpu_execute(&gpu, &stream, &fence);

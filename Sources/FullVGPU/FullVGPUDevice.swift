@@ -114,7 +114,8 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         } catch {
             throw .configuration("\(name): \(error)")
         }
-        executor = StreamExecutor(scheduler: scheduler, client: client, memory: hostMemory, logger: logger)
+        executor = StreamExecutor(scheduler: scheduler, client: client, memoryLimit: UInt64(max(profile.memoryBytes, 0)),
+                                  memory: hostMemory, logger: logger)
         let capabilities = GVMCapabilities(commandRingSizeRange: 2...FullVGPURegister.maximumRingSize,
                                            completionVectorCount: FullVGPUInterrupt.vectorCount,
                                            schedulerClientCount: .max)

@@ -31,6 +31,9 @@ final class StreamExecutor: GVMCommandExecutor {
 
     private let scheduler: GPUScheduler
     private let client: ClientID
+    /// The vGPU's GPU memory (its profile's): a stream may not bind more, so a hostile one cannot
+    /// make the device thread translate terabytes before the allocation would fail.
+    private let memoryLimit: UInt64
     private let memory: HostMemory
     private let logger: Logger
     private var staging: (buffer: BufferID, bytes: Int)?
@@ -40,9 +43,10 @@ final class StreamExecutor: GVMCommandExecutor {
     /// Segments are placed at this alignment in the staging buffer (storage-buffer offsets).
     static let segmentAlignment = 256
 
-    init(scheduler: GPUScheduler, client: ClientID, memory: HostMemory, logger: Logger) {
+    init(scheduler: GPUScheduler, client: ClientID, memoryLimit: UInt64, memory: HostMemory, logger: Logger) {
         self.scheduler = scheduler
         self.client = client
+        self.memoryLimit = memoryLimit
         self.memory = memory
         self.logger = logger
     }
@@ -121,6 +125,11 @@ final class StreamExecutor: GVMCommandExecutor {
                 segments.append(Segment(ranges: [], written: reference.written))
             }
             segmentOf[index] = segments.count - 1
+        }
+        let bound = bounds.reduce(UInt64(0)) { $0 + ($1.end - $1.start) }
+        guard bound <= memoryLimit else {
+            lastFailure = .invalid("the stream binds \(bound) bytes, more than the vGPU's \(memoryLimit)")
+            return .invalidStream
         }
         for index in segments.indices {
             let access: GEPTPermissions = segments[index].written ? [.read, .write] : .read
