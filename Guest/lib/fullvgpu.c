@@ -11,6 +11,12 @@
 #define GVA_START 0x1000000000ull           /* GPU addresses start at 64 GiB: never equal to RAM's */
 #define DEFAULT_VECTOR 0x68                 /* completion; 0x69 faults */
 #define TIMEOUT_CYCLES (60ull * 3000000000ull)  /* ~60 s at 3 GHz, without calibrating */
+/* A wait reads STATUS at least this often (~3-10 ms), in case a fault interrupt was lost. */
+#define STATUS_CHECK_CYCLES 30000000ull
+/* The sleep alarm: ~100 ms at a 1 GHz APIC bus, re-armed when a sleep finds it older than
+ * ~2-5 ms (well inside one period at any TSC rate), so a sleeping wait always has one pending. */
+#define ALARM_COUNT 6250000u
+#define ALARM_REARM_CYCLES 10000000ull
 
 const char *fvgpu_error_name(uint32_t error)
 {
@@ -95,7 +101,7 @@ uint32_t fvgpu_buf_create(struct fvgpu *g, struct vgpu_buf *b, uint64_t size)
 
 static void program(struct fvgpu *g)
 {
-    fvgpu_reg_write64(g, FVGPU_RING_BASE, fvgpu_map(g, g->ring, g->ring_size * 32ull, false, true));
+    fvgpu_reg_write64(g, FVGPU_RING_BASE, g->ring_gva);
     fvgpu_reg_write(g, FVGPU_RING_SIZE, g->ring_size);
     fvgpu_reg_write64(g, FVGPU_PAGE_TABLE_ROOT, virt_to_phys(g->pml4));
     fvgpu_reg_write64(g, FVGPU_COMPLETION_PAGE, virt_to_phys((const void *)g->completion));
@@ -121,18 +127,29 @@ uint32_t fvgpu_enable(struct fvgpu *g)
     }
 }
 
+/* Fresh completion page: no fence, nothing pending; ON set while polling, so no completion interrupts. */
+static void clear_completion(struct fvgpu *g)
+{
+    for (unsigned i = 0; i < 4; i++)
+        g->completion[i] = 0;
+    g->completion[4] = g->poll ? 1 : 0;
+    g->completion[5] = 0;
+}
+
 uint32_t fvgpu_reset(struct fvgpu *g)
 {
     fvgpu_reg_write(g, FVGPU_CONTROL, FVGPU_CONTROL_RESET);
     fvgpu_reg_write(g, FVGPU_INTERRUPT_STATUS, 3);
     g->fault = (struct fvgpu_fault){ 0 };
     g->fault_irqs_seen = irq_count((uint8_t)(g->vector + 1));
-    g->completion[4] = 0;       /* ON */
-    g->completion[0] = 0;
-    g->completion[5] = 0;       /* fence */
+    clear_completion(g);
     g->next_fence = 1;
     program(g);
-    return fvgpu_enable(g);
+    uint32_t st = fvgpu_enable(g);
+    /* Running means the reset was done: nothing of the old ring can post a fence any more. */
+    if (st == FVGPU_OK)
+        clear_completion(g);
+    return st;
 }
 
 const char *fvgpu_open(struct fvgpu *g, unsigned nth, uint32_t ring_size)
@@ -162,6 +179,7 @@ const char *fvgpu_open(struct fvgpu *g, unsigned nth, uint32_t ring_size)
         return "MSI-X setup failed";
     pci_msix_enable(&g->msix, true);
     g->timeout_cycles = TIMEOUT_CYCLES;
+    g->poll = true;
     g->next_gva = GVA_START;
     g->ring_size = ring_size;
     g->pml4 = dma_alloc(PAGE, PAGE);
@@ -170,9 +188,12 @@ const char *fvgpu_open(struct fvgpu *g, unsigned nth, uint32_t ring_size)
     g->tail_shadow = dma_alloc(64, 64);
     if (!g->pml4 || !g->ring || !g->completion || !g->tail_shadow)
         return "out of DMA memory";
-    g->next_fence = 1;
-    program(g);
-    uint32_t st = fvgpu_enable(g);
+    /* The ring is fetched (executed), never written by the GPU. */
+    g->ring_gva = fvgpu_map(g, g->ring, ring_size * 32ull, false, true);
+    if (!g->ring_gva)
+        return "out of DMA memory for page tables";
+    /* RESET first: a vGPU left enabled (by an earlier driver) would ignore ENABLE and keep its old registers. */
+    uint32_t st = fvgpu_reset(g);
     if (st == FVGPU_ERR_FAULT)
         return "the vGPU faulted on enable (see FAULT_REASON)";
     return st ? fvgpu_error_name(st) : NULL;
@@ -202,24 +223,29 @@ uint32_t fvgpu_submit(struct fvgpu *g, const uint64_t (*commands)[4], unsigned c
         memcpy(g->ring[g->tail], commands[i], 32);
         g->tail = next;
     }
-    /* The tail shadow first: with an ioeventfd doorbell the device reads the tail there. */
+    /* Commands, then the tail shadow (with an ioeventfd doorbell the device reads the tail there),
+     * then the doorbell; x86 keeps the stores in order, the barriers keep the compiler from moving them. */
+    __asm__ volatile("" ::: "memory");
     *g->tail_shadow = g->tail;
     __asm__ volatile("" ::: "memory");
     fvgpu_reg_write(g, FVGPU_DOORBELL, g->tail);
     return FVGPU_OK;
 }
 
-static uint64_t stream_address(struct fvgpu *g, const struct vgpu_stream *s)
+/*
+ * A stream's memory is mapped once, read-only, the first time it is executed
+ * here: vgpu_stream_init allocates `data` once (dma_alloc, never moved or
+ * freed) and zeroes the record of the mapping; the record names these page
+ * tables, so a stream used with another full-vGPU (or after fvgpu_open again)
+ * is mapped anew.
+ */
+static uint64_t stream_address(struct fvgpu *g, struct vgpu_stream *s)
 {
-    for (unsigned i = 0; i < g->stream_count; i++)
-        if (g->streams[i].data == s->data)
-            return g->streams[i].gva;
-    if (g->stream_count == sizeof g->streams / sizeof g->streams[0])
-        return 0;
-    uint64_t gva = fvgpu_map(g, s->data, s->cap, false, false);
-    if (gva)
-        g->streams[g->stream_count++] = (typeof(g->streams[0])){ s->data, gva };
-    return gva;
+    if (s->gpu_tables != g->pml4 || !s->gpu_address) {
+        s->gpu_address = fvgpu_map(g, s->data, s->cap, false, false);
+        s->gpu_tables = s->gpu_address ? g->pml4 : NULL;
+    }
+    return s->gpu_address;
 }
 
 uint32_t fvgpu_fence(struct fvgpu *g, uint64_t *fence)
@@ -249,34 +275,53 @@ bool fvgpu_done(const struct fvgpu *g, uint64_t fence)
     return g->completion[5] >= fence;
 }
 
+/* Whether the vGPU has stopped with a fault (then g->fault holds the FAULT_* registers). */
+static bool faulted(struct fvgpu *g)
+{
+    g->status_reads++;
+    if (!(fvgpu_reg(g, FVGPU_STATUS) & FVGPU_STATUS_FAULTED))
+        return false;
+    fvgpu_read_fault(g);
+    return true;
+}
+
 uint32_t fvgpu_wait(struct fvgpu *g, uint64_t fence)
 {
-    uint64_t start = rdtsc();
+    if (fvgpu_done(g, fence))
+        return FVGPU_OK;
     uint8_t fault_vector = (uint8_t)(g->vector + 1);
+    uint64_t start = rdtsc(), status_checked = start;
     for (;;) {
         uint64_t seen = irq_count(g->vector);
         if (fvgpu_done(g, fence))
             return FVGPU_OK;
-        if (irq_count(fault_vector) != g->fault_irqs_seen) {
+        uint64_t now = rdtsc();
+        /* The fault interrupt says when to look at STATUS; a slow periodic look covers a lost one. */
+        if (irq_count(fault_vector) != g->fault_irqs_seen || now - status_checked > STATUS_CHECK_CYCLES) {
             g->fault_irqs_seen = irq_count(fault_vector);
-            if (fvgpu_reg(g, FVGPU_STATUS) & FVGPU_STATUS_FAULTED) {
-                fvgpu_read_fault(g);
-                return FVGPU_ERR_FAULT;
-            }
+            status_checked = now;
+            if (faulted(g))
+                return fvgpu_done(g, fence) ? FVGPU_OK : FVGPU_ERR_FAULT;
         }
-        /* Re-arm the posted-completion notification, then look again before sleeping. */
+        if (now - start > g->timeout_cycles)
+            return fvgpu_done(g, fence) ? FVGPU_OK : FVGPU_ERR_TIMEOUT;
+        if (g->poll) {
+            cpu_relax();
+            continue;
+        }
+        /* Re-arm the posted-completion notification (vector 0 handled, ON clear), then look again:
+         * a fence posted after this raises the interrupt, which the sleep below does not miss. */
+        __atomic_fetch_and(&g->completion[0], ~1ull, __ATOMIC_SEQ_CST);
         g->completion[4] = 0;
         __asm__ volatile("mfence" ::: "memory");
         if (fvgpu_done(g, fence))
             return FVGPU_OK;
-        if (rdtsc() - start > g->timeout_cycles)
-            return FVGPU_ERR_TIMEOUT;
-        if (g->poll) {
-            cpu_relax();
-        } else {
-            g->sleeps++;
-            cpu_wait_for_interrupt(g->vector, seen);
+        if (now - g->alarm_armed_at > ALARM_REARM_CYCLES) {
+            lapic_timer_oneshot((uint8_t)(g->vector + 2), ALARM_COUNT);
+            g->alarm_armed_at = rdtsc();
         }
+        g->sleeps++;
+        cpu_wait_for_interrupt(g->vector, seen);
     }
 }
 

@@ -11,6 +11,10 @@ volatile uint64_t irq_counts[256];
 #define LAPIC_SVR_ENABLE (1u << 8)
 #define LAPIC_LVT_LINT0 0x350
 #define LAPIC_LVT_MASKED (1u << 16)
+#define LAPIC_LVT_TIMER 0x320
+#define LAPIC_TIMER_INITIAL 0x380
+#define LAPIC_TIMER_DIVIDE 0x3e0
+#define LAPIC_DIVIDE_BY_16 0x3
 
 #define IOAPIC_REGSEL   0x00
 #define IOAPIC_WINDOW   0x10
@@ -42,6 +46,14 @@ void lapic_enable(void)
 uint32_t lapic_id(void)
 {
     return lapic_read(LAPIC_ID) >> 24;
+}
+
+void lapic_timer_oneshot(uint8_t vector, uint32_t count)
+{
+    /* LVT mode bits 18:17 = 0: one-shot; writing the initial count starts it (0 stops it). */
+    lapic_write(LAPIC_TIMER_DIVIDE, LAPIC_DIVIDE_BY_16);
+    lapic_write(LAPIC_LVT_TIMER, vector);
+    lapic_write(LAPIC_TIMER_INITIAL, count);
 }
 
 /* Select-then-access; safe because no interrupt handler touches the IOAPIC. */

@@ -6,13 +6,21 @@
  * `base` = its GPU address, so vgpu_f32(&buf, first, n) and every recording
  * helper of vgpu.h work unchanged.
  *
- *   struct fvgpu g;          fvgpu_open(&g, 0)
+ *   struct fvgpu g;          fvgpu_open(&g, 0, ring_slots)
  *   struct vgpu_buf b;       fvgpu_buf_create(&g, &b, bytes)   (guest memory, mapped)
  *   struct vgpu_stream s;    vgpu_stream_init(&s, cap); vgpu_scale(&s, ...)
  *   uint64_t f;              fvgpu_execute(&g, &s, &f); fvgpu_wait(&g, f)
  *
  * Every call returns 0 or an FVGPU_ERR_* code; after FVGPU_ERR_FAULT the
  * FAULT_* registers are in g.fault (fvgpu_read_fault) until fvgpu_reset.
+ *
+ * Waits poll the completion page by default; with g.poll = false they sleep
+ * (cpu_wait_for_interrupt) until MSI-X vector 0 (g.vector) fires, re-arming
+ * the completion page's ON bit first. Either way a wait ends with
+ * FVGPU_ERR_FAULT when the vGPU stops (the fault vector g.vector + 1 fired,
+ * or STATUS says faulted: looked at every few ms) and with FVGPU_ERR_TIMEOUT
+ * after g.timeout_cycles; a sleeping wait keeps a LAPIC one-shot alarm
+ * (vector g.vector + 2) armed so a lost interrupt cannot hang it.
  */
 #ifndef MALV_FULLVGPU_H
 #define MALV_FULLVGPU_H
@@ -94,26 +102,28 @@ struct fvgpu {
     const struct pci_function *fn;
     volatile uint8_t *regs;
     struct pci_msix msix;
-    uint8_t vector;                 /* completion; vector + 1: fault */
+    uint8_t vector;                 /* completion; vector + 1: fault; vector + 2: the sleep alarm */
     uint64_t fault_irqs_seen;
     uint64_t *pml4;                 /* GPU page tables (guest memory) */
     uint64_t next_gva;
     uint64_t (*ring)[4];
+    uint64_t ring_gva;              /* the ring's GPU address (mapped once, executable, read-only) */
     uint32_t ring_size, tail, head_seen;
     volatile uint64_t *completion;  /* the completion page */
     volatile uint32_t *tail_shadow;
     uint64_t next_fence;
     uint64_t timeout_cycles;
-    bool poll;                      /* fvgpu_wait spins instead of sleeping on the completion interrupt */
+    bool poll;                      /* fvgpu_wait spins (default) instead of sleeping on the completion interrupt */
     uint64_t head_reads;            /* RING_HEAD reads made to reclaim ring space */
-    uint64_t sleeps;
+    uint64_t sleeps;                /* cpu_wait_for_interrupt calls */
+    uint64_t status_reads;          /* STATUS reads made by waits (fault checks) */
+    uint64_t alarm_armed_at;        /* TSC when the sleep alarm was last armed */
     struct fvgpu_fault fault;
-    /* Streams already mapped (data pointer -> GPU address). */
-    struct { const void *data; uint64_t gva; } streams[16];
-    unsigned stream_count;
 };
 
-/* Finds the nth full-vGPU, sets up page tables, ring (ring_size slots) and completion page, enables it. NULL on success. */
+/* Finds the nth full-vGPU (PCI 1af4:10f0), maps BAR 0 and the MSI-X table (BAR 2), checks ID and VERSION,
+ * sets up page tables, ring (ring_size slots, a power of two), completion page and tail shadow, enables it.
+ * NULL on success, else why not. */
 const char *fvgpu_open(struct fvgpu *g, unsigned nth, uint32_t ring_size);
 const char *fvgpu_error_name(uint32_t error);
 
@@ -131,7 +141,8 @@ static inline void fvgpu_reg_write64(struct fvgpu *g, unsigned off, uint64_t v)
     fvgpu_reg_write(g, off + 4, (uint32_t)(v >> 32));
 }
 
-/* Maps [ptr, ptr + size) (guest memory) at fresh GPU addresses; returns the address of ptr, 0 when out of memory. */
+/* Maps [ptr, ptr + size) (guest memory) at fresh GPU addresses (from 64 GiB up, a guard page after each range);
+ * returns the GPU address of ptr, 0 when out of memory. Not writable / executable: read-only / no-execute. */
 uint64_t fvgpu_map(struct fvgpu *g, const void *ptr, uint64_t size, bool writable, bool executable);
 /* Writes a raw page-table leaf for the page holding gva (for hostile tests); false when out of memory. */
 bool fvgpu_set_pte(struct fvgpu *g, uint64_t gva, uint64_t pte);
@@ -141,9 +152,11 @@ uint64_t fvgpu_reserve(struct fvgpu *g, uint64_t size);
 /* A buffer in guest memory mapped read/write; as a vgpu_buf (id 0, base = GPU address). */
 uint32_t fvgpu_buf_create(struct fvgpu *g, struct vgpu_buf *b, uint64_t size);
 
-/* Puts commands on the ring and rings the doorbell once. */
+/* Puts 32-byte commands on the ring (waiting for space: RING_HEAD is read only when the ring looks full),
+ * stores the new tail at TAIL_SHADOW, then rings the doorbell once. */
 uint32_t fvgpu_submit(struct fvgpu *g, const uint64_t (*commands)[4], unsigned count);
-/* execute(stream) + fence; *fence is the value to wait for. */
+/* Finishes the stream's header, maps its memory (once per stream and page-table set), submits
+ * execute(stream) + fence; *fence is the value to wait for. */
 uint32_t fvgpu_execute(struct fvgpu *g, struct vgpu_stream *s, uint64_t *fence);
 /* A fence command on its own (everything before it done). */
 uint32_t fvgpu_fence(struct fvgpu *g, uint64_t *fence);

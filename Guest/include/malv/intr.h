@@ -22,6 +22,14 @@ static inline uint64_t irq_count(unsigned vector)
 void lapic_enable(void);
 uint32_t lapic_id(void);
 
+/*
+ * The LAPIC timer as a one-shot alarm on `vector` (divide by 16): counting
+ * down from `count` at the APIC bus clock (1 GHz under KVM, so 6250000 is
+ * ~100 ms). A waiter that sleeps in cpu_wait_for_interrupt arms it so a lost
+ * device interrupt costs one period instead of a hang. count 0 disarms.
+ */
+void lapic_timer_oneshot(uint8_t vector, uint32_t count);
+
 /* Number of redirection entries in the IOAPIC. */
 unsigned ioapic_pins(void);
 /* Fixed delivery, physical destination, edge-triggered, active high. */

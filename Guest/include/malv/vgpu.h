@@ -97,6 +97,9 @@ struct vgpu_stream {
     uint8_t *data;              /* header, then commands (DMA memory) */
     uint32_t cap, len, count;
     bool full;                  /* a helper did not fit: the batch is incomplete */
+    /* Full-vGPU only (fullvgpu.c): where `data` is mapped, and in which GPU page tables. */
+    const void *gpu_tables;
+    uint64_t gpu_address;
 };
 
 /* A submitted batch, until vgpu_wait. */
