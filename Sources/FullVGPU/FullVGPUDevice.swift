@@ -167,7 +167,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         guard index == Self.registerBAR else { return }
         if !controls.doorbellExiting { moveDoorbell(to: address) }
         if let registerPage {
-            refreshRegisterPage()
+            refreshRegisterPage(all: true)
             if let error = registerPage.map(at: address) {
                 logger.warning("full-vGPU register page not mapped (reads will exit): \(error)", metadata: ["device": "\(name)"])
             }
@@ -214,7 +214,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         } else if data.count == 4, offset & 3 == 0 {
             writeRegister(UInt32(offset), UInt32(truncatingIfNeeded: value))
         }
-        refreshRegisterPage()
+        refreshRegisterPage(all: true)
         post(.write(UInt32(offset), value, size: data.count))
     }
 
@@ -225,13 +225,15 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         return registers.withLock { Self.registerValue(offset, $0, fence: fence) }
     }
 
-    /// Rewrites the register page from the register file, after anything the guest can read changed.
-    private func refreshRegisterPage() {
+    /// Rewrites the register page from the register file, after anything the guest can read
+    /// changed: every register after a guest write (setup registers), otherwise only those the
+    /// device moves (head, tail, interrupt and fault state, the fence), as this runs at every exit.
+    private func refreshRegisterPage(all: Bool = false) {
         guard let registerPage else { return }
         let fence = completedFence
         registers.withLock { r in
             // STATUS last: the fault registers are valid once it says faulted.
-            for register in FullVGPURegister.allCases where register != .status {
+            for register in all ? FullVGPURegister.allCases : FullVGPURegister.deviceWritten where register != .status {
                 registerPage.store(Self.registerValue(register.rawValue, r, fence: fence), at: register.rawValue)
             }
             registerPage.store(Self.registerValue(FullVGPURegister.status.rawValue, r, fence: fence),

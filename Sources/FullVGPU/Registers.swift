@@ -27,6 +27,12 @@ enum FullVGPURegister: UInt32, CaseIterable {
     static let deviceVersion: UInt32 = 1
     static let maximumRingSize: UInt32 = 4096
 
+    /// Registers the device changes on its own (the rest change only by a guest write).
+    static let deviceWritten: [FullVGPURegister] = [
+        .ringHead, .ringTail, .status, .control, .interruptStatus, .faultReason, .faultQualification,
+        .faultAddress, .faultAddressHigh, .faultCommand, .faultOffset, .completedFence, .completedFenceHigh,
+    ]
+
     /// Registers whose writes the hypervisor must see: with the MMIO bitmap on, only these trap.
     static let trappedWrites: [FullVGPURegister] = [
         .ringBase, .ringBaseHigh, .ringSize, .pageTableRoot, .pageTableRootHigh,

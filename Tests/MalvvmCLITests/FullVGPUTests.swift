@@ -25,6 +25,14 @@ import Testing
         ((report["vgpus"] as? [[String: Any]])?.first?["gvm"] as? [String: Any]) ?? [:]
     }
 
+    /// N of the guest's "PREFIX N" summary line (e.g. "fullvgpu: 89 passed"), 0 when missing.
+    static func count(_ result: Harness.Result, after prefix: String) -> Int {
+        guard let line = result.stdoutLines.first(where: {
+            $0.hasPrefix(prefix) && $0.dropFirst(prefix.count).first?.isNumber == true
+        }) else { return 0 }
+        return Int(line.dropFirst(prefix.count).prefix { $0.isNumber }) ?? 0
+    }
+
     static func failures(_ result: Harness.Result) -> [String] {
         result.stdoutLines.filter { $0.contains("FAIL") || $0.contains("fail") && !$0.contains(" 0 failed") }
     }
@@ -34,6 +42,7 @@ import Testing
         let (result, _) = try Self.boot("test=fullvgpu", gpu: gpu)
         #expect(result.status == 0, "\(Self.failures(result)) \(result.stdout.suffix(800))")
         #expect(result.stdout.contains(" 0 failed"))
+        #expect(Self.count(result, after: "fullvgpu: ") >= 80, "\(result.stdout.suffix(300))")
     }
 
     /// Bad rings, unmapped and foreign addresses, malformed commands and streams: each stops the
@@ -43,6 +52,7 @@ import Testing
         let (result, report) = try Self.boot("test=fullvgpu-hostile")
         #expect(result.status == 0, "\(Self.failures(result)) \(result.stdout.suffix(800))")
         #expect(result.stdout.contains("fullvgpu-hostile: PASS"))
+        #expect(Self.count(result, after: "fullvgpu-hostile: PASS (") >= 30, "\(result.stdout.suffix(300))")
         let faults = Self.counters(report)["faults"] as? Int ?? 0
         #expect(faults >= 10, "\(faults) faults")
     }
