@@ -493,7 +493,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
             case .idle:
                 return
             case .geptViolation, .geptMisconfiguration, .invalidCommand, .guestPageFault, .entryFailure:
-                if case .invalidCommand(.invalidStream) = record.exit, case .device = executor.lastFailure {
+                if case .invalidCommand(.invalidWork) = record.exit, case .device = executor.lastFailure {
                     deviceFault(.gpuError, address: 0)
                 } else {
                     fault(reason: record.rawReason, qualification: UInt32(truncatingIfNeeded: record.qualification),
@@ -534,7 +534,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
             r.faultOffset = record?.commandOffset ?? 0
         }
         counters.faults += 1
-        if case let .invalid(reason) = executor.lastFailure, case .invalidCommand(.invalidStream)? = record?.exit {
+        if case let .invalid(reason) = executor.lastFailure, case .invalidCommand(.invalidWork)? = record?.exit {
             logger.info("full-vGPU stream refused: \(reason)", metadata: ["device": "\(name)"])
         }
         raise(FullVGPUInterrupt.fault, vector: FullVGPUInterrupt.faultVector)

@@ -59,27 +59,27 @@ final class StreamExecutor: GVMCommandExecutor {
 
     // MARK: GVMCommandExecutor
 
-    func execute(_ dispatch: GVMDispatch) -> Bool {
-        guard DispatchKernel(rawValue: dispatch.kernel) == .copy else { return false }
+    func execute(_ dispatch: GVMDispatch) -> GVMExecutionOutcome {
+        guard DispatchKernel(rawValue: dispatch.kernel) == .copy else { return .unknownKernel }
+        lastFailure = nil
         let length = dispatch.input.reduce(0) { $0 + $1.length }
         guard length % 4 == 0 else {
             lastFailure = .invalid("copy of \(length) bytes is not whole 4-byte words")
-            return true   // the kernel is known; the command completes with nothing copied
+            return .invalidWork
         }
         let count = Int(length / 4)
         let segments = [Segment(ranges: dispatch.input, written: false),
                         Segment(ranges: dispatch.output, written: true)]
         let offsets = Self.layout(segments)
-        _ = run(segments: segments, offsets: offsets, commands: 1, streamBytes: 0) { staging in
+        return run(segments: segments, offsets: offsets, commands: 1, streamBytes: 0) { staging in
             CommandBatch([.crop(CropParams(
                 batch: 1, channels: 1, height: 1, width: count, top: 0, left: 0, outHeight: 1, outWidth: count,
                 input: BufferRange(staging, offset: offsets[0] / 4, count: count),
                 output: BufferRange(staging, offset: offsets[1] / 4, count: count)))])
         }
-        return true
     }
 
-    func execute(_ stream: GVMStream, translator: GVMBufferTranslator) -> GVMStreamOutcome {
+    func execute(_ stream: GVMStream, translator: GVMBufferTranslator) -> GVMExecutionOutcome {
         lastFailure = nil
         let started = monotonicNanoseconds()
         var bytes: [UInt8] = []
@@ -107,7 +107,7 @@ final class StreamExecutor: GVMCommandExecutor {
         } catch {
             lastFailure = .invalid("\(error)")
             logger.info("full-vGPU stream refused: \(error)")
-            return .invalidStream
+            return .invalidWork
         }
 
         // Overlapping ranges become one segment, translated page by page.
@@ -129,7 +129,7 @@ final class StreamExecutor: GVMCommandExecutor {
         let bound = bounds.reduce(UInt64(0)) { $0 + ($1.end - $1.start) }
         guard bound <= memoryLimit else {
             lastFailure = .invalid("the stream binds \(bound) bytes, more than the vGPU's \(memoryLimit)")
-            return .invalidStream
+            return .invalidWork
         }
         for index in segments.indices {
             let access: GEPTPermissions = segments[index].written ? [.read, .write] : .read
@@ -204,19 +204,19 @@ final class StreamExecutor: GVMCommandExecutor {
     /// Gathers the segments into staging, runs the batch `build` binds to it, scatters the
     /// written segments back.
     private func run(segments: [Segment], offsets: [Int], commands: Int, streamBytes: Int,
-                     build: (BufferID) throws(ComputeStreamError) -> CommandBatch) -> GVMStreamOutcome {
+                     build: (BufferID) throws(ComputeStreamError) -> CommandBatch) -> GVMExecutionOutcome {
         let started = monotonicNanoseconds()
         let total = (offsets.last ?? 0) + (segments.last?.length ?? 0)
         let buffer: BufferID
         do { buffer = try stagingBuffer(bytes: max(total, 4)) } catch {
             lastFailure = .device("\(error)")
             logger.warning("full-vGPU staging buffer: \(error)")
-            return .invalidStream
+            return .invalidWork
         }
         let batch: CommandBatch
         do { batch = try build(buffer) } catch {
             lastFailure = .invalid("\(error)")
-            return .invalidStream
+            return .invalidWork
         }
         var clock = started
         func lap() -> UInt64 {
@@ -246,7 +246,7 @@ final class StreamExecutor: GVMCommandExecutor {
                 lastFailure = .device("\(error)")
             }
             logger.info("full-vGPU batch failed: \(error)")
-            return .invalidStream
+            return .invalidWork
         }
         _ = lap()
         for (segment, offset) in zip(segments, offsets) where segment.written {

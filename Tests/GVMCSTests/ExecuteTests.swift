@@ -37,7 +37,7 @@ struct ExecuteTests {
         try fixture.guestView.store64(Fixture.dataGPA, 0xBAD)
         try fixture.push(.execute(stream: Self.stream, length: Self.streamLength))
         let record = try fixture.unit.gvmlaunch()
-        #expect(record.exit == .invalidCommand(.invalidStream))
+        #expect(record.exit == .invalidCommand(.invalidWork))
         #expect(record.qualification == 8)
         #expect(record.commandOffset == 8)
         #expect(try fixture.unit.gvmread(.commandRingHead) == 0)

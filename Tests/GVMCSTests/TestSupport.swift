@@ -22,11 +22,11 @@ final class FakeExecutor: GVMCommandExecutor {
     var kernelCount: UInt32 = 4
     var executed: [GVMDispatch] = []
     init(clock: ManualClock) { self.clock = clock }
-    func execute(_ dispatch: GVMDispatch) -> Bool {
-        guard dispatch.kernel < kernelCount else { return false }
+    func execute(_ dispatch: GVMDispatch) -> GVMExecutionOutcome {
+        guard dispatch.kernel < kernelCount else { return .unknownKernel }
         executed.append(dispatch)
         clock.advance(cost)
-        return true
+        return .completed
     }
 
     /// A stream "decodes" when its first word is `validStreamMagic`; it then names
@@ -35,9 +35,9 @@ final class FakeExecutor: GVMCommandExecutor {
     var streamBuffers: [(UInt64, UInt64, GEPTPermissions)] = []
     var streams: [(GVMStream, [[GVMHostRange]])] = []
     var streamMemory: (any GPUMemory)?
-    func execute(_ stream: GVMStream, translator: GVMBufferTranslator) -> GVMStreamOutcome {
+    func execute(_ stream: GVMStream, translator: GVMBufferTranslator) -> GVMExecutionOutcome {
         guard let first = stream.ranges.first,
-              (try? streamMemory?.load64(first.address)) == Self.validStreamMagic else { return .invalidStream }
+              (try? streamMemory?.load64(first.address)) == Self.validStreamMagic else { return .invalidWork }
         var translated: [[GVMHostRange]] = []
         for (address, length, access) in streamBuffers {
             do { translated.append(try translator.ranges(address, length: length, access: access)) } catch {

@@ -36,12 +36,16 @@ public struct GVMBufferTranslator {
     }
 }
 
-/// How an `execute` ended.
-public enum GVMStreamOutcome: Hashable, Sendable {
+/// How the executor's part of a `dispatch` or `execute` ended; the unit turns all but
+/// `completed` into the command's exit.
+public enum GVMExecutionOutcome: Hashable, Sendable {
     case completed
-    /// The stream does not decode or names an invalid kernel: an invalid-command exit (cause 8).
-    case invalidStream
-    /// A buffer of the stream did not translate: the exit that fault maps to.
+    /// A `dispatch` of a kernel id the executor does not know (invalid command, cause 6).
+    case unknownKernel
+    /// The work is malformed: a stream that does not decode, a kernel's shape or operands
+    /// (invalid command, cause 8). Nothing of it ran.
+    case invalidWork
+    /// A buffer did not translate, or is not backed: the exit that fault maps to.
     case fault(TranslationFault)
 }
 
@@ -50,9 +54,8 @@ public enum GVMStreamOutcome: Hashable, Sendable {
 /// runs. Time passes on the injected clock while it does, which is what the preemption timer
 /// and the time-run fields measure.
 public protocol GVMCommandExecutor: AnyObject {
-    /// `false` when the kernel id is unknown; the unit then exits with an invalid command.
-    func execute(_ dispatch: GVMDispatch) -> Bool
+    func execute(_ dispatch: GVMDispatch) -> GVMExecutionOutcome
     /// Runs a kernel stream as one batch. The executor decodes it and translates the buffers it
     /// names through `translator`; it must not call back into the unit otherwise.
-    func execute(_ stream: GVMStream, translator: GVMBufferTranslator) -> GVMStreamOutcome
+    func execute(_ stream: GVMStream, translator: GVMBufferTranslator) -> GVMExecutionOutcome
 }

@@ -11,7 +11,7 @@ public enum GVMInvalidCommandCause: UInt8, CaseIterable, Sendable {
     case unknownKernel = 6
     /// With nested paging off, the guest named a guest-physical address host memory lacks.
     case unbackedAddress = 7
-    /// The executor refused the kernel stream of an `execute` (it does not decode, or a kernel's
-    /// shape is invalid); nothing of it ran.
-    case invalidStream = 8
+    /// The executor refused the work: an `execute` stream that does not decode, or a kernel's
+    /// shape or operands; nothing of it ran.
+    case invalidWork = 8
 }

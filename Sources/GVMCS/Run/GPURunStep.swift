@@ -121,8 +121,7 @@ struct GPURunStep {
                 return Exit(exit: Self.exit(for: error), commandIndex: 0, commandOffset: 16)
             }
             let dispatch = GVMDispatch(kernel: kernel, input: inputRanges, output: outputRanges)
-            return executor.execute(dispatch)
-                ? nil : Exit(exit: .invalidCommand(.unknownKernel), commandIndex: 0)
+            return Self.exit(for: executor.execute(dispatch), commandOffset: 0)
         case .execute(let address, let length):
             let streamRanges: [GVMHostRange]
             do {
@@ -131,14 +130,18 @@ struct GPURunStep {
                 return Exit(exit: Self.exit(for: error), commandIndex: 0, commandOffset: 8)
             }
             let stream = GVMStream(guestGPUAddress: address, length: length, ranges: streamRanges)
-            switch executor.execute(stream, translator: GVMBufferTranslator(translator: translator)) {
-            case .completed:
-                return nil
-            case .invalidStream:
-                return Exit(exit: .invalidCommand(.invalidStream), commandIndex: 0, commandOffset: 8)
-            case .fault(let fault):
-                return Exit(exit: Self.exit(for: fault), commandIndex: 0, commandOffset: 8)
-            }
+            return Self.exit(for: executor.execute(stream, translator: GVMBufferTranslator(translator: translator)),
+                             commandOffset: 8)
+        }
+    }
+
+    /// The exit for what the executor reported (nil: the command completed).
+    static func exit(for outcome: GVMExecutionOutcome, commandOffset: UInt32) -> Exit? {
+        switch outcome {
+        case .completed: nil
+        case .unknownKernel: Exit(exit: .invalidCommand(.unknownKernel), commandIndex: 0)
+        case .invalidWork: Exit(exit: .invalidCommand(.invalidWork), commandIndex: 0, commandOffset: commandOffset)
+        case .fault(let fault): Exit(exit: exit(for: fault), commandIndex: 0, commandOffset: commandOffset)
         }
     }
 
