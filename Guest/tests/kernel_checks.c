@@ -243,6 +243,17 @@ static void t_activation_backward(enum vgpu_activation act, uint32_t n)
               kc_ref0, n, NULL, NULL, 0);
 }
 
+/* The row's maximum and sum of exp(x - max): what softmax and its cross-entropy both need. */
+static void exp_sum(const float *x, uint32_t cols, double *mx, double *total)
+{
+    *mx = x[0];
+    *total = 0;
+    for (uint32_t j = 1; j < cols; j++)
+        *mx = x[j] > *mx ? x[j] : *mx;
+    for (uint32_t j = 0; j < cols; j++)
+        *total += m_exp(x[j] - *mx);
+}
+
 static void t_softmax(uint32_t rows, uint32_t cols)
 {
     uint32_t n = rows * cols;
@@ -250,11 +261,8 @@ static void t_softmax(uint32_t rows, uint32_t cols)
     kc_poison(B(1), n);
     for (uint32_t r = 0; r < rows; r++) {
         const float *x = B(0) + r * cols;
-        double mx = x[0], total = 0;
-        for (uint32_t j = 1; j < cols; j++)
-            mx = x[j] > mx ? x[j] : mx;
-        for (uint32_t j = 0; j < cols; j++)
-            total += m_exp(x[j] - mx);
+        double mx, total;
+        exp_sum(x, cols, &mx, &total);
         for (uint32_t j = 0; j < cols; j++)
             kc_ref0[r * cols + j] = (float)(m_exp(x[j] - mx) / total);
     }
@@ -277,11 +285,8 @@ static void t_softmax_xent(uint32_t rows, uint32_t classes)
     kc_poison(B(3), n);
     for (uint32_t r = 0; r < rows; r++) {
         const float *x = B(0) + r * classes;
-        double mx = x[0], total = 0;
-        for (uint32_t j = 1; j < classes; j++)
-            mx = x[j] > mx ? x[j] : mx;
-        for (uint32_t j = 0; j < classes; j++)
-            total += m_exp(x[j] - mx);
+        double mx, total;
+        exp_sum(x, classes, &mx, &total);
         for (uint32_t j = 0; j < classes; j++)
             kc_ref1[r * classes + j] =
                 (float)((m_exp(x[j] - mx) / total - (j == labels[r] ? 1.0 : 0.0)) * scale);

@@ -95,8 +95,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
         }
         if let gpud = request.gpud, gpud.isEmpty { throw .badRequest("gpud must be a socket path") }
         // The request's fields as a --vgpu spec says them: a full-vGPU's controls ride in `profile`.
-        let bare = !request.profile.contains("=")
-        var text = bare ? "profile=\(request.profile)" : request.profile
+        var text = request.profile
         if let kind = request.kind { text += ",kind=\(kind)" }
         if let gpud = request.gpud { text += ",gpud=\(gpud)" }
         let spec: VGPUSpecification

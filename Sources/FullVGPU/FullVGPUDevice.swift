@@ -191,15 +191,19 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
             }
             return
         }
-        let size = data.count
-        var value: UInt64 = 0
-        for byte in 0..<size {
-            let at = UInt32(offset) + UInt32(byte)
-            let word = registerValue(at & ~3)
-            value |= UInt64((word >> (8 * (at & 3))) & 0xFF) << (8 * UInt64(byte))
+        // The 32-bit registers the access touches, from one snapshot of the register file.
+        let start = UInt32(offset), size = data.count
+        let fence = completedFence
+        let words = registers.withLock { r in
+            stride(from: start & ~3, through: (start + UInt32(max(size, 1)) - 1) & ~3, by: 4).map {
+                Self.registerValue($0, r, fence: fence)
+            }
         }
-        data.storeLittleEndian(value)
-        post(.read(UInt32(offset), size: size))
+        for i in data.indices {
+            let at = Int(start & 3) + i
+            data[i] = UInt8(truncatingIfNeeded: words[at / 4] >> (8 * UInt32(at % 4)))
+        }
+        post(.read(start, size: size))
     }
 
     public func writeBAR(_ index: Int, offset: UInt64, data: UnsafeRawBufferPointer) {
@@ -219,11 +223,6 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
     }
 
     // MARK: vCPU side
-
-    private func registerValue(_ offset: UInt32) -> UInt32 {
-        let fence = completedFence
-        return registers.withLock { Self.registerValue(offset, $0, fence: fence) }
-    }
 
     /// Rewrites the register page from the register file, after anything the guest can read
     /// changed: every register after a guest write (setup registers), otherwise only those the
@@ -350,8 +349,6 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
             defer { box.accesses.removeAll(keepingCapacity: true); box.enable = false; box.reset = false }
             return (box.accesses, box.enable, box.reset)
         }
-        logger.trace("full-vGPU pass", metadata: ["device": "\(name)", "doorbell": "\(doorbellRung)",
-                                                  "accesses": "\(accesses.count)", "enable": "\(enable)", "reset": "\(reset)"])
         counters.registerExits += UInt64(accesses.count)
         if reset { resetVGPU() }
         if enable { enableVGPU() }
