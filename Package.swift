@@ -28,10 +28,14 @@ let package = Package(
     targets: [
         // Thin typed wrappers for the KVM ioctls and the kvm_run unions Swift cannot reach.
         .target(name: "CKVM"),
+        // The primitives every module shares: threads (and later locks, conditions, clocks).
+        .target(name: "CPlatform"),
+        .target(name: "Platform", dependencies: ["CPlatform"]),
         .target(
             name: "Hypervisor",
             dependencies: [
                 "CKVM",
+                "Platform",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -97,6 +101,7 @@ let package = Package(
             name: "GPUDaemon",
             dependencies: [
                 "CFDPassing",
+                "Platform",
                 "Hypervisor",
                 "GPUHost",
                 "VirtioGPU",
@@ -144,14 +149,14 @@ let package = Package(
 
         // Plays the virtio driver in device tests: lays out rings in guest memory, offers chains.
         .target(name: "VirtioTestSupport", dependencies: ["Hypervisor"], path: "Tests/VirtioTestSupport"),
-        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VirtioTestSupport"]),
+        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Platform", "VirtioTestSupport"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
         .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VirtioGPU"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
         .testTarget(name: "VirtioGPUTests",
-                    dependencies: ["VirtioGPU", "Hypervisor", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],
+                    dependencies: ["VirtioGPU", "Hypervisor", "Platform", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -7,6 +7,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/eventfd.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <fcntl.h>
 
 #define CKVM_IOCTL(fd, request, arg) \
@@ -160,6 +162,12 @@ int ckvm_memfd_seal_size(int fd) {
 int ckvm_memfd_is_size_sealed(int fd) {
     int seals = fcntl(fd, F_GET_SEALS);
     return seals < 0 ? -errno : (seals & F_SEAL_SHRINK) != 0;
+}
+
+int ckvm_memfd_is_shmem(int fd) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) < 0) return -errno;
+    return fs.f_type == TMPFS_MAGIC;
 }
 
 int ckvm_eventfd(unsigned int initial) {

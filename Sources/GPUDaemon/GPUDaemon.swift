@@ -3,6 +3,7 @@ import Glibc
 import GPUHost
 import Hypervisor
 import Logging
+import Platform
 import Synchronization
 import VirtioGPU
 
@@ -20,9 +21,14 @@ public final class GPUDaemon: @unchecked Sendable {
     public let started = Date()
     private let listener: MessageListener
     private let logger: Logger
+    /// The profiles VMs may ask for by name, as the operator defined them. A VM names a
+    /// profile; it never says what memory, weight or contexts it gets.
+    public let profiles: [String: VGPUProfile]
+    /// The most guest RAM one VM may share with the daemon (its regions in all).
+    public let guestMemoryLimit: UInt64
     private let sessions = Mutex<[UInt64: Session]>([:])
     private let nextSessionID = Atomic<UInt64>(1)
-    private var acceptThread: Thread?
+    private var acceptThread: NativeThread?
 
     /// What the daemon knows of one connected vGPU.
     public struct VGPUSession: Sendable {
@@ -57,19 +63,25 @@ public final class GPUDaemon: @unchecked Sendable {
     private let departureLog = Mutex<[Departure]>([])
 
     /// Starts listening on `socketPath` (a stale socket is replaced, a live one is an error).
-    public init(scheduler: GPUScheduler, socketPath: String, logger: Logger = Logger(label: "malvvm.gpud")) throws(ChannelError) {
+    public init(scheduler: GPUScheduler, socketPath: String, profiles: [String: VGPUProfile] = VGPUProfile.named,
+                guestMemoryLimit: UInt64 = GuestMemory.defaultSharingLimit,
+                logger: Logger = Logger(label: "malvvm.gpud")) throws(ChannelError) {
         if MessageChannel.isLive(socketPath) {
             throw ChannelError("a GPU daemon is already serving '\(socketPath)'")
         }
         unlink(socketPath)
         self.scheduler = scheduler
         self.socketPath = socketPath
+        self.profiles = profiles
+        self.guestMemoryLimit = guestMemoryLimit
         self.logger = logger
         listener = try MessageListener(path: socketPath)
-        let thread = Thread { [weak self] in self?.acceptLoop() }
-        thread.name = "gpud-accept"
-        acceptThread = thread
-        thread.start()
+        do {
+            acceptThread = try NativeThread(name: "gpud-accept") { [weak self] in self?.acceptLoop() }
+        } catch {
+            listener.shutDown()
+            throw ChannelError("\(error)")
+        }
     }
 
     /// Stops accepting, ends every session (their VMs see the device fail) and removes the socket.
@@ -85,22 +97,49 @@ public final class GPUDaemon: @unchecked Sendable {
     }
 
     private func acceptLoop() {
-        while let channel = listener.accept() {
+        var shortage: Int32?
+        while true {
+            let channel: MessageChannel
+            switch listener.accept() {
+            case let .connection(accepted):
+                if shortage != nil { logger.notice("accepting VMs again") }
+                shortage = nil
+                channel = accepted
+            case .closed:
+                return
+            case let .outOfResources(code):
+                // EMFILE and its kin pass when sessions end: wait and try again, never stop
+                // serving. Logged once per shortage, not once per try.
+                if shortage == nil {
+                    logger.error("cannot accept a VM: \(String(cString: strerror(code))); retrying while sessions end")
+                }
+                shortage = code
+                usleep(20_000)
+                continue
+            }
             let id = nextSessionID.add(1, ordering: .relaxed).oldValue
-            let session = Session(id: id, channel: channel, scheduler: scheduler, logger: logger) { [weak self] departure in
+            let session = Session(id: id, channel: channel, scheduler: scheduler, profiles: profiles,
+                                  guestMemoryLimit: guestMemoryLimit, logger: logger) { [weak self] departure in
                 self?.departureLog.withLock { log in
                     log.append(departure)
                     if log.count > Self.departureLogSize { log.removeFirst() }
                 }
             }
             sessions.withLock { $0[id] = session }
-            let thread = Thread { [weak self] in
-                session.serve()
-                self?.sessions.withLock { _ = $0.removeValue(forKey: id) }
+            do {
+                _ = try NativeThread(name: "gpud-session", detached: true) { [weak self] in
+                    session.serve()
+                    self?.sessions.withLock { _ = $0.removeValue(forKey: id) }
+                    session.finished.signal()
+                }
+            } catch {
+                // Out of threads: this VM is turned away, and nobody waits for a session that
+                // never ran (stop() would otherwise wait for it forever).
+                logger.error("cannot serve a VM: \(error)")
+                sessions.withLock { _ = $0.removeValue(forKey: id) }
+                channel.shutDown()
                 session.finished.signal()
             }
-            thread.name = "gpud-session-\(id)"
-            thread.start()
         }
     }
 }
@@ -111,12 +150,15 @@ private final class Session: @unchecked Sendable {
     let channel: MessageChannel
     let finished = DispatchSemaphore(value: 0)
     private let scheduler: GPUScheduler
+    private let profiles: [String: VGPUProfile]
+    private let guestMemoryLimit: UInt64
     private var logger: Logger
     private let connected = Date()
 
     // Touched by the session thread; read under `lock` by `snapshot`.
     private let lock = NSLock()
     private var hello: VGPUUser.Hello?
+    private var profile: VGPUProfile?
     private var device: VirtioGPU?
     private var memory: GuestMemory?
     private var server: VirtioQueueServer?
@@ -125,9 +167,11 @@ private final class Session: @unchecked Sendable {
 
     private let departed: (GPUDaemon.Departure) -> Void
 
-    init(id: UInt64, channel: MessageChannel, scheduler: GPUScheduler, logger: Logger,
-         departed: @escaping (GPUDaemon.Departure) -> Void) {
+    init(id: UInt64, channel: MessageChannel, scheduler: GPUScheduler, profiles: [String: VGPUProfile],
+         guestMemoryLimit: UInt64, logger: Logger, departed: @escaping (GPUDaemon.Departure) -> Void) {
         self.departed = departed
+        self.profiles = profiles
+        self.guestMemoryLimit = guestMemoryLimit
         self.id = id
         self.channel = channel
         self.scheduler = scheduler
@@ -137,8 +181,8 @@ private final class Session: @unchecked Sendable {
 
     var snapshot: GPUDaemon.VGPUSession? {
         lock.withLock {
-            guard let hello, let device else { return nil }
-            return GPUDaemon.VGPUSession(id: id, vm: hello.vm, vgpu: hello.vgpu, profile: hello.profile, connected: connected,
+            guard let hello, let profile, let device else { return nil }
+            return GPUDaemon.VGPUSession(id: id, vm: hello.vm, vgpu: hello.vgpu, profile: profile, connected: connected,
                                          active: server != nil, statistics: device.statistics)
         }
     }
@@ -170,28 +214,32 @@ private final class Session: @unchecked Sendable {
             }
             guard fds.count == 1 else { return .failed("hello carries exactly one descriptor, the guest memory") }
             guard Self.isPlainName(hello.vm), Self.isPlainName(hello.vgpu) else { return .failed("bad VM or vGPU name") }
-            if let problem = Self.check(hello.profile) { return .failed(problem) }
+            // The operator's profile of that name, whatever else the VM might wish for.
+            guard let profile = profiles[hello.profile] else {
+                return .failed("profile '\(hello.profile)' is not offered by this GPU daemon (offered: \(profiles.keys.sorted().joined(separator: ", ")))")
+            }
             unused = []
             let memory: GuestMemory
             do {
                 memory = try GuestMemory(sharing: fds[0], regions: hello.regions.map {
                     (start: GuestAddress($0.start), size: $0.size, fileOffset: $0.fileOffset)
-                })
+                }, limit: guestMemoryLimit)
             } catch { return .failed("guest memory: \(error)") }
-            let device = VirtioGPU(scheduler: scheduler, profile: hello.profile, memory: memory, name: "\(hello.vm)/\(hello.vgpu)",
+            let device = VirtioGPU(scheduler: scheduler, profile: profile, memory: memory, name: "\(hello.vm)/\(hello.vgpu)",
                                    logger: logger)
             lock.withLock {
                 self.hello = hello
+                self.profile = profile
                 self.device = device
                 self.memory = memory
             }
-            logger.info("vGPU \(hello.vm)/\(hello.vgpu) connected (\(hello.profile))")
+            logger.info("vGPU \(hello.vm)/\(hello.vgpu) connected (\(profile))")
             var configuration = [UInt8](repeating: 0, count: device.configurationSize)
             configuration.withUnsafeMutableBytes { device.readConfiguration(offset: 0, into: $0) }
             let (classCode, subclass, interface) = device.pciClass
             return .device(VGPUUser.Device(deviceType: device.deviceType, features: device.offeredFeatures,
                                            queueSizes: device.queueMaximumSizes, configuration: configuration,
-                                           pciClass: [classCode, subclass, interface]))
+                                           pciClass: [classCode, subclass, interface], profile: profile))
 
         case let .activate(activation):
             guard let device, let memory else { return .failed("activate before hello") }
@@ -246,7 +294,9 @@ private final class Session: @unchecked Sendable {
 
         case let .writeConfiguration(offset, bytes):
             guard let device else { return .failed("configuration write before hello") }
-            guard offset >= 0, bytes.count <= 8, offset + bytes.count <= device.configurationSize else {
+            // Compared without adding: a peer's offset near Int.max must not overflow the check.
+            guard offset >= 0, bytes.count <= 8, bytes.count <= device.configurationSize,
+                  offset <= device.configurationSize - bytes.count else {
                 return .failed("configuration write outside the device's configuration")
             }
             bytes.withUnsafeBytes { device.writeConfiguration(offset: offset, data: $0) }
@@ -286,13 +336,6 @@ private final class Session: @unchecked Sendable {
 
     static func isPlainName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
-    }
-
-    static func check(_ profile: VGPUProfile) -> String? {
-        guard profile.memoryBytes > 0 else { return "profile memory must be positive" }
-        guard profile.weight.isFinite, profile.weight > 0 else { return "profile weight must be a positive number" }
-        guard (1 ... 1024).contains(profile.maxContexts) else { return "profile contexts must be 1-1024" }
-        return nil
     }
 
     static func isEventFD(_ fd: Int32) -> Bool {

@@ -2,6 +2,7 @@ import CFDPassing
 import Foundation
 import Glibc
 import Hypervisor
+import Synchronization
 
 public struct ChannelError: Error, Sendable, CustomStringConvertible {
     public let description: String
@@ -78,6 +79,12 @@ final class MessageChannel: @unchecked Sendable {
         }
     }
 
+    /// Bounds how long `receive` waits (0: for ever); past it `receive` throws `timedOut`.
+    func setReceiveTimeout(seconds: Int) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        _ = setsockopt(fileDescriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Wakes a thread blocked in `receive` on this channel (it sees end of stream).
     func shutDown() { Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR)) }
 }
@@ -86,6 +93,7 @@ final class MessageChannel: @unchecked Sendable {
 final class MessageListener: @unchecked Sendable {
     let path: String
     let fileDescriptor: Int32
+    private let isShutDown = Atomic<Bool>(false)
 
     init(path: String) throws(ChannelError) {
         let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -112,20 +120,35 @@ final class MessageListener: @unchecked Sendable {
 
     deinit { close(fileDescriptor) }
 
-    /// The next connection; nil once the listener is shut down.
-    func accept() -> MessageChannel? {
+    enum Accepted {
+        case connection(MessageChannel)
+        /// The listener was shut down.
+        case closed
+        /// The process or system is out of descriptors or memory for now (EMFILE, ENFILE,
+        /// ENOBUFS, ENOMEM): the connection waits in the backlog; try again later.
+        case outOfResources(Int32)
+    }
+
+    /// The next connection, or why there is none now.
+    func accept() -> Accepted {
         while true {
             let fd = Glibc.accept(fileDescriptor, nil, nil)
             if fd >= 0 {
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                return MessageChannel(adopting: fd)
+                return .connection(MessageChannel(adopting: fd))
             }
-            if errno == EINTR || errno == ECONNABORTED { continue }
-            return nil
+            let code = errno
+            if isShutDown.load(ordering: .acquiring) { return .closed }
+            switch code {
+            case EINTR, ECONNABORTED, EPROTO: continue
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .outOfResources(code)
+            default: return .closed
+            }
         }
     }
 
     func shutDown() {
+        isShutDown.store(true, ordering: .releasing)
         Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR))
         unlink(path)
     }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Hypervisor
 import Logging
+import Platform
 import VirtioGPU
 
 /// A para-vGPU whose device the GPU daemon runs: the VM's side of the vgpu-user protocol.
@@ -13,7 +14,10 @@ import VirtioGPU
 /// driver's reset reconnects, so a restarted daemon serves the VM again.
 public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Sendable {
     public let name: String
+    /// What the daemon granted: its operator's profile of the name asked for.
     public let profile: VGPUProfile
+    /// The daemon profile asked for (sent again on a reconnect).
+    public let profileName: String
     public let daemonSocket: String
     public let deviceType: UInt16
     public let offeredFeatures: UInt64
@@ -22,6 +26,7 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
     public let pciClass: (UInt8, UInt8, UInt8)
     /// How long a request waits for the daemon's reply.
     static let replyTimeout: DispatchTimeInterval = .seconds(20)
+    static let helloTimeoutSeconds = 20
 
     private let vm: String
     private let memory: GuestMemory
@@ -45,18 +50,20 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
         init(channel: MessageChannel) { self.channel = channel }
     }
 
-    /// Connects to the daemon at `daemonSocket` and asks it for a vGPU with `profile` on this
-    /// VM's guest memory.
-    public init(daemonSocket: String, vm: String, name: String, profile: VGPUProfile, memory: GuestMemory,
+    /// Connects to the daemon at `daemonSocket` and asks it for a vGPU of its profile
+    /// `profileName` on this VM's guest memory.
+    public init(daemonSocket: String, vm: String, name: String, profileName: String, memory: GuestMemory,
                 logger: Logger = Logger(label: "malvvm.vgpu.remote")) throws(ChannelError) {
         self.daemonSocket = daemonSocket
         self.vm = vm
         self.name = name
-        self.profile = profile
+        self.profileName = profileName
         self.memory = memory
         self.logger = logger
-        let (connection, device) = try Self.connect(daemonSocket, hello: Self.hello(vm: vm, vgpu: name, profile: profile, memory: memory),
+        let (connection, device) = try Self.connect(daemonSocket, hello: Self.hello(vm: vm, vgpu: name, profileName: profileName,
+                                                                                    memory: memory),
                                                     memory: memory)
+        profile = device.profile
         deviceType = device.deviceType
         offeredFeatures = device.features
         queueMaximumSizes = device.queueSizes
@@ -65,13 +72,13 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
         guard device.pciClass.count == 3 else { throw ChannelError("the daemon described a device without a PCI class") }
         pciClass = (device.pciClass[0], device.pciClass[1], device.pciClass[2])
         self.connection = connection
-        startReader(connection)
+        try startReader(connection)
     }
 
     deinit { connection?.channel.shutDown() }
 
-    private static func hello(vm: String, vgpu: String, profile: VGPUProfile, memory: GuestMemory) -> VGPUUser.Request {
-        .hello(VGPUUser.Hello(version: VGPUUser.version, vm: vm, vgpu: vgpu, profile: profile,
+    private static func hello(vm: String, vgpu: String, profileName: String, memory: GuestMemory) -> VGPUUser.Request {
+        .hello(VGPUUser.Hello(version: VGPUUser.version, vm: vm, vgpu: vgpu, profile: profileName,
                               regions: memory.regions.map { VGPUUser.MemoryRegion(start: $0.start.raw, size: $0.size, fileOffset: $0.fileOffset) }))
     }
 
@@ -83,7 +90,14 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
             throw ChannelError("no GPU daemon at '\(path)' (start one with 'malvvm gpud --socket \(path)'): \(error)")
         }
         try channel.send(hello, fds: [memory.fileDescriptor])
-        guard let (reply, fds) = try channel.receive(VGPUUser.Reply.self) else {
+        // A daemon that accepts and never answers must not hold the VM (or its API) for ever.
+        channel.setReceiveTimeout(seconds: helloTimeoutSeconds)
+        let message: (VGPUUser.Reply, [Int32])?
+        do { message = try channel.receive(VGPUUser.Reply.self) } catch {
+            throw ChannelError("the GPU daemon at '\(path)' did not answer within \(helloTimeoutSeconds) s (\(error))")
+        }
+        channel.setReceiveTimeout(seconds: 0)
+        guard let (reply, fds) = message else {
             throw ChannelError("the GPU daemon at '\(path)' hung up")
         }
         fds.forEach { close($0) }
@@ -94,25 +108,29 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
         }
     }
 
-    private func startReader(_ connection: Connection) {
-        let thread = Thread { [weak self] in
-            while true {
-                let message = try? connection.channel.receive(VGPUUser.Reply.self)
-                guard let (reply, fds) = message else { break }
-                fds.forEach { close($0) }
-                if case let .needsReset(reason) = reply {
-                    self?.deviceFailed("the GPU daemon: \(reason)")
-                    continue
+    private func startReader(_ connection: Connection) throws(ChannelError) {
+        let name = name
+        do {
+            _ = try NativeThread(name: "vgpu-remote", detached: true) { [weak self] in
+                while true {
+                    let message = try? connection.channel.receive(VGPUUser.Reply.self)
+                    guard let (reply, fds) = message else { break }
+                    fds.forEach { close($0) }
+                    if case let .needsReset(reason) = reply {
+                        self?.deviceFailed("the GPU daemon: \(reason)")
+                        continue
+                    }
+                    connection.lock.withLock { connection.pending.append(reply) }
+                    connection.replies.signal()
                 }
-                connection.lock.withLock { connection.pending.append(reply) }
+                connection.lock.withLock { connection.closed = true }
                 connection.replies.signal()
+                self?.disconnected(connection)
             }
-            connection.lock.withLock { connection.closed = true }
-            connection.replies.signal()
-            self?.disconnected(connection)
+        } catch {
+            connection.channel.shutDown()
+            throw ChannelError("vGPU \(name): \(error)")
         }
-        thread.name = "vgpu-remote-\(name)"
-        thread.start()
     }
 
     private func disconnected(_ connection: Connection) {
@@ -185,10 +203,11 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
 
     private func reconnect() {
         do {
-            let (connection, _) = try Self.connect(daemonSocket, hello: Self.hello(vm: vm, vgpu: name, profile: profile, memory: memory),
+            let (connection, _) = try Self.connect(daemonSocket, hello: Self.hello(vm: vm, vgpu: name, profileName: profileName,
+                                                                                   memory: memory),
                                                    memory: memory)
             lock.withLock { self.connection = connection }
-            startReader(connection)
+            try startReader(connection)
             logger.notice("vGPU \(name): reconnected to the GPU daemon at '\(daemonSocket)'")
         } catch {
             logger.warning("vGPU \(name): \(error)")

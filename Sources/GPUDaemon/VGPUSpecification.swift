@@ -10,10 +10,15 @@ import VirtioGPU
 /// VM a client of the GPU daemon there. `kind=full` is a full-vGPU (docs/fullvgpu.md), which
 /// also takes the G-VMCS control keys (`doorbell-exiting=on`, ...). The other keys are
 /// `VGPUProfile`'s.
+///
+/// A daemon's vGPU names one of the daemon's profiles and nothing more: its memory, weight and
+/// contexts are what the daemon's operator set for that name, never what the VM asks.
 public struct VGPUSpecification: Sendable, Equatable {
     public enum Placement: Sendable, Equatable {
-        case embedded
-        case daemon(socket: String)
+        /// On the VM's own scheduler, with the profile the VM's command line gives.
+        case embedded(VGPUProfile)
+        /// On the GPU daemon at `socket`, with its profile named `profile`.
+        case daemon(socket: String, profile: String)
     }
 
     public enum Kind: Sendable, Equatable {
@@ -29,17 +34,15 @@ public struct VGPUSpecification: Sendable, Equatable {
     }
 
     public var kind: Kind
-    public var profile: VGPUProfile
     public var placement: Placement
 
-    public init(kind: Kind = .para, profile: VGPUProfile, placement: Placement = .embedded) {
+    public init(kind: Kind = .para, placement: Placement) {
         self.kind = kind
-        self.profile = profile
         self.placement = placement
     }
 
     public init(parsing text: String, defaultDaemonSocket: String) throws(VGPUProfile.ParseError) {
-        var placement = Placement.embedded
+        var daemonSocket: String?
         var kindName: String?
         var controls = FullVGPUControls()
         var controlKeys: [String] = []
@@ -50,10 +53,10 @@ public struct VGPUSpecification: Sendable, Equatable {
             let value = parts.count == 2 ? String(parts[1]) : ""
             switch key {
             case "gpud":
-                guard placement == .embedded else { throw .duplicateKey("gpud") }
+                guard daemonSocket == nil else { throw .duplicateKey("gpud") }
                 let path = parts.count == 2 ? value : defaultDaemonSocket
                 guard !path.isEmpty else { throw .badValue(key: "gpud", value: path) }
-                placement = .daemon(socket: path)
+                daemonSocket = path
             case "kind":
                 guard kindName == nil else { throw .duplicateKey("kind") }
                 guard ["para", "full"].contains(value.lowercased()) else { throw .badValue(key: "kind", value: value) }
@@ -67,14 +70,42 @@ public struct VGPUSpecification: Sendable, Equatable {
             }
         }
         if kindName == "full" {
-            guard placement == .embedded else { throw .conflict("a kind=full vGPU runs in the VM's process: gpud= is for para-vGPUs") }
+            guard daemonSocket == nil else { throw .conflict("a kind=full vGPU runs in the VM's process: gpud= is for para-vGPUs") }
             kind = .full(controls)
         } else {
             if let key = controlKeys.first { throw .conflict("'\(key)' is a full-vGPU control: add kind=full") }
             kind = .para
         }
-        profile = try VGPUProfile(parsing: rest.joined(separator: ","))
-        self.placement = placement
+        if let daemonSocket {
+            placement = .daemon(socket: daemonSocket, profile: try Self.daemonProfileName(rest))
+        } else {
+            placement = .embedded(try VGPUProfile(parsing: rest.joined(separator: ",")))
+        }
+    }
+
+    /// The one profile name a daemon vGPU may carry ("2g" or "profile=2g"; 1g when none).
+    static func daemonProfileName(_ items: [Substring]) throws(VGPUProfile.ParseError) -> String {
+        var name: String?
+        for item in items {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            let (key, value) = parts.count == 2 ? (parts[0].lowercased(), parts[1]) : ("profile", parts[0])
+            guard key == "profile" else {
+                throw .conflict("'\(key)' of a gpud vGPU is the daemon operator's to set: name a profile the daemon offers (malvvm gpud --profile NAME:...)")
+            }
+            guard name == nil else { throw .duplicateKey("profile") }
+            guard VGPUProfile.isPlainName(value) else { throw .badValue(key: "profile", value: value) }
+            name = value.lowercased()
+        }
+        return name ?? "1g"
+    }
+
+    /// The profile: the command line's for an embedded vGPU, the name asked of the daemon for
+    /// a daemon's (what it granted is the device's `profile`).
+    public var profileName: String {
+        switch placement {
+        case let .embedded(profile): profile.name
+        case let .daemon(_, name): name
+        }
     }
 }
 
@@ -90,6 +121,7 @@ extension VGPUSpecification {
             return device
         case let .full(controls):
             let scheduler = try embedded()
+            let profile = try embeddedProfile()
             return try machine.attachPCIDevice(name: name) { host throws(HypervisorError) in
                 try FullVGPUDevice(host: host, scheduler: scheduler, profile: profile, controls: controls, name: name)
             }
@@ -109,6 +141,7 @@ extension VGPUSpecification {
             return device
         case let .full(controls):
             let scheduler = try embedded()
+            let profile = try embeddedProfile()
             return try machine.hotplugPCIDevice(name: name) { host throws(HypervisorError) in
                 try FullVGPUDevice(host: host, scheduler: scheduler, profile: profile, controls: controls, name: name)
             }.device
@@ -120,10 +153,17 @@ extension VGPUSpecification {
     public func makeDevice(vm: String, name: String, memory: GuestMemory,
                            embedded: () throws -> GPUScheduler) throws -> any VGPUBackend {
         switch placement {
-        case .embedded:
+        case let .embedded(profile):
             return VirtioGPU(scheduler: try embedded(), profile: profile, memory: memory, name: name)
-        case let .daemon(socket):
-            return try RemoteVGPU(daemonSocket: socket, vm: vm, name: name, profile: profile, memory: memory)
+        case let .daemon(socket, profileName):
+            return try RemoteVGPU(daemonSocket: socket, vm: vm, name: name, profileName: profileName, memory: memory)
         }
+    }
+
+    private func embeddedProfile() throws(VGPUProfile.ParseError) -> VGPUProfile {
+        guard case let .embedded(profile) = placement else {
+            throw .conflict("a kind=full vGPU runs in the VM's process: gpud= is for para-vGPUs")
+        }
+        return profile
     }
 }

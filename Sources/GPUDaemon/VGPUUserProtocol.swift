@@ -11,7 +11,9 @@ import VirtioGPU
 /// One connection is one vGPU. Every request gets exactly one reply, in order; the daemon may
 /// also send `needsReset` at any time.
 enum VGPUUser {
-    static let version = 1
+    /// 2: a VM names its profile and the daemon says what it grants (version 1 sent the
+    /// whole profile, so a VM chose its own share).
+    static let version = 2
 
     struct MemoryRegion: Codable, Sendable {
         var start: UInt64
@@ -23,7 +25,8 @@ enum VGPUUser {
         var version: Int
         var vm: String
         var vgpu: String
-        var profile: VGPUProfile
+        /// The name of one of the daemon's profiles (`malvvm gpud --profile`).
+        var profile: String
         var regions: [MemoryRegion]
         // Descriptors: the guest-memory memfd.
     }
@@ -58,6 +61,8 @@ enum VGPUUser {
         var queueSizes: [UInt16]
         var configuration: [UInt8]
         var pciClass: [UInt8]
+        /// What the daemon grants this vGPU: its operator's profile of the name asked for.
+        var profile: VGPUProfile
     }
 
     enum Reply: Codable, Sendable {

@@ -101,6 +101,23 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
         self = profile
     }
 
+    /// A profile name an operator may define and a VM may ask for: 1-32 letters, digits, '-',
+    /// '_' or '.'.
+    public static func isPlainName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 32 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+    }
+
+    /// An operator's profile definition, `NAME:SPEC` (`heavy:profile=4g,weight=8`): SPEC as
+    /// `init(parsing:)` takes it, under the name NAME.
+    public init(definition text: String) throws(ParseError) {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, Self.isPlainName(parts[0]) else {
+            throw .badValue(key: "profile definition", value: text)
+        }
+        self = try VGPUProfile(parsing: parts[1])
+        name = parts[0].lowercased()
+    }
+
     static func parseBytes(_ text: String) -> Int? {
         let lower = text.lowercased()
         let shifts: [Character: Int] = ["k": 10, "m": 20, "g": 30]

@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 import GPUDaemon
 import GPUHost
+import VirtioGPU
 
 struct GPUDaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,6 +39,14 @@ struct GPUDaemonCommand: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("Where VMs connect (default: gpud.sock in the socket directory).", valueName: "path"))
         var socket: String?
 
+        @Option(name: .customLong("profile"), help: ArgumentHelp(
+            "Define a profile VMs may ask for by name, e.g. 'heavy:profile=4g,weight=8' or 'small:memory=512m,contexts=4'; repeat for more. VMs name a profile; its memory, weight and contexts are only ever these (1g, 2g, 4g, 8g are defined unless redefined).",
+            valueName: "name:spec"),
+                transform: { text in
+                    do { return try VGPUProfile(definition: text) } catch { throw ValidationError("--profile: \(error)") }
+                })
+        var profiles: [VGPUProfile] = []
+
         @OptionGroup var global: GlobalOptions
 
         func validate() throws {
@@ -67,7 +76,9 @@ struct GPUDaemonCommand: ParsableCommand {
                                                         withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch { throw RuntimeFailure(message: "cannot create the socket directory: \(error.localizedDescription)") }
             let daemon: GPUDaemon
-            do { daemon = try GPUDaemon(scheduler: scheduler, socketPath: socketPath) } catch {
+            var catalog = VGPUProfile.named
+            for profile in profiles { catalog[profile.name] = profile }
+            do { daemon = try GPUDaemon(scheduler: scheduler, socketPath: socketPath, profiles: catalog) } catch {
                 throw RuntimeFailure(message: error.description)
             }
             defer { daemon.stop() }

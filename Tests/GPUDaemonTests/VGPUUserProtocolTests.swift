@@ -18,7 +18,8 @@ import VirtioGPU
     init() throws {
         socket = NSTemporaryDirectory() + "gpud-test-\(getpid())-\(UInt32.random(in: 0 ... .max)).sock"
         scheduler = try GPUScheduler(backend: CPUBackend())
-        daemon = try GPUDaemon(scheduler: scheduler, socketPath: socket)
+        // Room for one 16 MiB VM's regions and a little more: the limit a peer's sparse memfds meet.
+        daemon = try GPUDaemon(scheduler: scheduler, socketPath: socket, guestMemoryLimit: 32 << 20)
         memory = try GuestMemory(layout: [(start: GuestAddress(0), size: 16 << 20)])
     }
 
@@ -31,7 +32,7 @@ import VirtioGPU
         memory.regions.map { VGPUUser.MemoryRegion(start: $0.start.raw, size: $0.size, fileOffset: $0.fileOffset) }
     }
 
-    func hello(vm: String = "vm1", profile: VGPUProfile = VGPUProfile.named["1g"]!, regions: [VGPUUser.MemoryRegion]? = nil,
+    func hello(vm: String = "vm1", profile: String = "1g", regions: [VGPUUser.MemoryRegion]? = nil,
                version: Int = VGPUUser.version) -> VGPUUser.Request {
         .hello(VGPUUser.Hello(version: version, vm: vm, vgpu: "vgpu0", profile: profile, regions: regions ?? self.regions))
     }
@@ -73,8 +74,7 @@ import VirtioGPU
             (hello(), [memory.fileDescriptor, memory.fileDescriptor], "exactly one descriptor"),
             (hello(version: 99), [memory.fileDescriptor], "version 99"),
             (hello(vm: "../etc"), [memory.fileDescriptor], "bad VM or vGPU name"),
-            (hello(profile: VGPUProfile(memoryBytes: 0)), [memory.fileDescriptor], "memory must be positive"),
-            (hello(profile: VGPUProfile(memoryBytes: 1 << 20, weight: -1)), [memory.fileDescriptor], "weight"),
+            (hello(profile: "huge"), [memory.fileDescriptor], "profile 'huge' is not offered by this GPU daemon"),
             (hello(), [unsealed], "not a memfd sealed"),
             (hello(regions: [VGPUUser.MemoryRegion(start: 0, size: 32 << 20, fileOffset: 0)]), [memory.fileDescriptor], "does not fit"),
             (hello(regions: [VGPUUser.MemoryRegion(start: 0, size: 4096, fileOffset: UInt64.max - 4095)]), [memory.fileDescriptor], "does not fit"),
@@ -113,6 +113,9 @@ import VirtioGPU
             (activation([VGPUUser.Queue(size: 3, descriptorTable: 0, availableRing: 0, usedRing: 0), nil]), doorbellFDs, "queue size 3"),
             (.writeConfiguration(offset: 14, bytes: [1, 2, 3, 4]), [], "outside the device's configuration"),
             (.writeConfiguration(offset: -4, bytes: [1]), [], "outside the device's configuration"),
+            // Once trapped gpud on an overflow in its own bounds check.
+            (.writeConfiguration(offset: Int.max - 2, bytes: [1, 2, 3, 4]), [], "outside the device's configuration"),
+            (.writeConfiguration(offset: Int.max, bytes: [1]), [], "outside the device's configuration"),
         ]
         for (request, fds, expected) in cases {
             let message = failure(try exchange(channel, request, fds: fds))
@@ -126,6 +129,59 @@ import VirtioGPU
         #expect(daemon.vgpus.first?.active == true)
         guard case .done? = try exchange(channel, .reset) else { Issue.record("reset refused"); return }
         #expect(daemon.vgpus.first?.active == false)
+    }
+
+    /// The profile is the daemon's: the VM names it and is told what it got.
+    @Test func theDaemonGrantsItsOwnProfile() throws {
+        let channel = try MessageChannel.connect(to: socket)
+        let reply = try exchange(channel, hello(profile: "2g"), fds: [memory.fileDescriptor])
+        guard case let .device(device)? = reply else { Issue.record("\(String(describing: reply))"); return }
+        #expect(device.profile == VGPUProfile.named["2g"])
+        #expect(daemon.vgpus.first?.profile == VGPUProfile.named["2g"])
+    }
+
+    /// A hugetlbfs memfd passes a seal check but raises SIGBUS on a fault when its pool is
+    /// empty: it once crashed gpud at the first kick. Refused at hello.
+    @Test func hugePageGuestMemoryIsRefused() throws {
+        let hugeTLB: UInt32 = 0x0004  // MFD_HUGETLB
+        let fd = ckvm_memfd_create("huge", CKVM_MFD_CLOEXEC | CKVM_MFD_ALLOW_SEALING | hugeTLB)
+        guard fd >= 0 else {
+            // No hugetlbfs in this kernel: nothing to refuse, and the ordinary case is tested above.
+            print("hugetlb memfd unavailable here (errno \(-fd))")
+            return
+        }
+        defer { close(fd) }
+        _ = ftruncate(fd, 2 << 20)
+        _ = ckvm_memfd_seal_size(fd)
+        let channel = try MessageChannel.connect(to: socket)
+        let region = VGPUUser.MemoryRegion(start: 0, size: 2 << 20, fileOffset: 0)
+        let message = failure(try exchange(channel, hello(regions: [region]), fds: [fd]))
+        #expect(message?.contains("not an ordinary memfd") == true, "\(String(describing: message))")
+        _ = try connected()
+    }
+
+    /// Sparse memfds of tens of TiB once used up the daemon's address space (it mapped each
+    /// whole): only the regions are mapped now, and they are bounded per VM.
+    @Test func sparseHugeMemfdsCostOnlyTheirRegions() throws {
+        var sparse: [Int32] = []
+        defer { sparse.forEach { close($0) } }
+        var channels: [MessageChannel] = []
+        for _ in 0 ..< 6 {
+            let fd = memfd(sealed: false)
+            _ = ftruncate(fd, 40 << 40)  // 40 TiB, no page of it allocated
+            _ = ckvm_memfd_seal_size(fd)
+            sparse.append(fd)
+            let channel = try MessageChannel.connect(to: socket)
+            let region = VGPUUser.MemoryRegion(start: 0, size: 16 << 20, fileOffset: 20 << 40)
+            let reply = try exchange(channel, hello(vm: "sparse\(sparse.count)", regions: [region]), fds: [fd])
+            guard case .device? = reply else { Issue.record("sparse hello: \(String(describing: reply))"); return }
+            channels.append(channel)
+        }
+        let tooMuch = VGPUUser.MemoryRegion(start: 0, size: 1 << 40, fileOffset: 0)
+        let refusal = failure(try exchange(try MessageChannel.connect(to: socket), hello(regions: [tooMuch]), fds: [sparse[0]]))
+        #expect(refusal?.contains("cover more than") == true, "\(String(describing: refusal))")
+        // An ordinary VM is still served beside them.
+        _ = try connected()
     }
 
     @Test func garbageClosesTheConnectionOnly() throws {

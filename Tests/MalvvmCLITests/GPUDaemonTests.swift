@@ -12,9 +12,9 @@ import Testing
         let socket: String
         let process: BackgroundProcess
 
-        init(_ options: [String]) throws {
+        init(_ options: [String], fileLimit: Int? = nil) throws {
             socket = NSTemporaryDirectory() + "malvvm-gpud-\(getpid())-\(UInt32.random(in: 0 ... .max))/gpud.sock"
-            process = try BackgroundProcess(["gpud", "--gpu", "cpu", "--socket", socket] + options)
+            process = try BackgroundProcess(["gpud", "--gpu", "cpu", "--socket", socket] + options, fileLimit: fileLimit)
             guard process.waitForOutput("gpud: serving", timeout: 30) else {
                 throw DaemonError(message: "gpud did not start: \(process.output)")
             }
@@ -83,13 +83,15 @@ import Testing
     }
 
     /// Fixed share 1:1:2 of a whole GPU of weight 4: three VMs that keep their vGPUs busy
-    /// (`test=vgpuload`) are charged GPU time within 2 % of 25/25/50 %.
+    /// (`test=vgpuload`) are charged GPU time within 2 % of 25/25/50 %. The weights are the
+    /// operator's profiles; each VM only names one.
     @Test func fixedShareOneOneTwoSplitsTheGPUTime() throws {
-        let daemon = try Daemon(["--policy", "fixed-share", "--total-weight", "4"])
+        let daemon = try Daemon(["--policy", "fixed-share", "--total-weight", "4",
+                                 "--profile", "w1:profile=1g,weight=1", "--profile", "w2:profile=1g,weight=2"])
         let weights = [1, 1, 2]
         let vms = try weights.enumerated().map { index, weight in
             try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", "fs\(index)", "--api-socket", "none",
-                                   "--vgpu", "gpud=\(daemon.socket),profile=1g,weight=\(weight)", "--cmdline", "test=vgpuload seconds=30"])
+                                   "--vgpu", "gpud=\(daemon.socket),profile=w\(weight)", "--cmdline", "test=vgpuload seconds=30"])
         }
         #expect(try daemon.waitForSubmittingVGPUs(3))
         try daemon.resetMetrics()
@@ -167,6 +169,35 @@ import Testing
         #expect(try daemon.vgpus().isEmpty)
     }
 
+    /// A burst of connections that runs gpud out of descriptors (EMFILE) once ended its accept
+    /// loop for good: it now waits for descriptors to come back and serves the next VM.
+    @Test func aDescriptorShortageDoesNotStopTheDaemonAccepting() throws {
+        let daemon = try Daemon(["--policy", "best-effort"], fileLimit: 96)
+        var burst: [Int32] = []
+        for _ in 0 ..< 160 {
+            let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else { break }
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { raw in
+                let path = Array(daemon.socket.utf8)
+                raw.copyBytes(from: path)
+                raw[path.count] = 0
+            }
+            _ = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            burst.append(fd)
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(daemon.process.isRunning)
+        burst.forEach { close($0) }
+        let vm = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", "none",
+                                     "--vgpu", "gpud=\(daemon.socket),profile=1g", "--cmdline", "test=hello"], timeout: 60)
+        #expect(vm.status == 0, "\(vm.stderr)")
+        #expect(try daemon.vgpus().isEmpty, "the VM's vGPU left with it")
+    }
+
     @Test func mistakesAreOneLineErrors() throws {
         let missing = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", "none",
                                           "--vgpu", "gpud=/nonexistent/gpud.sock,profile=1g", "--cmdline", "test=hello"])
@@ -179,5 +210,11 @@ import Testing
         #expect(policy.status == 2 && policy.stderrLines.count == 1, "\(policy.stderr)")
         let slice = try Harness.malvvm(["gpud", "--slice", "90ms"])
         #expect(slice.status == 2 && slice.stderrLines.count == 1, "\(slice.stderr)")
+        // A VM never sets its own share on a daemon: weight, memory and contexts are the operator's.
+        let greedy = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "gpud=/a,profile=1g,weight=1e308",
+                                         "--cmdline", "test=hello"])
+        #expect(greedy.status == 2 && greedy.stderrLines.count == 1 && greedy.stderr.contains("daemon operator's"), "\(greedy.stderr)")
+        let definition = try Harness.malvvm(["gpud", "--profile", "no-colon"])
+        #expect(definition.status == 2 && definition.stderrLines.count == 1, "\(definition.stderr)")
     }
 }

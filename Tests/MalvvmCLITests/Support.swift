@@ -93,11 +93,18 @@ final class BackgroundProcess {
     let consolePath: String
     private var finalOutput: String?
 
-    init(_ arguments: [String]) throws {
+    /// - Parameter fileLimit: the process's RLIMIT_NOFILE (through prlimit(1), which execs
+    ///   malvvm in place, so the pid is malvvm's).
+    init(_ arguments: [String], fileLimit: Int? = nil) throws {
         consolePath = NSTemporaryDirectory() + "malvvm-bg-\(getpid())-\(UInt32.random(in: 0 ... .max)).out"
         _ = FileManager.default.createFile(atPath: consolePath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: Harness.malvvm)
-        process.arguments = arguments
+        if let fileLimit {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(fileLimit):\(fileLimit)", "--", Harness.malvvm] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Harness.malvvm)
+            process.arguments = arguments
+        }
         process.standardOutput = FileHandle(forWritingAtPath: consolePath)
         process.standardError = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice

@@ -94,6 +94,8 @@ int ckvm_memfd_create(const char *name, unsigned int flags);
 int ckvm_memfd_seal_size(int fd);
 /// Whether `fd` is sealed against shrinking: 1, 0, or -errno.
 int ckvm_memfd_is_size_sealed(int fd);
+/// Whether `fd` lives on shmem (an ordinary memfd: TMPFS_MAGIC), not hugetlbfs or a disk file: 1, 0, or -errno.
+int ckvm_memfd_is_shmem(int fd);
 /// eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK.
 int ckvm_eventfd(unsigned int initial);
 

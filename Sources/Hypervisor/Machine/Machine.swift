@@ -1,6 +1,7 @@
 import CKVM
 import Dispatch
 import Glibc
+import Platform
 import Logging
 import Synchronization
 
@@ -213,12 +214,12 @@ public final class Machine: @unchecked Sendable {
 
         let failure = Mutex<SystemError?>(nil)
         let thread: NativeThread
-        do throws(SystemError) {
-            thread = try NativeThread { [self] in
+        do throws(ThreadStartError) {
+            thread = try NativeThread(name: "vcpu0") { [self] in
                 VCPUKick.unblockOnThisThread()
                 do throws(SystemError) { try runLoop() } catch { failure.withLock { $0 = error } }
             }
-        } catch { throw .system(error) }
+        } catch { throw .system(SystemError("pthread_create", errno: error.errno)) }
         vcpuThread.withLock { $0 = thread }
         // A stop requested before the thread existed could not signal it; immediate_exit covers that.
         thread.join()

@@ -43,8 +43,9 @@ public final class GuestMemory: @unchecked Sendable {
     public let regions: [GuestMemoryRegion]
     /// The memfd holding all regions back to back.
     public let fileDescriptor: Int32
+    /// Guest RAM in all (the sum of the regions).
     public let totalSize: UInt64
-    private let mapping: UnsafeMutableRawPointer
+    private let mappings: [UnsafeMutableRawBufferPointer]
 
     /// - Parameter layout: (start, size) pairs, sorted, non-overlapping, page-aligned.
     public convenience init(layout: [(start: GuestAddress, size: UInt64)]) throws(GuestMemoryError) {
@@ -83,15 +84,22 @@ public final class GuestMemory: @unchecked Sendable {
             regions.append((range.start, range.size, offset))
             offset += range.size
         }
-        try self.init(mapping: fd, regions: regions, totalSize: total)
+        try self.init(mapping: fd, regions: regions)
     }
+
+    /// The most guest RAM one shared mapping may cover. Another process chooses the regions of
+    /// a shared memfd, so without a bound a few sparse memfds of tens of TiB would use up this
+    /// process's address space and starve every other VM it serves.
+    public static let defaultSharingLimit: UInt64 = 1 << 40
 
     /// Maps guest RAM another process created and shared (its memfd and its regions'
     /// `start`, `size`, `fileOffset`), as the GPU daemon does for each VM. Takes ownership of
-    /// `fileDescriptor`, closed on failure too. The memfd must be sealed against shrinking and
-    /// hold every region, so no guest-chosen layout can make an access fault.
+    /// `fileDescriptor`, closed on failure too. The memfd must be an ordinary (shmem) memfd,
+    /// sealed against shrinking, holding every region, so no peer-chosen layout or backing can
+    /// make an access fault; only the regions are mapped, at most `limit` bytes in all.
     public convenience init(sharing fileDescriptor: Int32,
-                            regions layout: [(start: GuestAddress, size: UInt64, fileOffset: UInt64)]) throws(GuestMemoryError) {
+                            regions layout: [(start: GuestAddress, size: UInt64, fileOffset: UInt64)],
+                            limit: UInt64 = GuestMemory.defaultSharingLimit) throws(GuestMemoryError) {
         func fail(_ error: GuestMemoryError) -> GuestMemoryError {
             close(fileDescriptor)
             return error
@@ -100,11 +108,17 @@ public final class GuestMemory: @unchecked Sendable {
         guard fstat(fileDescriptor, &status) == 0 else {
             throw fail(.invalidLayout("the shared memory is not a file (\(SystemError("fstat", errno: errno)))"))
         }
+        // A hugetlbfs memfd passes the seal check but faults with SIGBUS whenever its pool has
+        // no page left; only shmem pages are there on every access.
+        guard ckvm_memfd_is_shmem(fileDescriptor) == 1 else {
+            throw fail(.invalidLayout("the shared memory is not an ordinary memfd (huge-page and file-backed memory are refused)"))
+        }
         guard ckvm_memfd_is_size_sealed(fileDescriptor) == 1 else {
             throw fail(.invalidLayout("the shared memory is not a memfd sealed against shrinking"))
         }
         let fileSize = UInt64(status.st_size)
         var previousEnd: UInt64 = 0
+        var mapped: UInt64 = 0
         for (index, region) in layout.enumerated() {
             guard region.size > 0, region.size % 4096 == 0, region.start.raw % 4096 == 0, region.fileOffset % 4096 == 0,
                   region.start.raw >= previousEnd, let end = region.start.adding(region.size),
@@ -112,30 +126,40 @@ public final class GuestMemory: @unchecked Sendable {
                 throw fail(.invalidLayout("shared region \(index) at \(region.start) of \(region.size) bytes does not fit the memfd"))
             }
             previousEnd = end.raw
+            // No overflow: each size is below the file size, and the sum is checked as it grows.
+            mapped += region.size
+            guard mapped <= limit else {
+                throw fail(.invalidLayout("the shared regions cover more than \(limit >> 30) GiB of guest RAM"))
+            }
         }
         guard !layout.isEmpty, fileSize > 0 else { throw fail(.invalidLayout("no RAM")) }
-        try self.init(mapping: fileDescriptor, regions: layout.map { ($0.start, $0.size, $0.fileOffset) }, totalSize: fileSize)
+        try self.init(mapping: fileDescriptor, regions: layout.map { ($0.start, $0.size, $0.fileOffset) })
     }
 
-    /// Maps all of `fd` and cuts it into regions; owns `fd` from here on.
-    private init(mapping fd: Int32, regions layout: [(GuestAddress, UInt64, UInt64)], totalSize total: UInt64) throws(GuestMemoryError) {
-        // MAP_NORESERVE: pages are allocated when the guest touches them, as with any VMM.
-        guard let base = mmap(nil, Int(total), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0),
-              base != MAP_FAILED else {
-            let error = errno
-            close(fd)
-            throw .allocationFailed(size: total, SystemError("mmap", errno: error))
+    /// Maps each region from its place in `fd`; owns `fd` from here on.
+    private init(mapping fd: Int32, regions layout: [(GuestAddress, UInt64, UInt64)]) throws(GuestMemoryError) {
+        var mappings: [UnsafeMutableRawBufferPointer] = []
+        var regions: [GuestMemoryRegion] = []
+        for (start, size, offset) in layout {
+            // MAP_NORESERVE: pages are allocated when the guest touches them, as with any VMM.
+            guard let base = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, off_t(offset)),
+                  base != MAP_FAILED else {
+                let error = errno
+                mappings.forEach { munmap($0.baseAddress, $0.count) }
+                close(fd)
+                throw .allocationFailed(size: size, SystemError("mmap", errno: error))
+            }
+            mappings.append(UnsafeMutableRawBufferPointer(start: base, count: Int(size)))
+            regions.append(GuestMemoryRegion(start: start, size: size, fileOffset: offset, host: base))
         }
-        regions = layout.map { start, size, offset in
-            GuestMemoryRegion(start: start, size: size, fileOffset: offset, host: base + Int(offset))
-        }
+        self.regions = regions
         self.fileDescriptor = fd
-        self.totalSize = total
-        self.mapping = base
+        self.totalSize = layout.reduce(0) { $0 + $1.1 }
+        self.mappings = mappings
     }
 
     deinit {
-        munmap(mapping, Int(totalSize))
+        mappings.forEach { munmap($0.baseAddress, $0.count) }
         close(fileDescriptor)
     }
 

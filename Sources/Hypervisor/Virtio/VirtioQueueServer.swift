@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// Why an activation could not start serving.
 public enum VirtioActivationError: Error, Sendable, CustomStringConvertible {
@@ -64,20 +65,22 @@ public final class DeviceWorker: @unchecked Sendable {
         let stop = try EventFD()
         stopSignal = stop
         let fds = doorbells.map(\.fileDescriptor)
-        thread = try NativeThread {
-            var polls = ([stop.fileDescriptor] + fds).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            // Serve once at start: the driver may have queued work before DRIVER_OK.
-            for queue in fds.indices { serve(queue) }
-            while true {
-                let ready = poll(&polls, nfds_t(polls.count), -1)
-                if ready < 0 && errno == EINTR { continue }
-                guard ready > 0, polls[0].revents == 0 else { return }
-                for queue in fds.indices where polls[queue + 1].revents != 0 {
-                    doorbells[queue].drain()
-                    serve(queue)
+        do throws(ThreadStartError) {
+            thread = try NativeThread(name: name) {
+                var polls = ([stop.fileDescriptor] + fds).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+                // Serve once at start: the driver may have queued work before DRIVER_OK.
+                for queue in fds.indices { serve(queue) }
+                while true {
+                    let ready = poll(&polls, nfds_t(polls.count), -1)
+                    if ready < 0 && errno == EINTR { continue }
+                    guard ready > 0, polls[0].revents == 0 else { return }
+                    for queue in fds.indices where polls[queue + 1].revents != 0 {
+                        doorbells[queue].drain()
+                        serve(queue)
+                    }
                 }
             }
-        }
+        } catch { throw SystemError("pthread_create", errno: error.errno) }
     }
 
     /// Waits for the pass in progress, then ends the thread. Not from the device thread.
