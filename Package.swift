@@ -1,8 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies flow one way: malvvm → ControlAPI → GPUDaemon → FullVGPU → VirtioGPU, GVMCS, Hypervisor → GPUHost →
-// CKVM / CVulkan / CGPUInventory / system libraries.
+// Dependencies flow one way (docs/architecture.md draws the graph):
+//   malvvm → ControlAPI → VGPUAssembly → VirtioGPU, FullVGPU, GPUDaemon → VGPUCore → GPUHost
+//   VirtioGPU, FullVGPU, GPUDaemon → Hypervisor → Platform, CKVM;  FullVGPU → GVMCS
+// The vGPU kinds (VirtioGPU, FullVGPU) never depend on each other; GPUDaemon serves para-vGPUs
+// (VirtioGPU) and knows nothing of the full-vGPU; only VGPUAssembly knows every kind.
 let package = Package(
     name: "malvvm",
     platforms: [.macOS(.v15)],
@@ -16,6 +19,8 @@ let package = Package(
         .library(name: "MLWorkloads", targets: ["MLWorkloads"]),
         .library(name: "GPUDaemon", targets: ["GPUDaemon"]),
         .library(name: "FullVGPU", targets: ["FullVGPU"]),
+        .library(name: "VGPUCore", targets: ["VGPUCore"]),
+        .library(name: "VGPUAssembly", targets: ["VGPUAssembly"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -64,6 +69,10 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
 
+        // What every vGPU kind and the daemon share: the VGPU protocol and its lifecycle,
+        // profiles, statistics, and the compute-stream codec both kinds carry.
+        .target(name: "VGPUCore", dependencies: ["GPUHost"]),
+
         // The G-VMCS: a software model of full-vGPU virtualisation hardware (VT-x style): control
         // structure, field encodings, the gvm* instructions, entry checks, exits, the G-EPT.
         .target(name: "GVMCS"),
@@ -74,20 +83,20 @@ let package = Package(
             dependencies: [
                 "Hypervisor",
                 "GPUHost",
+                "VGPUCore",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
         // The full-vGPU: a PCI GPU whose virtualisation is the G-VMCS model; the VMM is the
-        // model's hypervisor. Kernel streams are the para-vGPU's format, so it uses VirtioGPU's
-        // decoder and profiles.
+        // model's hypervisor. Kernel streams are the para-vGPU's format (VGPUCore's codec).
         .target(
             name: "FullVGPU",
             dependencies: [
                 "GVMCS",
                 "Hypervisor",
                 "GPUHost",
-                "VirtioGPU",
+                "VGPUCore",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -104,10 +113,17 @@ let package = Package(
                 "Platform",
                 "Hypervisor",
                 "GPUHost",
+                "VGPUCore",
                 "VirtioGPU",
-                "FullVGPU",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+
+        // Builds every vGPU kind from its `--vgpu` specification and puts it on a machine, at
+        // boot or by hot-plug: the one place that knows all the kinds.
+        .target(
+            name: "VGPUAssembly",
+            dependencies: ["Hypervisor", "GPUHost", "VGPUCore", "VirtioGPU", "FullVGPU", "GPUDaemon"]
         ),
 
         // ML jobs run natively on GPUHost (the guest's test=train as a host process), for
@@ -121,7 +137,8 @@ let package = Package(
             dependencies: [
                 "Hypervisor",
                 "GPUHost",
-                "VirtioGPU",
+                "VGPUCore",
+                "VGPUAssembly",
                 "GPUDaemon",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -134,11 +151,11 @@ let package = Package(
             name: "malvvm",
             dependencies: [
                 "ControlAPI",
-                "FullVGPU",
                 "GPUDaemon",
                 "Hypervisor",
                 "GPUHost",
-                "VirtioGPU",
+                "VGPUCore",
+                "VGPUAssembly",
                 "MLWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -152,11 +169,11 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Platform", "VirtioTestSupport"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
-        .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VirtioGPU"]),
+        .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
         .testTarget(name: "VirtioGPUTests",
-                    dependencies: ["VirtioGPU", "Hypervisor", "Platform", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],
+                    dependencies: ["VirtioGPU", "VGPUCore", "Hypervisor", "Platform", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

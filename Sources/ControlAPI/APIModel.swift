@@ -1,4 +1,4 @@
-import VirtioGPU
+import VGPUCore
 
 /// The VM control API's resources (docs/api/malvvm.yaml is their contract). Field names go on
 /// the wire in snake_case.

@@ -2,7 +2,7 @@ import Foundation
 import GPUDaemon
 import GPUHost
 import Hummingbird
-import VirtioGPU
+import VGPUCore
 
 /// The GPU daemon's API resources (docs/api/gpud.yaml), snake_case on the wire.
 public struct GPUDaemonStatus: Codable, Sendable, Equatable {

@@ -1,10 +1,11 @@
 import Dispatch
 import Foundation
-import GPUDaemon
+
 import GPUHost
 import Hypervisor
 import Synchronization
-import VirtioGPU
+import VGPUAssembly
+import VGPUCore
 
 /// The control API's view of one `malvvm run`: the machine, its vGPUs and the scheduler they
 /// share. Thread-safe: API requests arrive on the server's threads while the vCPU runs.
@@ -148,7 +149,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
         }
         switch outcome {
         case .success:
-            (vgpu.device as? RemoteVGPU)?.disconnect()
+            vgpu.device.stop()
             state.withLock { vgpus in
                 vgpus.attached.removeAll { $0.id == id }
                 vgpus.detached.insert(id)

@@ -3,7 +3,7 @@ import GVMCS
 import Hypervisor
 import Logging
 import Synchronization
-import VirtioGPU
+import VGPUCore
 
 /// The full-vGPU: a PCI GPU whose virtualisation support is the G-VMCS model (docs/fullvgpu.md).
 ///
@@ -139,11 +139,12 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         }
     }
 
-    deinit { shutDown() }
+    deinit { stop() }
 
-    /// Stops the device thread, takes the doorbell off KVM and gives the scheduler client (its
+    /// The vGPU's end (`VGPU.stop`, and `HotpluggablePCIDevice.stop` once it is off the bus):
+    /// stops the device thread, takes the doorbell off KVM and gives the scheduler client (its
     /// queued work and GPU memory) back. Idempotent.
-    public func shutDown() {
+    public func stop() {
         let first = mailbox.withLock { box -> Bool in
             defer { box.stopped = true }
             return !box.stopped
@@ -160,6 +161,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
 
     public var statistics: VGPUStatistics { published.withLock { $0.statistics } }
     public var fullCounters: FullVGPUCounters { published.withLock { $0.counters } }
+    public var mechanismCounters: (any Encodable & Sendable)? { fullCounters }
 
     // MARK: PCIDevice
 

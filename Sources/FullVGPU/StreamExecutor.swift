@@ -2,7 +2,7 @@ import GPUHost
 import GVMCS
 import Hypervisor
 import Logging
-import VirtioGPU
+import VGPUCore
 
 /// Runs the full-vGPU's GPU work on the GPUHost scheduler: the model's command executor.
 ///

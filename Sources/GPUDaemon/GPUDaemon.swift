@@ -5,6 +5,7 @@ import Hypervisor
 import Logging
 import Platform
 import Synchronization
+import VGPUCore
 import VirtioGPU
 
 /// The GPU daemon (`malvvm gpud`): the one process that owns a physical GPU and its scheduler
@@ -161,7 +162,7 @@ private final class Session: @unchecked Sendable {
     private var profile: VGPUProfile?
     private var device: VirtioGPU?
     private var memory: GuestMemory?
-    private var server: VirtioQueueServer?
+    private var server: (any VirtioQueueService)?
     /// The eventfds of the activation served now; they close with it.
     private var activationFDs: [EventFD] = []
 
@@ -267,18 +268,21 @@ private final class Session: @unchecked Sendable {
                 if wanted { next += 1 }
             }
             let channel = channel, logger = logger, irqfds = interrupts
+            // The same activation the VM's transport would make, with the VM's irqfds as the
+            // interrupts: the device serves it exactly as it would in the VM's process.
+            let activationRequest = VirtioActivation(
+                name: "gpud-session", features: activation.features,
+                queues: activation.queues.map { $0?.configuration(features: activation.features) },
+                memory: memory, doorbells: doorbells, interruptFDs: interrupts,
+                interrupt: { queue in irqfds[queue]?.signal() },
+                needsReset: { reason in
+                    logger.warning("vGPU needs reset: \(reason)")
+                    try? channel.send(VGPUUser.Reply.needsReset(reason))
+                })
             do {
-                let server = try VirtioQueueServer(
-                    device: device, name: "gpud-\(id)", features: activation.features,
-                    queues: activation.queues.map { $0?.configuration(features: activation.features) },
-                    memory: memory, doorbells: doorbells,
-                    interrupt: { queue in irqfds[queue]?.signal() },
-                    needsReset: { error in
-                        logger.warning("vGPU needs reset: \(error)")
-                        try? channel.send(VGPUUser.Reply.needsReset(error.description))
-                    })
+                let service = try device.activate(activationRequest)
                 lock.withLock {
-                    self.server = server
+                    self.server = service
                     activationFDs = doorbells + interrupts.compactMap { $0 }
                 }
                 return .done
@@ -309,7 +313,7 @@ private final class Session: @unchecked Sendable {
     }
 
     private func deactivate(_ device: VirtioGPU) {
-        let server = lock.withLock { () -> VirtioQueueServer? in
+        let server = lock.withLock { () -> (any VirtioQueueService)? in
             defer { self.server = nil }
             return self.server
         }
@@ -323,7 +327,7 @@ private final class Session: @unchecked Sendable {
         deactivate(device)
         // Cancels queued work, waits out what is on the GPU, zeroes and frees its buffers and
         // removes its scheduler clients.
-        device.shutdown()
+        device.stop()
         let release = scheduler.nanosecondsSinceStart() - disconnected
         departed(GPUDaemon.Departure(vm: hello.vm, vgpu: hello.vgpu, at: Date(), disconnectedNanoseconds: disconnected,
                                      releaseNanoseconds: release))

@@ -3,6 +3,7 @@ import Glibc
 import Hypervisor
 import Logging
 import Platform
+import VGPUCore
 import VirtioGPU
 
 /// A para-vGPU whose device the GPU daemon runs: the VM's side of the vgpu-user protocol.
@@ -12,7 +13,7 @@ import VirtioGPU
 /// the guest and the daemon without this process. If the daemon goes away the device reports
 /// DEVICE_NEEDS_RESET (with a config interrupt) instead of leaving the guest waiting; the
 /// driver's reset reconnects, so a restarted daemon serves the VM again.
-public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Sendable {
+public final class RemoteVGPU: VGPUBackend, @unchecked Sendable {
     public let name: String
     /// What the daemon granted: its operator's profile of the name asked for.
     public let profile: VGPUProfile
@@ -148,21 +149,21 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
     }
 
     /// Sends one request and waits for its reply.
-    private func request(_ request: VGPUUser.Request, fds: [Int32] = []) throws(VirtioRemoteFailure) -> VGPUUser.Reply {
+    private func request(_ request: VGPUUser.Request, fds: [Int32] = []) throws(ChannelError) -> VGPUUser.Reply {
         requestLock.lock()
         defer { requestLock.unlock() }
         do {
             guard let connection = lock.withLock({ connection }) else {
-                throw VirtioRemoteFailure("no connection to the GPU daemon at '\(daemonSocket)'")
+                throw ChannelError("no connection to the GPU daemon at '\(daemonSocket)'")
             }
             do { try connection.channel.send(request, fds: fds) } catch {
-                throw VirtioRemoteFailure("the GPU daemon: \(error)")
+                throw ChannelError("the GPU daemon: \(error)")
             }
             while true {
                 guard connection.replies.wait(timeout: .now() + Self.replyTimeout) == .success else {
                     // A late reply would answer the next request: this connection is done.
                     connection.channel.shutDown()
-                    throw VirtioRemoteFailure("the GPU daemon did not answer within \(Self.replyTimeout)")
+                    throw ChannelError("the GPU daemon did not answer within \(Self.replyTimeout)")
                 }
                 let next = connection.lock.withLock { () -> VGPUUser.Reply?? in
                     if !connection.pending.isEmpty { return connection.pending.removeFirst() }
@@ -170,27 +171,26 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
                 }
                 switch next {
                 case let .some(.some(reply)):
-                    if case let .failed(message) = reply { throw VirtioRemoteFailure("the GPU daemon: \(message)") }
+                    if case let .failed(message) = reply { throw ChannelError("the GPU daemon: \(message)") }
                     return reply
-                case .some(.none): throw VirtioRemoteFailure("the GPU daemon at '\(daemonSocket)' went away")
+                case .some(.none): throw ChannelError("the GPU daemon at '\(daemonSocket)' went away")
                 case .none: continue
                 }
             }
         }
     }
 
-    // MARK: VirtioRemoteBackend
+    // MARK: VirtioDeviceBackend
 
-    public func activate(_ activation: VirtioRemoteActivation) throws(VirtioRemoteFailure) {
+    /// Hands the daemon the rings, the doorbell ioeventfds and the irqfds: it serves the queues
+    /// until the next `reset()`, so there is no service here to stop.
+    public func activate(_ activation: VirtioActivation) throws(VirtioActivationError) -> (any VirtioQueueService)? {
         lock.withLock { needsReset = activation.needsReset }
         let wire = VGPUUser.Activation(features: activation.features, queues: activation.queues.map { $0.map(VGPUUser.Queue.init) },
-                                       interrupts: activation.interrupts.map { $0 != nil })
-        let fds = activation.doorbells.map(\.fileDescriptor) + activation.interrupts.compactMap { $0?.fileDescriptor }
-        _ = try request(.activate(wire), fds: fds)
-    }
-
-    public func process(queue index: Int, context: VirtioQueueContext) throws(VirtqueueError) {
-        // Never called: the daemon serves the queues.
+                                       interrupts: activation.interruptFDs.map { $0 != nil })
+        let fds = activation.doorbells.map(\.fileDescriptor) + activation.interruptFDs.compactMap { $0?.fileDescriptor }
+        do { _ = try request(.activate(wire), fds: fds) } catch { throw .remote(error.description) }
+        return nil
     }
 
     /// The driver reset the device (or it was unplugged): the daemon drops the activation. A
@@ -214,8 +214,9 @@ public final class RemoteVGPU: VirtioRemoteBackend, VGPUBackend, @unchecked Send
         }
     }
 
-    /// Closes the connection: the daemon frees everything of this vGPU.
-    public func disconnect() {
+    /// The vGPU's end (`VGPU.stop`): closes the connection, and the daemon frees everything of
+    /// this vGPU.
+    public func stop() {
         let connection = lock.withLock { () -> Connection? in
             defer { self.connection = nil }
             return self.connection

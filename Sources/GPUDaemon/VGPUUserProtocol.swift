@@ -1,5 +1,5 @@
 import Hypervisor
-import VirtioGPU
+import VGPUCore
 
 /// The vgpu-user protocol between a VM and the GPU daemon (docs/gpud.md): the vhost-user model
 /// for our para-vGPU. The VM keeps the virtio-pci transport (configuration space, feature

@@ -1,3 +1,5 @@
+import VGPUCore
+
 /// The virtio-gpu wire protocol (virtio 1.2 §5.7.6; Linux include/uapi/linux/virtio_gpu.h):
 /// command and response codes, flags and the fixed sizes of the structures we decode.
 /// Everything on the wire is little-endian.
@@ -145,68 +147,6 @@ public struct ControlHeader: Equatable, Sendable {
         return ControlHeader(type: code.rawValue, flags: echoed, fenceID: fenceID, contextID: contextID,
                              ringIndex: hasRingIndex ? ringIndex : 0)
     }
-}
-
-/// Bounds-checked little-endian decoding of guest bytes: running off the end is an error,
-/// never a trap.
-struct WireReader {
-    struct Truncated: Error, Equatable {}
-
-    let bytes: [UInt8]
-    private(set) var position: Int
-
-    init(_ bytes: [UInt8], at position: Int = 0) {
-        self.bytes = bytes
-        self.position = position
-    }
-
-    var remaining: Int { bytes.count - position }
-
-    mutating func skip(_ count: Int) throws(Truncated) {
-        guard count >= 0, count <= remaining else { throw Truncated() }
-        position += count
-    }
-
-    mutating func u8() throws(Truncated) -> UInt8 {
-        guard remaining >= 1 else { throw Truncated() }
-        defer { position += 1 }
-        return bytes[position]
-    }
-
-    mutating func u16() throws(Truncated) -> UInt16 {
-        guard remaining >= 2 else { throw Truncated() }
-        defer { position += 2 }
-        return UInt16(bytes[position]) | UInt16(bytes[position + 1]) << 8
-    }
-
-    mutating func u32() throws(Truncated) -> UInt32 {
-        guard remaining >= 4 else { throw Truncated() }
-        var value: UInt32 = 0
-        for i in 0 ..< 4 { value |= UInt32(bytes[position + i]) << (8 * UInt32(i)) }
-        position += 4
-        return value
-    }
-
-    mutating func u64() throws(Truncated) -> UInt64 {
-        let low = try u32()
-        let high = try u32()
-        return UInt64(low) | UInt64(high) << 32
-    }
-
-    mutating func f32() throws(Truncated) -> Float { Float(bitPattern: try u32()) }
-}
-
-/// Little-endian encoding of responses.
-struct WireWriter {
-    private(set) var bytes: [UInt8] = []
-
-    init(capacity: Int = 64) { bytes.reserveCapacity(capacity) }
-
-    mutating func u8(_ value: UInt8) { bytes.append(value) }
-    mutating func u32(_ value: UInt32) { for i in 0 ..< 4 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt32(i)))) } }
-    mutating func u64(_ value: UInt64) { u32(UInt32(truncatingIfNeeded: value)); u32(UInt32(truncatingIfNeeded: value >> 32)) }
-    mutating func zeros(_ count: Int) { bytes += [UInt8](repeating: 0, count: count) }
-    mutating func append(_ more: [UInt8]) { bytes += more }
 }
 
 extension WireReader {

@@ -1,5 +1,6 @@
 import GPUHost
 import Hypervisor
+import VGPUCore
 
 /// Errors of the device's own making (not the guest's): they end in logs, not responses.
 public enum VirtioGPUError: Error, Hashable, Sendable, CustomStringConvertible {

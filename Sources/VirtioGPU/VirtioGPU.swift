@@ -1,6 +1,7 @@
 import GPUHost
 import Hypervisor
 import Logging
+import VGPUCore
 
 /// The para-vGPU: a virtio-gpu device (virtio 1.2 §5.7) without 3D graphics (no VIRGL) whose
 /// one context type is ML compute. The guest creates contexts with our capset
@@ -127,8 +128,9 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Destroys every context (waiting for its work on the GPU) and resource.
-    public func shutdown() { reset() }
+    /// The vGPU's end (`VGPU.stop`): destroys every context (waiting for its work on the GPU)
+    /// and resource.
+    public func stop() { reset() }
 
     /// The scheduler outlives the device: give its clients and their GPU memory back.
     deinit { reset() }

@@ -1,5 +1,5 @@
 // gpu-bench: GPUHost's benchmark. Run through scripts/bench-gpu, which builds this in release
-// mode and the direct-Vulkan C harness (Bench/vkdirect) beside it.
+// mode and the direct-Vulkan C harness (bench/vkdirect) beside it.
 //
 //   gpu-bench plan PLAN                 write the kernel cases as raw dispatches for vkdirect
 //   gpu-bench kernels                   one round of the kernel cases through VulkanBackend

@@ -2,7 +2,7 @@ import ArgumentParser
 import ControlAPI
 import Dispatch
 import Foundation
-import VirtioGPU
+import VGPUCore
 
 /// A running VM, named on the command line: a name in the default socket directory, or the
 /// path of its API socket.

@@ -5,7 +5,7 @@ import Foundation
 import Glibc
 import GPUDaemon
 import GPUHost
-import VirtioGPU
+import VGPUCore
 
 struct GPUDaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

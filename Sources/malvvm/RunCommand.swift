@@ -2,12 +2,12 @@ import ArgumentParser
 import ControlAPI
 import Foundation
 import Glibc
-import FullVGPU
 import GPUDaemon
 import GPUHost
 import Hypervisor
 import Logging
-import VirtioGPU
+import VGPUAssembly
+import VGPUCore
 
 extension Malvvm {
     struct Run: ParsableCommand {
@@ -89,8 +89,9 @@ extension Malvvm {
             var scheduler: GPUScheduler?
             var vgpus: [any VGPU] = []
             defer { scheduler?.shutdown() }
-            // Full-vGPU device threads stop before the scheduler they submit to.
-            defer { vgpus.forEach { ($0 as? FullVGPUDevice)?.shutDown() } }
+            // Every vGPU stops (device threads, GPU memory, a daemon's connection) before the
+            // scheduler it submits to.
+            defer { vgpus.forEach { $0.stop() } }
             for (index, spec) in vgpu.enumerated() {
                 let id = "vgpu\(index)"
                 do {
@@ -152,8 +153,18 @@ func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU
         let name: String
         let kind: String
         let statistics: VGPUStatistics
-        /// The full-vGPU's hypervisor counters: userspace exits, doorbells, G-VMCS exits.
-        let gvm: FullVGPUCounters?
+        /// The kind's own mechanism (the full-vGPU's userspace exits, doorbells, G-VMCS exits).
+        let gvm: (any Encodable & Sendable)?
+
+        enum CodingKeys: CodingKey { case name, kind, statistics, gvm }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            try container.encode(kind, forKey: .kind)
+            try container.encode(statistics, forKey: .statistics)
+            if let gvm { try container.encode(gvm, forKey: .gvm) }
+        }
     }
     struct Report: Encodable {
         let kvm: [String: UInt64]
@@ -172,7 +183,7 @@ func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU
     }
     let report = Report(kvm: machine.kvmStatistics(), vmm: vmm, scheduler: summary,
                         vgpus: vgpus.map { VGPUSummary(name: $0.name, kind: $0.kind, statistics: $0.statistics,
-                                                        gvm: ($0 as? FullVGPUDevice)?.fullCounters) })
+                                                        gvm: $0.mechanismCounters) })
     let encoder = JSONEncoder()
     encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -1,3 +1,4 @@
+@testable import VGPUCore
 import Foundation
 import Glibc
 import CKVM

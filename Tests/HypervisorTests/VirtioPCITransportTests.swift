@@ -3,7 +3,7 @@ import Testing
 @testable import Hypervisor
 
 /// A device with two queues that records what the transport asks of it.
-final class FakeVirtioDevice: VirtioDeviceBackend, @unchecked Sendable {
+final class FakeVirtioDevice: VirtioQueueHandler, @unchecked Sendable {
     let deviceType: UInt16 = 2
     let offeredFeatures: UInt64 = 1 << 9
     let queueMaximumSizes: [UInt16] = [64, 16]

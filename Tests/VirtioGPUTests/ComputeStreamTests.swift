@@ -1,3 +1,4 @@
+@testable import VGPUCore
 import GPUHost
 import Testing
 @testable import VirtioGPU

@@ -1,3 +1,4 @@
+@testable import VGPUCore
 import Platform
 import Foundation
 import GPUHost
@@ -73,12 +74,18 @@ import VirtioGPU
         scheduler = try GPUScheduler(backend: CPUBackend())
     }
 
+    /// A para-vGPU on `scheduler`, hot-plugged into the first free slot.
+    func hotplugVGPU(into machine: Machine, name: String) throws -> (slot: HotplugSlotID, device: VirtioGPU) {
+        let device = VirtioGPU(scheduler: scheduler, profile: profile, memory: machine.memory, name: name)
+        return (try machine.hotplugVirtioDevice(device, name: name), device)
+    }
+
     @Test func aVGPUArrivesIsUsedAndLeavesTwiceWhileTheGuestRuns() throws {
         defer { scheduler.shutdown() }
         let guest = try RunningGuest(options: "hotplug_cycles=2 hotplug_timeout_ms=60000")
         for cycle in 1...2 {
             #expect(guest.console.waitFor("hotplug: waiting for a device (cycle \(cycle)"), "\(guest.console.text)")
-            let (slot, gpu) = try guest.machine.hotplugVGPU(profile: profile, scheduler: scheduler, name: "vgpu-hot")
+            let (slot, gpu) = try hotplugVGPU(into: guest.machine, name: "vgpu-hot")
             #expect(slot == HotplugSlotID(1))  // the first free slot, again after the detach
             #expect(gpu.name == "vgpu-hot")
             #expect(guest.console.waitFor("hotplug: vgpu in use", count: cycle), "\(guest.console.text)")
@@ -110,7 +117,7 @@ import VirtioGPU
         defer { scheduler.shutdown() }
         let guest = try RunningGuest(options: "hotplug_release=ignore hotplug_timeout_ms=60000")
         #expect(guest.console.waitFor("hotplug: waiting for a device"), "\(guest.console.text)")
-        let (slot, _) = try guest.machine.hotplugVGPU(profile: profile, scheduler: scheduler, name: "vgpu-stuck")
+        let (slot, _) = try hotplugVGPU(into: guest.machine, name: "vgpu-stuck")
         #expect(guest.console.waitFor("hotplug: vgpu in use"), "\(guest.console.text)")
         #expect(throws: HypervisorError.self) { try guest.machine.hotUnplug(slot, timeout: .milliseconds(200)) }
         do throws(HypervisorError) { try guest.machine.hotUnplug(slot, timeout: .milliseconds(200)) } catch {

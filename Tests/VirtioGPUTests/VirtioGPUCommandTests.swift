@@ -1,3 +1,4 @@
+@testable import VGPUCore
 import VirtioTestSupport
 import GPUHost
 @testable import Hypervisor

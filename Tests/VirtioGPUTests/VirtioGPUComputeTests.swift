@@ -1,3 +1,4 @@
+@testable import VGPUCore
 import GPUHost
 @testable import Hypervisor
 import Testing

@@ -15,10 +15,11 @@ public struct HotpluggedDevice: Sendable, Equatable {
     public let detaching: Bool
 }
 
-/// A PCI device that can leave a running VM: `shutDown()` is called once it is off the bus.
+/// A PCI device that can leave a running VM: `stop()` is called once it is off the bus.
 public protocol HotpluggablePCIDevice: PCIDevice {
     var name: String { get }
-    func shutDown()
+    /// Ends the device for good (threads stopped, doorbells off KVM); calling it again does nothing.
+    func stop()
 }
 
 extension VirtioPCIDevice: HotpluggablePCIDevice {}
@@ -107,7 +108,7 @@ extension Machine {
             throw .hotplug(.guestDidNotRelease(slot, timeout: timeout))
         }
         pci.remove(behindPort: entry.portSlot)
-        entry.device.shutDown()
+        entry.device.stop()
         hotplugTable.withLock { _ = $0.entries.removeValue(forKey: slot) }
     }
 

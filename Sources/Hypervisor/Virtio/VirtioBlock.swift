@@ -8,7 +8,7 @@ import Synchronization
 /// Data moves between the file and guest memory with preadv/pwritev on the guest's own
 /// buffers (no copies). Every request is checked: a bad sector, size or layout gets
 /// VIRTIO_BLK_S_IOERR (or UNSUPP), never a crash.
-public final class VirtioBlock: VirtioDeviceBackend {
+public final class VirtioBlock: VirtioQueueHandler {
     public static let sectorSize: UInt64 = 512
     static let queueSize: UInt16 = 256
     static let idBytes = 20

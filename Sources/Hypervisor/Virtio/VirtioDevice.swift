@@ -17,8 +17,11 @@ public enum VirtioStatus {
 
 /// A virtio device's own behaviour, independent of the transport that carries it.
 ///
-/// The transport negotiates features, holds queue configuration, runs the device thread and
-/// raises interrupts; the device answers configuration reads and serves its queues.
+/// The transport negotiates features and holds the queue configuration; at DRIVER_OK it hands
+/// the device everything it needs to serve (`activate`, Cloud Hypervisor's
+/// `VirtioDevice::activate`): a device served in this process starts a device thread, one
+/// served elsewhere (the GPU daemon, the vhost-user model) passes the rings, doorbells and
+/// interrupt eventfds on. Either way the transport and the daemon run the same path.
 public protocol VirtioDeviceBackend: AnyObject, Sendable {
     /// The virtio device ID (2 = block, 16 = GPU).
     var deviceType: UInt16 { get }
@@ -32,41 +35,66 @@ public protocol VirtioDeviceBackend: AnyObject, Sendable {
 
     func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer)
     func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer)
-    /// The driver rang queue `index`'s doorbell (called on the device thread). Serve what is
-    /// available and call `context.completed(queue:)`; throw to put the device into NEEDS_RESET.
-    func process(queue index: Int, context: VirtioQueueContext) throws(VirtqueueError)
+    /// DRIVER_OK: starts serving `activation`'s queues. The service ends when the returned
+    /// handle is stopped (then `reset()` follows), or, for a device without a handle, at
+    /// `reset()`. Throw to put the device into DEVICE_NEEDS_RESET.
+    func activate(_ activation: VirtioActivation) throws(VirtioActivationError) -> (any VirtioQueueService)?
     /// The driver reset the device: drop any state from the last activation.
     func reset()
 }
 
-/// A device whose queues are served outside this process (the vhost-user model): at DRIVER_OK
-/// the transport hands it the rings, doorbells and interrupt eventfds instead of running a
-/// device thread of its own, and `process(queue:context:)` is never called.
-public protocol VirtioRemoteBackend: VirtioDeviceBackend {
-    /// Starts the remote side serving this activation; it ends at the next `reset()`.
-    func activate(_ activation: VirtioRemoteActivation) throws(VirtioRemoteFailure)
+/// A device whose queues this process serves: the default activation starts a device thread
+/// (`VirtioQueueServer`) that calls `process` whenever a doorbell rings.
+public protocol VirtioQueueHandler: VirtioDeviceBackend {
+    /// The driver rang queue `index`'s doorbell (called on the device thread). Serve what is
+    /// available and call `context.completed(queue:)`; throw to put the device into NEEDS_RESET.
+    func process(queue index: Int, context: VirtioQueueContext) throws(VirtqueueError)
 }
 
-/// What a remote server needs to serve one activation.
-public struct VirtioRemoteActivation: Sendable {
+extension VirtioQueueHandler {
+    public func activate(_ activation: VirtioActivation) throws(VirtioActivationError) -> (any VirtioQueueService)? {
+        try VirtioQueueServer(device: self, activation: activation)
+    }
+}
+
+/// A running activation, stopped before the device is reset.
+public protocol VirtioQueueService: AnyObject, Sendable {
+    /// Stops serving (waiting for the pass in progress); the device keeps its state until its `reset()`.
+    func stop()
+}
+
+/// Everything one activation needs, whoever serves it.
+public struct VirtioActivation: Sendable {
+    /// Names the device thread.
+    public let name: String
     public let features: UInt64
     /// One per queue; nil for a queue the driver did not enable.
     public let queues: [VirtqueueConfiguration?]
+    public let memory: GuestMemory
     /// The queues' doorbells (KVM ioeventfds), one per queue.
     public let doorbells: [EventFD]
-    /// The irqfd of each queue's MSI-X vector; nil where the driver gave the queue none.
-    /// Writing it is the interrupt; the MSI-X table detaches it from KVM while the vector is
-    /// masked, so a write then becomes the pending bit.
-    public let interrupts: [EventFD?]
-    public let memory: GuestMemory
-    /// Puts the device into DEVICE_NEEDS_RESET with a config interrupt; callable from any thread.
+    /// The irqfd of each queue's MSI-X vector, for a server outside this process; nil where
+    /// the driver gave the queue none. Writing it is the interrupt; the MSI-X table detaches it
+    /// from KVM while the vector is masked, so a write then becomes the pending bit.
+    public let interruptFDs: [EventFD?]
+    /// Raises queue `i`'s interrupt from this process (any thread).
+    public let interrupt: @Sendable (Int) -> Void
+    /// Puts the device into DEVICE_NEEDS_RESET with a config interrupt (any thread).
     public let needsReset: @Sendable (String) -> Void
-}
 
-public struct VirtioRemoteFailure: Error, Sendable, CustomStringConvertible {
-    public let reason: String
-    public init(_ reason: String) { self.reason = reason }
-    public var description: String { reason }
+    public init(name: String, features: UInt64, queues: [VirtqueueConfiguration?], memory: GuestMemory, doorbells: [EventFD],
+                interruptFDs: [EventFD?], interrupt: @escaping @Sendable (Int) -> Void,
+                needsReset: @escaping @Sendable (String) -> Void) {
+        precondition(queues.count == doorbells.count && queues.count == interruptFDs.count, "one doorbell and interrupt per queue")
+        self.name = name
+        self.features = features
+        self.queues = queues
+        self.memory = memory
+        self.doorbells = doorbells
+        self.interruptFDs = interruptFDs
+        self.interrupt = interrupt
+        self.needsReset = needsReset
+    }
 }
 
 /// What a device sees of its activated queues: the rings and a way to interrupt the driver.

@@ -48,7 +48,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
         var configVector = VirtioPCIDevice.noVector
         var isr: UInt8 = 0
         var queues: [QueueState]
-        var worker: VirtioQueueServer?
+        var worker: (any VirtioQueueService)?
         var notifyBase: UInt64?
         /// Unplugged: the guest can no longer reach it, and nothing starts it again.
         var detached = false
@@ -329,8 +329,8 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
         if case .activate = action { activate() }
     }
 
-    /// DRIVER_OK: builds the rings the driver set up and starts the device thread, or hands
-    /// them to the device's remote server.
+    /// DRIVER_OK: hands the device its queues, doorbells and interrupts (`activate`), which
+    /// start a device thread here or a server elsewhere.
     private func activate() {
         // A DRIVER_OK that raced the unplug (the vCPU was inside the BAR as it left the bus).
         guard !state.withLock({ $0.detached }) else { return }
@@ -343,24 +343,18 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
                 eventIndex: features & VirtioFeature.eventIndex != 0,
                 indirectDescriptors: features & VirtioFeature.indirectDescriptors != 0)
         }
-        if let remote = device as? any VirtioRemoteBackend {
-            let activation = VirtioRemoteActivation(
-                features: features, queues: configurations, doorbells: doorbells,
-                interrupts: queues.map { $0.enabled ? msix.eventFD(vector: Int($0.vector)) : nil }, memory: memory,
-                needsReset: { [weak self] reason in self?.deviceNeedsReset(because: reason) })
-            do throws(VirtioRemoteFailure) { try remote.activate(activation) } catch { deviceNeedsReset(because: error) }
-            return
-        }
-        do {
-            let server = try VirtioQueueServer(
-                device: device, name: name, features: features, queues: configurations, memory: memory, doorbells: doorbells,
-                interrupt: { [weak self] queue in self?.interrupt(queue: queue) },
-                needsReset: { [weak self] error in self?.deviceNeedsReset(because: error) })
+        let activation = VirtioActivation(
+            name: name, features: features, queues: configurations, memory: memory, doorbells: doorbells,
+            interruptFDs: queues.map { $0.enabled ? msix.eventFD(vector: Int($0.vector)) : nil },
+            interrupt: { [weak self] queue in self?.interrupt(queue: queue) },
+            needsReset: { [weak self] reason in self?.deviceNeedsReset(because: reason) })
+        do throws(VirtioActivationError) {
+            let service = try device.activate(activation)
             let late = state.withLock { s -> Bool in
-                if !s.detached { s.worker = server }
+                if !s.detached { s.worker = service }
                 return s.detached
             }
-            if late { server.stop() }
+            if late { service?.stop() }
         } catch {
             logger.error("device activation failed", metadata: ["device": "\(name)", "error": "\(error)"])
             deviceNeedsReset(because: error)
@@ -388,7 +382,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     }
 
     private func stopWorker() {
-        let worker = state.withLock { s -> VirtioQueueServer? in
+        let worker = state.withLock { s -> (any VirtioQueueService)? in
             defer { s.worker = nil }
             return s.worker
         }
@@ -410,7 +404,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     /// The device left the VM (hot-unplug): stops its thread, has the backend drop everything
     /// from its activation (for the para-vGPU: queued GPU work cancelled, buffers and scheduler
     /// clients freed) and takes its doorbells off KVM. Its interrupts go when the last reference does.
-    public func shutDown() {
+    public func stop() {
         state.withLock { $0.detached = true }
         stopWorker()
         device.reset()

@@ -5,11 +5,14 @@ import Platform
 public enum VirtioActivationError: Error, Sendable, CustomStringConvertible {
     case ring(index: Int, VirtqueueError)
     case thread(SystemError)
+    /// A server elsewhere (the GPU daemon) refused the activation or could not be reached.
+    case remote(String)
 
     public var description: String {
         switch self {
         case let .ring(index, error): return "queue \(index): \(error)"
         case let .thread(error): return "device thread: \(error)"
+        case let .remote(reason): return reason
         }
     }
 }
@@ -20,30 +23,26 @@ public enum VirtioActivationError: Error, Sendable, CustomStringConvertible {
 /// The PCI transport runs one in the VMM for each DRIVER_OK; the GPU daemon runs one for each
 /// VM it serves, on guest memory, doorbells and interrupt eventfds the VM shared with it (the
 /// vhost-user model), so the data path never passes through the VM's process.
-public final class VirtioQueueServer: Sendable {
+public final class VirtioQueueServer: VirtioQueueService {
     private let worker: DeviceWorker
 
-    /// - Parameters:
-    ///   - queues: one entry per queue of the device; nil for a queue the driver did not enable.
-    ///   - interrupt: raises the interrupt of the queue given (called on the device thread and
-    ///     on whatever threads the device completes requests on).
-    ///   - needsReset: the device met a driver error it cannot serve past (called on the
-    ///     device thread); the transport sets DEVICE_NEEDS_RESET.
-    public init(device: any VirtioDeviceBackend, name: String, features: UInt64, queues: [VirtqueueConfiguration?],
-                memory: GuestMemory, doorbells: [EventFD], interrupt: @escaping @Sendable (Int) -> Void,
-                needsReset: @escaping @Sendable (VirtqueueError) -> Void) throws(VirtioActivationError) {
-        precondition(queues.count == doorbells.count, "one doorbell per queue")
+    /// Builds the rings of `activation` and starts the device thread. `activation.interrupt`
+    /// is called on the device thread and on whatever threads the device completes requests
+    /// on; `activation.needsReset` on the device thread, when the device met a driver error it
+    /// cannot serve past.
+    public init(device: any VirtioQueueHandler, activation: VirtioActivation) throws(VirtioActivationError) {
         var rings: [Virtqueue?] = []
-        for (index, queue) in queues.enumerated() {
+        for (index, queue) in activation.queues.enumerated() {
             guard let queue else { rings.append(nil); continue }
-            do { rings.append(try Virtqueue(configuration: queue, memory: memory)) } catch {
+            do { rings.append(try Virtqueue(configuration: queue, memory: activation.memory)) } catch {
                 throw .ring(index: index, error)
             }
         }
-        let context = VirtioQueueContext(negotiatedFeatures: features, queues: rings, interrupt: interrupt)
+        let context = VirtioQueueContext(negotiatedFeatures: activation.features, queues: rings, interrupt: activation.interrupt)
+        let needsReset = activation.needsReset
         do {
-            worker = try DeviceWorker(name: name, doorbells: doorbells) { queue in
-                do throws(VirtqueueError) { try device.process(queue: queue, context: context) } catch { needsReset(error) }
+            worker = try DeviceWorker(name: activation.name, doorbells: activation.doorbells) { queue in
+                do throws(VirtqueueError) { try device.process(queue: queue, context: context) } catch { needsReset(error.description) }
             }
         } catch { throw .thread(error) }
     }

@@ -1,3 +1,4 @@
+@testable import VGPUCore
 import VirtioTestSupport
 import GPUHost
 import Logging
@@ -61,7 +62,7 @@ final class GPUDriver {
     }
 
     func shutdown() {
-        device.shutdown()
+        device.stop()
         scheduler.shutdown()
     }
 

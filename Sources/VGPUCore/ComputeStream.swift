@@ -15,7 +15,7 @@ public struct ComputeReference: Hashable, Sendable {
 
     static let size = 16
 
-    init(_ reader: inout WireReader) throws(WireReader.Truncated) {
+    package init(_ reader: inout WireReader) throws(WireReader.Truncated) {
         resourceID = try reader.u32()
         length = try reader.u32()
         offset = try reader.u64()
@@ -60,12 +60,6 @@ public enum ComputeStreamError: Error, Hashable, Sendable, CustomStringConvertib
         case let .badReference(c, operand, reason): return "command \(c): \(operand) \(reason)"
         case let .invalidKernel(c, reason): return "command \(c): \(reason)"
         }
-    }
-
-    /// The virtio-gpu response the submission gets.
-    var response: VirtioGPUProtocol.Response {
-        if case .invalidResource = self { return .errorInvalidResourceID }
-        return .errorInvalidParameter
     }
 }
 

@@ -118,7 +118,7 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
         name = parts[0].lowercased()
     }
 
-    static func parseBytes(_ text: String) -> Int? {
+    package static func parseBytes(_ text: String) -> Int? {
         let lower = text.lowercased()
         let shifts: [Character: Int] = ["k": 10, "m": 20, "g": 30]
         var digits = Substring(lower)

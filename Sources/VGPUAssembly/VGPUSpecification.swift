@@ -1,6 +1,8 @@
 import FullVGPU
+import GPUDaemon
 import GPUHost
 import Hypervisor
+import VGPUCore
 import VirtioGPU
 
 /// A `--vgpu` argument: the kind of vGPU, its profile, and where its device runs.
@@ -135,7 +137,7 @@ extension VGPUSpecification {
         case .para:
             let device = try makeDevice(vm: vm, name: name, memory: machine.memory, embedded: embedded)
             do { _ = try machine.hotplugVirtioDevice(device, name: name) } catch {
-                (device as? RemoteVGPU)?.disconnect()
+                device.stop()
                 throw error
             }
             return device

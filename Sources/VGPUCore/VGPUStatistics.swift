@@ -38,7 +38,7 @@ public struct VGPUStatistics: Hashable, Sendable, Codable {
 }
 
 extension VGPUStatistics {
-    mutating func add(_ other: VGPUStatistics) {
+    public mutating func add(_ other: VGPUStatistics) {
         submissions += other.submissions
         refusedSubmissions += other.refusedSubmissions
         commands += other.commands
