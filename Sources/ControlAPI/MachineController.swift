@@ -107,8 +107,17 @@ public final class MachineController: VMControl, @unchecked Sendable {
             defer { vgpus.nextIndex += 1 }
             return "vgpu\(vgpus.nextIndex)"
         }
+        // Connecting to a daemon and waiting for the guest block: off the server's cooperative
+        // threads (two here), so a daemon that never answers cannot stall the rest of the API.
+        // RemoteVGPU bounds its own wait for the daemon's hello.
+        let machine = machine, vmName = name
+        let outcome: Result<any VGPU, any Error> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Result { try spec.hotplug(into: machine, vm: vmName, name: id) { try self.embeddedScheduler() } })
+            }
+        }
         let device: any VGPU
-        do { device = try spec.hotplug(into: machine, vm: name, name: id) { try embeddedScheduler() } } catch {
+        do { device = try outcome.get() } catch {
             switch error {
             case let error as APIError: throw error
             case HypervisorError.hotplug(.noFreeSlot): throw .conflict("\(error)")

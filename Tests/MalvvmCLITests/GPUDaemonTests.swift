@@ -198,6 +198,47 @@ import Testing
         #expect(try daemon.vgpus().isEmpty, "the VM's vGPU left with it")
     }
 
+    /// A "daemon" that accepts and never answers once stalled the VM's API: attaches blocked
+    /// in recvmsg on the server's cooperative threads. Now the API keeps answering while they
+    /// wait, and each attach ends with one line once the hello deadline passes.
+    @Test func aDaemonThatNeverAnswersDoesNotStallTheVMAPI() throws {
+        let directory = NSTemporaryDirectory() + "malvvm-mute-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // Listens (the kernel completes connections into its backlog) and never accepts.
+        let mute = directory + "/mute.sock"
+        let listener = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let path = Array(mute.utf8)
+            raw.copyBytes(from: path)
+            raw[path.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0 && listen(listener, 16) == 0)
+        let api = directory + "/vm.sock"
+        let vm = try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", "stall", "--api-socket", api, "--cmdline", "test=idle"])
+        #expect(vm.waitForOutput("idle"), "\(vm.output)")
+        let attaches = try (0 ..< 4).map { _ in
+            try BackgroundProcess(["vgpu", "attach", api, "--profile", "1g", "--gpud", mute])
+        }
+        Thread.sleep(forTimeInterval: 1)
+        let started = Date()
+        let info = try Harness.malvvm(["vm", "info", api], timeout: 10)
+        #expect(info.status == 0 && Date().timeIntervalSince(started) < 5, "\(info.stderr)")
+        for attach in attaches {
+            let status = attach.finish(within: 40)
+            #expect(status == 1, "attach exit \(status)")
+        }
+        #expect(try Harness.malvvm(["vm", "info", api], timeout: 10).status == 0)
+        vm.kill(SIGTERM)
+        vm.finish(within: 10)
+    }
+
     @Test func mistakesAreOneLineErrors() throws {
         let missing = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", "none",
                                           "--vgpu", "gpud=/nonexistent/gpud.sock,profile=1g", "--cmdline", "test=hello"])
