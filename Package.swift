@@ -58,6 +58,7 @@ let package = Package(
         .target(
             name: "GPUHost",
             dependencies: [
+                "Platform",
                 "CVulkan",
                 "CGPUInventory",
                 .product(name: "Logging", package: "swift-log"),

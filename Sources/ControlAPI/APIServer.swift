@@ -29,10 +29,14 @@ public final class APIServer: Sendable {
         router.add(middleware: JSONErrorMiddleware())
         Self.addRoutes(routes, to: router, control: control)
         let ready = DispatchSemaphore(value: 0)
+        // The socket is created with the umask's bits: 0600 from its first moment, never
+        // world-accessible between bind and a chmod. The mask is the process's, so it is
+        // restored as soon as the socket is bound (this runs before the VM starts).
+        let previousMask = umask(0o177)
         let app = Application(router: router,
                               configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "malvvm"),
                               onServerRunning: { _ in
-                                  chmod(socketPath, 0o600)
+                                  umask(previousMask)
                                   ready.signal()
                               },
                               logger: logger)
@@ -48,6 +52,7 @@ public final class APIServer: Sendable {
         // Bind before returning, so a client started right after us finds the socket; the VM
         // boots meanwhile on its own thread, so this costs boot nothing.
         _ = ready.wait(timeout: .now() + .seconds(5))
+        umask(previousMask)
         if let error = failure.value { throw .failed("cannot serve the API on '\(socketPath)': \(error)") }
     }
 

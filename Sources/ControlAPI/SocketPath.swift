@@ -24,12 +24,7 @@ public enum SocketPath {
     /// not something to take over.
     static func claim(_ path: String) throws(APIError) {
         let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
-            } catch { throw .failed("cannot create '\(directory)': \(error.localizedDescription)") }
-        }
+        do { try prepareDirectory(directory) } catch { throw .failed(error.description) }
         guard path.utf8.count < 108 else { throw .badRequest("API socket path '\(path)' is longer than 107 bytes") }
         var status = stat()
         guard lstat(path, &status) == 0 else { return }
@@ -38,6 +33,35 @@ public enum SocketPath {
         }
         if isLive(path) { throw .conflict("a VM is already serving '\(path)' (choose another --name or --api-socket)") }
         unlink(path)
+    }
+
+    /// A socket directory that is ours: created 0700 when missing. The default directory, which
+    /// anyone could have made first (/tmp/malvvm-UID), must also be a real directory owned by us
+    /// that nobody else can write or enter: otherwise another user could read our sockets'
+    /// names, replace them, or make us serve theirs.
+    public static func prepareDirectory(_ directory: String) throws(SocketDirectoryError) {
+        guard !directory.isEmpty else { return }
+        var status = stat()
+        if lstat(directory, &status) != 0 {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch { throw SocketDirectoryError("cannot create '\(directory)': \(error.localizedDescription)") }
+            guard lstat(directory, &status) == 0 else { throw SocketDirectoryError("cannot create '\(directory)'") }
+        }
+        guard status.st_mode & S_IFMT == S_IFDIR else {
+            throw SocketDirectoryError("'\(directory)' is not a directory (a link or file there is refused)")
+        }
+        let standardised = (directory as NSString).standardizingPath
+        let isDefault = standardised == (defaultDirectory as NSString).standardizingPath
+        guard isDefault else { return }
+        guard status.st_uid == geteuid() else {
+            throw SocketDirectoryError("'\(directory)' belongs to user \(status.st_uid), not to us: remove it or choose a socket elsewhere")
+        }
+        guard status.st_mode & 0o077 == 0 else {
+            throw SocketDirectoryError(String(format: "'%@' has mode %o: others may reach our sockets; 'chmod 700' it or remove it",
+                                              directory, Int(status.st_mode & 0o777)))
+        }
     }
 
     /// Whether something accepts connections on the socket.
@@ -64,4 +88,10 @@ public enum SocketPath {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return names.filter { $0.hasSuffix(".sock") }.sorted().map { "\(directory)/\($0)" }
     }
+}
+
+/// A socket directory we will not serve in, in one line.
+public struct SocketDirectoryError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -58,6 +58,8 @@ extension Malvvm.Bench {
                 throw RuntimeFailure(message: "GPU: \(error)")
             }
             defer { scheduler.shutdown() }
+            // The GPU's own busy measure beside the scheduler's, where the NVIDIA driver is.
+            let nvml = NVMLRun.start()
             let summary: DigitsMLP.Summary
             do {
                 let job = try DigitsMLP(dataset: data, scheduler: scheduler, batchSize: batch, epochs: epochs)
@@ -83,6 +85,7 @@ extension Malvvm.Bench {
             print("bench: native total \(format("%.3f", seconds)) s, \(format("%.0f", summary.trainImagesPerSecond)) train images/s, "
                   + "GPU utilisation \(format("%.1f", summary.gpuUtilisation * 100))% "
                   + "(busy \(summary.gpuBusyNanoseconds / 1_000_000) ms of \(summary.gpuWindowNanoseconds / 1_000_000) ms)")
+            nvml.finish().lines.forEach { print($0) }
             print("train: \(summary.passed ? "PASS" : "FAIL")")
             fflush(nil)
             if !summary.passed { throw ExitCode(1) }

@@ -71,10 +71,9 @@ struct GPUDaemonCommand: ParsableCommand {
                 throw RuntimeFailure(message: "cannot open the GPU: \(error)")
             }
             defer { scheduler.shutdown() }
-            do {
-                try FileManager.default.createDirectory(atPath: (socketPath as NSString).deletingLastPathComponent,
-                                                        withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            } catch { throw RuntimeFailure(message: "cannot create the socket directory: \(error.localizedDescription)") }
+            do { try SocketPath.prepareDirectory((socketPath as NSString).deletingLastPathComponent) } catch {
+                throw RuntimeFailure(message: error.description)
+            }
             let daemon: GPUDaemon
             var catalog = VGPUProfile.named
             for profile in profiles { catalog[profile.name] = profile }

@@ -116,9 +116,11 @@ extension Malvvm {
                 }
             }
             defer { server?.stop() }
+            // With --metrics, the GPU's own busy measure over the run (NVML, where it exists).
+            let nvml = metrics != nil ? NVMLRun.start() : nil
             let exit: MachineExit
             do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
-            if let metrics { try writeMetrics(machine, scheduler: scheduler, vgpus: vgpus, to: metrics) }
+            if let metrics { try writeMetrics(machine, scheduler: scheduler, vgpus: vgpus, nvml: nvml?.finish(), to: metrics) }
 
             switch exit {
             case let .guestExit(code):
@@ -142,7 +144,7 @@ extension Malvvm {
 
 /// The run's counters as one JSON object: KVM's and malvvm's exit counters, the GPU
 /// scheduler's utilisation, and each vGPU's submission costs (keys in snake_case).
-func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU], to path: String) throws {
+func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU], nvml: NVMLReport?, to path: String) throws {
     struct SchedulerSummary: Encodable {
         let policy: String
         let windowNanoseconds: UInt64
@@ -171,6 +173,8 @@ func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU
         let vmm: [String: UInt64]
         let scheduler: SchedulerSummary?
         let vgpus: [VGPUSummary]
+        /// The GPU's own utilisation over the run, or why it could not be read.
+        let nvml: NVMLReport?
     }
     let exits = machine.statistics
     let vmm: [String: UInt64] = ["port_io_exits": exits.portIO, "mmio_exits": exits.mmio, "interrupted": exits.interrupted,
@@ -183,7 +187,8 @@ func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU
     }
     let report = Report(kvm: machine.kvmStatistics(), vmm: vmm, scheduler: summary,
                         vgpus: vgpus.map { VGPUSummary(name: $0.name, kind: $0.kind, statistics: $0.statistics,
-                                                        gvm: $0.mechanismCounters) })
+                                                        gvm: $0.mechanismCounters) },
+                        nvml: nvml)
     let encoder = JSONEncoder()
     encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -173,4 +173,28 @@ import Testing
         #expect(second.status == 1 && second.stderr.contains("already serving"), "\(second.stderr)")
         #expect(try vm.shutdown() == 0)
     }
+
+    /// A default socket directory someone else could reach (mode 0777, as if squatted before
+    /// us) is refused with one line; one we create is 0700 and the socket in it 0600.
+    @Test func aSquattedSocketDirectoryIsRefused() throws {
+        let runtime = NSTemporaryDirectory() + "malvvm-xdg-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: runtime + "/malvvm", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: runtime) }
+        chmod(runtime + "/malvvm", 0o777)
+        let environment = ["/usr/bin/env", "XDG_RUNTIME_DIR=\(runtime)"]
+        let squatted = try Harness.malvvm(["run", "--kernel", Harness.guest, "--name", "sq", "--cmdline", "test=hello"], wrapper: environment)
+        #expect(squatted.status == 1 && squatted.stderrLines.count == 1 && squatted.stderr.contains("mode 777"), "\(squatted.stderr)")
+        let gpud = try Harness.malvvm(["gpud", "--gpu", "cpu"], timeout: 30, wrapper: environment)
+        #expect(gpud.status == 1 && gpud.stderrLines.count == 1 && gpud.stderr.contains("mode 777"), "\(gpud.stderr)")
+
+        try FileManager.default.removeItem(atPath: runtime + "/malvvm")
+        let vm = try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", "fresh", "--cmdline", "test=idle"],
+                                       environment: ["XDG_RUNTIME_DIR": runtime])
+        #expect(vm.waitForOutput("idle"), "\(vm.output)")
+        var directory = stat(), socket = stat()
+        #expect(stat(runtime + "/malvvm", &directory) == 0 && directory.st_mode & 0o777 == 0o700)
+        #expect(stat(runtime + "/malvvm/fresh.sock", &socket) == 0 && socket.st_mode & 0o777 == 0o600)
+        vm.kill(SIGTERM)
+        vm.finish(within: 10)
+    }
 }

@@ -124,5 +124,22 @@ import Testing
         #expect(result.stdout.contains("VULKAN"))
         #expect(result.stdout.contains("PCI") && result.stdout.contains("DRM"))
         #expect(result.stdout.hasSuffix("\n"))
+        // NVML answers where the NVIDIA driver is, and says why not elsewhere.
+        let nvmlLines = result.stdoutLines.filter { $0.hasPrefix("nvml: GPU ") || $0.hasPrefix("NVML: ") }
+        #expect(!nvmlLines.isEmpty, "\(result.stdout)")
+        let driverPresent = dlopen("libnvidia-ml.so.1", RTLD_NOW) != nil
+        #expect(nvmlLines.allSatisfy { $0.hasPrefix(driverPresent ? "nvml: GPU " : "NVML: libnvidia-ml.so.1 not found") }, "\(nvmlLines)")
+    }
+
+    /// `--metrics` carries the NVML report: the devices sampled over the run, or why none.
+    @Test func metricsSayWhatNVMLSaw() throws {
+        let path = NSTemporaryDirectory() + "malvvm-nvml-\(getpid())-\(UInt32.random(in: 0 ... .max)).json"
+        defer { unlink(path) }
+        let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", "none", "--metrics", path, "--cmdline", "test=hello"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        let nvml = report?["nvml"] as? [String: Any]
+        #expect(nvml?["available"] as? Bool == (dlopen("libnvidia-ml.so.1", RTLD_NOW) != nil), "\(String(describing: nvml))")
+        if nvml?["available"] as? Bool == false { #expect((nvml?["reason"] as? String)?.contains("libnvidia-ml.so.1") == true) }
     }
 }

@@ -95,7 +95,7 @@ final class BackgroundProcess {
 
     /// - Parameter fileLimit: the process's RLIMIT_NOFILE (through prlimit(1), which execs
     ///   malvvm in place, so the pid is malvvm's).
-    init(_ arguments: [String], fileLimit: Int? = nil) throws {
+    init(_ arguments: [String], fileLimit: Int? = nil, environment: [String: String] = [:]) throws {
         consolePath = NSTemporaryDirectory() + "malvvm-bg-\(getpid())-\(UInt32.random(in: 0 ... .max)).out"
         _ = FileManager.default.createFile(atPath: consolePath, contents: nil)
         if let fileLimit {
@@ -104,6 +104,9 @@ final class BackgroundProcess {
         } else {
             process.executableURL = URL(fileURLWithPath: Harness.malvvm)
             process.arguments = arguments
+        }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         }
         process.standardOutput = FileHandle(forWritingAtPath: consolePath)
         process.standardError = FileHandle.nullDevice
