@@ -92,20 +92,45 @@ import Testing
         #expect(result.stderr.contains("no PVH entry point"))
     }
 
-    @Test func aKernelTooBigForMemoryExitsOne() throws {
-        // The guest image ends above 1 MiB + 128 KiB; 2 MiB of RAM holds it, 1 MiB does not exist as an option.
+    @Test func memoryBelowTheMinimumIsAUsageError() throws {
         let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--memory", "1M"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("below the minimum"))
     }
 
+    /// A valid PVH kernel whose segment needs more RAM than the VM has: a runtime error that
+    /// names the segment, not a crash and not a usage error.
+    @Test func aKernelTooBigForMemoryExitsOne() throws {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Harness.guest)))
+        // ELF64: e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38; p_type at +0, p_memsz at +0x28.
+        func u64(_ at: Int) -> Int { (0 ..< 8).reduce(0) { $0 | Int(bytes[at + $1]) << (8 * $1) } }
+        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
+        let (phoff, phentsize, phnum) = (u64(0x20), u16(0x36), u16(0x38))
+        let load = try #require((0 ..< phnum).map { phoff + $0 * phentsize }.first { u16($0) == 1 }, "no PT_LOAD")
+        let memsz = 64 << 20  // 64 MiB of segment in a 16 MiB VM
+        for i in 0 ..< 8 { bytes[load + 0x28 + i] = UInt8(truncatingIfNeeded: memsz >> (8 * i)) }
+        let path = NSTemporaryDirectory() + "malvvm-big-\(getpid()).elf"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try Harness.malvvm(["run", "--kernel", path, "--memory", "16M", "--api-socket", "none"])
+        #expect(result.status == 1)
+        #expect(result.stderrLines.count == 1 && result.stderr.contains("does not fit in guest memory"), "\(result.stderr)")
+    }
+
     @Test func noPermissionOnDevKVMExitsOne() throws {
         // As the unprivileged 'nobody' user, /dev/kvm (0600 root, or 0660 kvm group) cannot be opened.
         guard getuid() == 0 else { return }  // only root can drop to another user
-        let result = try Harness.malvvm(["run", "--kernel", "/etc/hostname"],
+        // A kernel 'nobody' can read, so the only thing in the way is /dev/kvm.
+        let kernel = NSTemporaryDirectory() + "malvvm-nokvm-\(getpid()).elf"
+        try FileManager.default.copyItem(atPath: Harness.guest, toPath: kernel)
+        defer { try? FileManager.default.removeItem(atPath: kernel) }
+        chmod(kernel, 0o644)
+        var kvm = stat()
+        guard stat("/dev/kvm", &kvm) == 0, kvm.st_mode & 0o006 == 0 else { return }  // others may open it: nothing to refuse
+        let result = try Harness.malvvm(["run", "--kernel", kernel, "--api-socket", "none"],
                                         wrapper: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
         #expect(result.status == 1)
-        #expect(result.stderrLines.count == 1, "stderr: \(result.stderr)")
+        #expect(result.stderrLines.count == 1 && result.stderr.contains("/dev/kvm"), "stderr: \(result.stderr)")
     }
 
     @Test func helpAndVersionExitZero() throws {
