@@ -73,11 +73,11 @@ public struct GPUDaemonClient: Codable, Sendable, Equatable {
     public var memoryInUseBytes: Int
 }
 
-/// What the daemon's API serves, over a running `GPUDaemon`.
+/// What the daemon's API serves, over a running `VGPUServer`.
 public struct GPUDaemonController: Sendable {
-    public let daemon: GPUDaemon
+    public let daemon: VGPUServer
 
-    public init(daemon: GPUDaemon) { self.daemon = daemon }
+    public init(daemon: VGPUServer) { self.daemon = daemon }
 
     public func status() -> GPUDaemonStatus {
         let metrics = daemon.scheduler.metrics()

@@ -74,10 +74,10 @@ struct GPUDaemonCommand: ParsableCommand {
             do { try SocketPath.prepareDirectory((socketPath as NSString).deletingLastPathComponent) } catch {
                 throw RuntimeFailure(message: error.description)
             }
-            let daemon: GPUDaemon
+            let daemon: VGPUServer
             var catalog = VGPUProfile.named
             for profile in profiles { catalog[profile.name] = profile }
-            do { daemon = try GPUDaemon(scheduler: scheduler, socketPath: socketPath, profiles: catalog) } catch {
+            do { daemon = try VGPUServer(scheduler: scheduler, socketPath: socketPath, profiles: catalog) } catch {
                 throw RuntimeFailure(message: error.description)
             }
             defer { daemon.stop() }

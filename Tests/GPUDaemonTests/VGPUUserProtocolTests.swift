@@ -12,7 +12,7 @@ import VirtioGPU
 /// reply or the connection closed, never a crash, and the daemon keeps serving the next VM.
 @Suite(.serialized) final class VGPUUserProtocolTests {
     let scheduler: GPUScheduler
-    let daemon: GPUDaemon
+    let daemon: VGPUServer
     let socket: String
     let memory: GuestMemory
 
@@ -20,7 +20,7 @@ import VirtioGPU
         socket = NSTemporaryDirectory() + "gpud-test-\(getpid())-\(UInt32.random(in: 0 ... .max)).sock"
         scheduler = try GPUScheduler(backend: CPUBackend())
         // Room for one 16 MiB VM's regions and a little more: the limit a peer's sparse memfds meet.
-        daemon = try GPUDaemon(scheduler: scheduler, socketPath: socket, guestMemoryLimit: 32 << 20)
+        daemon = try VGPUServer(scheduler: scheduler, socketPath: socket, guestMemoryLimit: 32 << 20)
         memory = try GuestMemory(layout: [(start: GuestAddress(0), size: 16 << 20)])
     }
 

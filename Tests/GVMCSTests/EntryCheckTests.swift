@@ -7,7 +7,7 @@ struct EntryCheckTests {
     var checker: GVMEntryChecker { GVMEntryChecker(capabilities: capabilities) }
 
     /// A change to the valid G-VMCS that breaks exactly `check` (and nothing checked before it).
-    static func breaking(_ check: GVMEntryCheck, _ vmcs: inout GVMCS) {
+    static func breaking(_ check: GVMEntryCheck, _ vmcs: inout GVMControlStructure) {
         switch check {
         case .executionControlsAllowed: vmcs[.gpuExecutionControls] |= 1 << 5
         case .exitControlsAllowed: vmcs[.exitControls] |= 1 << 7

@@ -142,8 +142,8 @@ final class Fixture {
     /// The G-VMCS every entry check accepts: nested paging, preemption timer (10 ms),
     /// MMIO bitmap, posted completions off, doorbell exiting off.
     static func validVMCS(capabilities: GVMCapabilities = GVMCapabilities(),
-                          geptRoot: UInt64 = 0x10_0000, guestRoot: UInt64 = 0x10_0000) -> GVMCS {
-        var vmcs = GVMCS()
+                          geptRoot: UInt64 = 0x10_0000, guestRoot: UInt64 = 0x10_0000) -> GVMControlStructure {
+        var vmcs = GVMControlStructure()
         vmcs.executionControls = [.nestedPaging, .activatePreemptionTimer, .useMMIOBitmap]
         vmcs.exitControls = [.savePreemptionTimer, .acknowledgeCompletionOnExit]
         vmcs.geptPointer = GEPTPointer(root: geptRoot)
@@ -165,7 +165,7 @@ final class Fixture {
     }
 
     /// Clears and loads the region, then writes every writable field of `vmcs` with gvmwrite.
-    func load(_ vmcs: GVMCS? = nil, region: UInt64 = Fixture.region) throws {
+    func load(_ vmcs: GVMControlStructure? = nil, region: UInt64 = Fixture.region) throws {
         let vmcs = vmcs ?? Self.validVMCS(capabilities: capabilities, geptRoot: geptRoot,
                                           guestRoot: guestRoot)
         try unit.gvmclear(region)

@@ -6,11 +6,11 @@ public struct GVMEntryChecker: Sendable {
     public init(capabilities: GVMCapabilities) { self.capabilities = capabilities }
 
     /// The first failed check in SDM order, or `nil` when the structure may enter.
-    public func firstFailure(in vmcs: GVMCS) -> GVMEntryCheck? {
+    public func firstFailure(in vmcs: GVMControlStructure) -> GVMEntryCheck? {
         controlFailure(vmcs) ?? hostStateFailure(vmcs) ?? guestStateFailure(vmcs)
     }
 
-    public func controlFailure(_ vmcs: GVMCS) -> GVMEntryCheck? {
+    public func controlFailure(_ vmcs: GVMControlStructure) -> GVMEntryCheck? {
         let caps = capabilities
         let execution = vmcs.executionControls
         let exit = vmcs.exitControls
@@ -53,7 +53,7 @@ public struct GVMEntryChecker: Sendable {
         return nil
     }
 
-    public func hostStateFailure(_ vmcs: GVMCS) -> GVMEntryCheck? {
+    public func hostStateFailure(_ vmcs: GVMControlStructure) -> GVMEntryCheck? {
         if vmcs[.hostContextID] == 0 { return .hostContextID }
         let save = vmcs[.hostContextSaveAreaAddress]
         if save == 0 || !isValidAddress(save, alignedTo: 4096) { return .hostContextSaveArea }
@@ -64,7 +64,7 @@ public struct GVMEntryChecker: Sendable {
         return nil
     }
 
-    public func guestStateFailure(_ vmcs: GVMCS) -> GVMEntryCheck? {
+    public func guestStateFailure(_ vmcs: GVMControlStructure) -> GVMEntryCheck? {
         if vmcs[.guestContextID] == 0 { return .guestContextID }
         let base = vmcs[.commandRingBase]
         if base & 0xFFF != 0 { return .commandRingBaseAlignment }

@@ -20,7 +20,7 @@ struct GPURunStep {
     }
 
     /// Runs until an exit; updates the ring head in `vmcs`.
-    func run(_ vmcs: inout GVMCS, enteredAt entry: UInt64) -> Exit {
+    func run(_ vmcs: inout GVMControlStructure, enteredAt entry: UInt64) -> Exit {
         let controls = vmcs.executionControls
         let budget: UInt64? = controls.contains(.activatePreemptionTimer)
             ? vmcs[.preemptionTimerValue] * GVMCapabilities.preemptionTimerTickNanoseconds : nil
@@ -74,7 +74,7 @@ struct GPURunStep {
     }
 
     /// Runs one command; an exit when it cannot finish in guest mode.
-    private func execute(_ command: GVMCommand, vmcs: GVMCS,
+    private func execute(_ command: GVMCommand, vmcs: GVMControlStructure,
                          translator: AddressTranslator) -> Exit? {
         switch command {
         case .nop:

@@ -3,7 +3,7 @@
 struct GVMCSRegion {
     enum LaunchState: Sendable { case clear, launched }
 
-    var vmcs = GVMCS()
+    var vmcs = GVMControlStructure()
     var launchState = LaunchState.clear
     /// Trapped register accesses waiting to be reported, oldest first.
     var pendingExits: [GVMExit] = []

@@ -15,7 +15,7 @@ import VirtioGPU
 /// dies (its connection ends) loses its vGPU: queued work is cancelled, its GPU buffers are
 /// zeroed and freed and its scheduler clients removed, so its share goes to the others at the
 /// scheduler's next decision. Nothing a VM sends can stop the daemon or reach another VM.
-public final class GPUDaemon: @unchecked Sendable {
+public final class VGPUServer: @unchecked Sendable {
     public let scheduler: GPUScheduler
     /// Where VMs connect (the vgpu-user socket).
     public let socketPath: String
@@ -166,10 +166,10 @@ private final class Session: @unchecked Sendable {
     /// The eventfds of the activation served now; they close with it.
     private var activationFDs: [EventFD] = []
 
-    private let departed: (GPUDaemon.Departure) -> Void
+    private let departed: (VGPUServer.Departure) -> Void
 
     init(id: UInt64, channel: MessageChannel, scheduler: GPUScheduler, profiles: [String: VGPUProfile],
-         guestMemoryLimit: UInt64, logger: Logger, departed: @escaping (GPUDaemon.Departure) -> Void) {
+         guestMemoryLimit: UInt64, logger: Logger, departed: @escaping (VGPUServer.Departure) -> Void) {
         self.departed = departed
         self.profiles = profiles
         self.guestMemoryLimit = guestMemoryLimit
@@ -180,10 +180,10 @@ private final class Session: @unchecked Sendable {
         self.logger[metadataKey: "session"] = "\(id)"
     }
 
-    var snapshot: GPUDaemon.VGPUSession? {
+    var snapshot: VGPUServer.VGPUSession? {
         lock.withLock {
             guard let hello, let profile, let device else { return nil }
-            return GPUDaemon.VGPUSession(id: id, vm: hello.vm, vgpu: hello.vgpu, profile: profile, connected: connected,
+            return VGPUServer.VGPUSession(id: id, vm: hello.vm, vgpu: hello.vgpu, profile: profile, connected: connected,
                                          active: server != nil, statistics: device.statistics)
         }
     }
@@ -329,7 +329,7 @@ private final class Session: @unchecked Sendable {
         // removes its scheduler clients.
         device.stop()
         let release = scheduler.nanosecondsSinceStart() - disconnected
-        departed(GPUDaemon.Departure(vm: hello.vm, vgpu: hello.vgpu, at: Date(), disconnectedNanoseconds: disconnected,
+        departed(VGPUServer.Departure(vm: hello.vm, vgpu: hello.vgpu, at: Date(), disconnectedNanoseconds: disconnected,
                                      releaseNanoseconds: release))
         logger.info("vGPU \(hello.vm)/\(hello.vgpu) disconnected; work cancelled, memory zeroed and freed in \(release / 1000) µs")
         lock.withLock {

@@ -5,7 +5,7 @@
 /// Software outside the unit never changes a live one except through `gvmwrite`, which is where
 /// read-only fields are protected; the unit itself writes exit information through the
 /// unrestricted subscript.
-public struct GVMCS: Hashable, Sendable {
+public struct GVMControlStructure: Hashable, Sendable {
     private var values: [GVMCSField: UInt64] = [:]
 
     /// A G-VMCS with every field zero, as `gvmclear` leaves a region it initialises.
