@@ -12,6 +12,8 @@ import VGPUCore
 /// staging buffer on the GPU, runs the batch and scatters what the kernels wrote back. The
 /// gather and scatter stand for the DMA a GPU does over its IOMMU; buffers whose ranges overlap
 /// share their staging bytes, so in-place kernels and aliases behave as they do in memory.
+/// Gather and scatter travel in the batch as its uploads and downloads, so a stream is one
+/// submission and one wait however many pages it binds.
 ///
 /// Called on the device thread only (inside `gvmresume`), so it needs no lock of its own.
 final class StreamExecutor: GVMCommandExecutor {
@@ -213,30 +215,34 @@ final class StreamExecutor: GVMCommandExecutor {
             logger.warning("full-vGPU staging buffer: \(error)")
             return .invalidWork
         }
-        let batch: CommandBatch
+        var batch: CommandBatch
         do { batch = try build(buffer) } catch {
             lastFailure = .invalid("\(error)")
             return .invalidWork
         }
-        var clock = started
-        func lap() -> UInt64 {
-            let now = monotonicNanoseconds()
-            defer { clock = now }
-            return now - clock
-        }
+        // Every segment goes up (a kernel may write only part of one, and the rest must go
+        // back unchanged); the written ones come back. The guest pages are the transfers' host
+        // memory: guest RAM stays mapped, and the device thread waits for the batch here.
         for (segment, offset) in zip(segments, offsets) {
-            guard move(segment.ranges, offset: offset, staging: buffer, toGPU: true) else {
+            guard let pieces = guestPieces(segment.ranges, offset: offset, staging: buffer) else {
                 return .fault(.unbackedAddress(segment.ranges.first?.address ?? 0))
             }
+            batch.uploads += pieces
             statistics.uploadBytes += UInt64(segment.length)
+            if segment.written {
+                batch.downloads += pieces
+                statistics.downloadBytes += UInt64(segment.length)
+            }
         }
-        statistics.uploadNanoseconds += lap()
         let outcome: Result<ScheduledCompletion, SchedulerError>
         do { outcome = try scheduler.submit(batch, for: client).wait() } catch { outcome = .failure(error) }
         switch outcome {
         case let .success(completion):
             statistics.gpuNanoseconds += completion.chargedNanoseconds
             statistics.queueingNanoseconds += completion.queueingNanoseconds
+            // The backend's host copies: into staging or mapped memory, and back out.
+            statistics.uploadNanoseconds += completion.batch.uploadNanoseconds
+            statistics.downloadNanoseconds += completion.batch.downloadNanoseconds
         case let .failure(error):
             statistics.submissions += 1
             statistics.endToEndNanoseconds += monotonicNanoseconds() - started
@@ -248,14 +254,6 @@ final class StreamExecutor: GVMCommandExecutor {
             logger.info("full-vGPU batch failed: \(error)")
             return .invalidWork
         }
-        _ = lap()
-        for (segment, offset) in zip(segments, offsets) where segment.written {
-            guard move(segment.ranges, offset: offset, staging: buffer, toGPU: false) else {
-                return .fault(.unbackedAddress(segment.ranges.first?.address ?? 0))
-            }
-            statistics.downloadBytes += UInt64(segment.length)
-        }
-        statistics.downloadNanoseconds += lap()
         statistics.submissions += 1
         statistics.commands += UInt64(commands)
         statistics.streamBytes += UInt64(streamBytes)
@@ -263,23 +261,18 @@ final class StreamExecutor: GVMCommandExecutor {
         return .completed
     }
 
-    private func move(_ ranges: [GVMHostRange], offset: Int, staging: BufferID, toGPU: Bool) -> Bool {
+    /// A segment's guest pages as transfers to or from its place in staging, page run by page
+    /// run; nil when one of them is not guest RAM.
+    private func guestPieces(_ ranges: [GVMHostRange], offset: Int, staging: BufferID) -> [HostTransfer]? {
+        var pieces: [HostTransfer] = []
+        pieces.reserveCapacity(ranges.count)
         var cursor = offset
         for range in ranges {
-            guard let bytes = memory.guestBytes(range) else { return false }
-            do throws(SchedulerError) {
-                if toGPU {
-                    try scheduler.write(staging, for: client, byteOffset: cursor, from: UnsafeRawBufferPointer(bytes))
-                } else {
-                    try scheduler.read(staging, for: client, byteOffset: cursor, into: bytes)
-                }
-            } catch {
-                lastFailure = .device("\(error)")
-                return false
-            }
+            guard let bytes = memory.guestBytes(range) else { return nil }
+            pieces.append(HostTransfer(buffer: staging, byteOffset: cursor, host: bytes))
             cursor += bytes.count
         }
-        return true
+        return pieces
     }
 
     /// The staging buffer, grown (to a power of two ≥ 1 MiB) when a batch needs more.

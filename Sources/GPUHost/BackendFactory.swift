@@ -3,11 +3,17 @@ import Logging
 /// Picks the backend for a selector. Only `.automatic` falls back to the CPU reference, and
 /// it says so in the log: an explicit device request that cannot be met is an error, since
 /// silently running a "GPU" VM on the host CPU would make every measurement a lie.
+///
+/// Vulkan options come from the environment (`VulkanBackendOptions.fromEnvironment`):
+/// `MALVVM_VULKAN_STAGING=always` makes a unified-memory device take a discrete GPU's
+/// staging path for host transfers.
 public enum BackendFactory {
     public static func make(_ selector: DeviceSelector = .automatic,
                             logger: Logger = Logger(label: "malvvm.gpuhost")) throws(GPUError) -> any ComputeBackend {
-        try make(selector, logger: logger, vulkan: { (selector, logger) throws(GPUError) in
-            try VulkanBackend(selector: selector, logger: logger)
+        let (options, problem) = VulkanBackendOptions.fromEnvironment()
+        if let problem { logger.warning("GPUHost: \(problem)") }
+        return try make(selector, logger: logger, vulkan: { (selector, logger) throws(GPUError) in
+            try VulkanBackend(selector: selector, options: options, logger: logger)
         })
     }
 

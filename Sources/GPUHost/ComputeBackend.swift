@@ -9,14 +9,26 @@ public struct SubmissionID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "submission#\(rawValue)" }
 }
 
-/// The kernels one client hands the device in one go. A backend records a batch into one
-/// command buffer with barriers only between dependent kernels, and charges the batch its
-/// measured device time, so the batch is the unit a scheduler preempts at and bills.
+/// The kernels one client hands the device in one go, with the host copies that feed and
+/// drain them. A backend records a batch into one command buffer with barriers only between
+/// dependent kernels, and charges the batch its measured device time, so the batch is the
+/// unit a scheduler preempts at and bills.
+///
+/// Uploads land before the first kernel and downloads are taken after the last one and are
+/// in host memory when `wait` returns, so a batch with host data is one submission and one
+/// wait, however many ranges it moves. The host memory follows `UnsafeHostBytes`'s lifetime
+/// contract. Uploads must not overlap one another in a buffer; downloads may.
 public struct CommandBatch: Hashable, Sendable {
     public var kernels: [Kernel]
+    /// Host → buffer copies, done before the first kernel.
+    public var uploads: [HostTransfer]
+    /// Buffer → host copies, done after the last kernel, in this order.
+    public var downloads: [HostTransfer]
 
-    public init(_ kernels: [Kernel] = []) {
+    public init(_ kernels: [Kernel] = [], uploads: [HostTransfer] = [], downloads: [HostTransfer] = []) {
         self.kernels = kernels
+        self.uploads = uploads
+        self.downloads = downloads
     }
 
     public mutating func append(_ kernel: Kernel) {
@@ -43,18 +55,27 @@ public struct BatchCompletion: Hashable, Sendable {
     /// Barriers recorded between dependent dispatches (not counting the batch's entry and
     /// exit barriers).
     public var barrierCount: Int
-    /// Execution time of the batch, from `timing`; nil when unavailable.
+    /// Execution time of the batch, from `timing`; nil when unavailable. On a device it
+    /// includes the batch's staged transfer copies, which are device work too.
     public var executionNanoseconds: UInt64?
     public var timing: TimingSource
+    /// Host time spent on the batch's uploads: copying them into mapped buffers or staging
+    /// memory (at submit).
+    public var uploadNanoseconds: UInt64
+    /// Host time spent copying the batch's downloads out to host memory (at wait).
+    public var downloadNanoseconds: UInt64
 
     public init(submission: SubmissionID, kernelCount: Int, dispatchCount: Int, barrierCount: Int,
-                executionNanoseconds: UInt64?, timing: TimingSource) {
+                executionNanoseconds: UInt64?, timing: TimingSource,
+                uploadNanoseconds: UInt64 = 0, downloadNanoseconds: UInt64 = 0) {
         self.submission = submission
         self.kernelCount = kernelCount
         self.dispatchCount = dispatchCount
         self.barrierCount = barrierCount
         self.executionNanoseconds = executionNanoseconds
         self.timing = timing
+        self.uploadNanoseconds = uploadNanoseconds
+        self.downloadNanoseconds = downloadNanoseconds
     }
 }
 
@@ -68,8 +89,12 @@ public enum BackendKind: String, Hashable, Sendable {
 /// submission and completion can happen on different threads.
 ///
 /// Contract: buffers are zero-filled at creation; host reads and writes must not race a batch
-/// in flight that uses the same buffer (the scheduler orders them); every kernel of a batch
-/// is validated before any of it runs, and a batch with one invalid kernel runs nothing.
+/// in flight that uses the same buffer (the scheduler orders them). A batch's own transfers
+/// count as such host accesses wherever a backend serves them by memcpy into mapped memory:
+/// its uploads at submit, its downloads at wait; the scheduler therefore never has another
+/// batch of the same client on the device beside a batch with transfers. Every kernel and
+/// transfer of a batch is validated before any of it runs, and a batch with one invalid
+/// kernel or transfer runs nothing.
 public protocol ComputeBackend: AnyObject, Sendable {
     var kind: BackendKind { get }
     var device: DeviceInfo { get }
@@ -83,9 +108,13 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func read(_ buffer: BufferID, byteOffset: Int, into bytes: UnsafeMutableRawBufferPointer) throws(GPUError)
 
     /// Validates and enqueues a batch; returns before it has run on asynchronous devices.
+    /// A batch's uploads have been read from host memory when this returns.
     func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID
+    /// Whether the device has finished the batch; its downloads reach host memory only in
+    /// `wait`.
     func isComplete(_ submission: SubmissionID) throws(GPUError) -> Bool
-    /// Blocks until the batch has run, then retires the id and reports the batch's cost.
-    /// On `timedOut` the batch stays in flight and may be waited for again.
+    /// Blocks until the batch has run and its downloads are in host memory, then retires the
+    /// id and reports the batch's cost. On `timedOut` the batch stays in flight and may be
+    /// waited for again (its downloads are not done yet).
     func wait(_ submission: SubmissionID, timeoutNanoseconds: UInt64) throws(GPUError) -> BatchCompletion
 }

@@ -48,6 +48,8 @@ public enum GPUError: Error, Hashable, Sendable, CustomStringConvertible {
     case shaderMissing(kernel: String)
     /// Kernel `index` of a batch failed validation; nothing of the batch was submitted.
     case invalidKernel(index: Int, KernelValidationError)
+    /// Upload or download `index` of a batch is invalid; nothing of the batch was submitted.
+    case invalidTransfer(HostTransfer.Direction, index: Int, HostTransferError)
     case unknownBuffer(BufferID)
     case invalidBufferSize(requested: Int, limit: Int)
     case bufferAccessOutOfBounds(BufferID, byteOffset: Int, byteCount: Int, capacity: Int)
@@ -70,6 +72,8 @@ public enum GPUError: Error, Hashable, Sendable, CustomStringConvertible {
             return "no SPIR-V for kernel \(kernel) (run scripts/build-shaders)"
         case let .invalidKernel(index, error):
             return "kernel \(index) of the batch is invalid: \(error)"
+        case let .invalidTransfer(direction, index, error):
+            return "\(direction) \(index) of the batch is invalid: \(error)"
         case let .unknownBuffer(id):
             return "unknown \(id)"
         case let .invalidBufferSize(requested, limit):

@@ -267,16 +267,6 @@ public final class DigitsMLP {
         if case let .failure(error) = outcome { throw .scheduler(what, error) }
     }
 
-    private func read(_ buffer: BufferID, into values: inout [Float], _ what: String) throws(Failure) {
-        let outcome: Result<Void, SchedulerError> = values.withUnsafeMutableBytes { raw in
-            do throws(SchedulerError) {
-                try scheduler.read(buffer, for: client, byteOffset: 0, into: raw)
-                return .success(())
-            } catch { return .failure(error) }
-        }
-        if case let .failure(error) = outcome { throw .scheduler(what, error) }
-    }
-
     // MARK: Training
 
     /// Runs the job; `report` is called after every epoch.
@@ -297,6 +287,7 @@ public final class DigitsMLP {
         var outTrain = [Float](repeating: 0, count: nTrain * OUT)
         var outTest = [Float](repeating: 0, count: nTest * OUT)
         let testLabels = dataset.testLabels
+        var testPixels = dataset.testPixels
 
         scheduler.resetMetrics()
         var results: [Epoch] = []
@@ -305,22 +296,34 @@ public final class DigitsMLP {
         var testAccuracy = 0.0
         for e in 1 ... epochs {
             let t0 = monotonicNow()
-            let batch = recordEpoch(firstEpoch: e == 1, pixels: &pixels, labels: &labels)
+            var batch = recordEpoch(firstEpoch: e == 1, pixels: &pixels, labels: &labels)
             commands += batch.kernels.count
-            // What the vGPU does for the guest's GUEST blobs: the ranges the batch reads go in...
-            try write(pixTrain, pixels, "epoch submission")
-            try write(labTrain, labels, "epoch submission")
-            if e == 1 { try write(pixTest, dataset.testPixels, "epoch submission") }
-            let outcome: Result<ScheduledCompletion, SchedulerError>
-            do throws(SchedulerError) { outcome = try scheduler.submit(batch, for: client).wait() } catch {
-                throw .scheduler("epoch submission", error)
+            // What the vGPU does for the guest's GUEST blobs, in the same one submission: the
+            // ranges the batch reads go in before its kernels and the ranges it wrote come back
+            // after them (HostTransfer), so native and VM pay the same copies.
+            let outcome: Result<ScheduledCompletion, SchedulerError> = pixels.withUnsafeMutableBytes { pixelBytes in
+                labels.withUnsafeMutableBytes { labelBytes in
+                    testPixels.withUnsafeMutableBytes { testPixelBytes in
+                        lossValues.withUnsafeMutableBytes { lossBytes in
+                            outTrain.withUnsafeMutableBytes { trainBytes in
+                                outTest.withUnsafeMutableBytes { testBytes in
+                                    batch.uploads = [HostTransfer(buffer: pixTrain, byteOffset: 0, host: pixelBytes),
+                                                     HostTransfer(buffer: labTrain, byteOffset: 0, host: labelBytes)]
+                                    if e == 1 { batch.uploads.append(HostTransfer(buffer: pixTest, byteOffset: 0, host: testPixelBytes)) }
+                                    batch.downloads = [HostTransfer(buffer: loss, byteOffset: 0, host: lossBytes),
+                                                       HostTransfer(buffer: logitsTrain, byteOffset: 0, host: trainBytes),
+                                                       HostTransfer(buffer: logitsTest, byteOffset: 0, host: testBytes)]
+                                    do throws(SchedulerError) { return try scheduler.submit(batch, for: client).wait() } catch {
+                                        return .failure(error)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
             submissions += 1
             if case let .failure(error) = outcome { throw .scheduler("epoch submission", error) }
-            // ... and the ranges it wrote come back.
-            try read(loss, into: &lossValues, "epoch submission")
-            try read(logitsTrain, into: &outTrain, "epoch submission")
-            try read(logitsTest, into: &outTest, "epoch submission")
 
             var sum = 0.0
             for value in lossValues { sum += Double(value) }

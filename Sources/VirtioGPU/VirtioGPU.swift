@@ -690,28 +690,42 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     /// scheduler orders each copy after the context's earlier batches.
     private func move(_ backing: [BackingEntry], backingOffset: UInt64, hostOffset: UInt64, count: UInt64,
                       buffer: BufferID, client: ClientID, toHost: Bool) -> Bool {
+        do {
+            for piece in try guestPieces(backing, backingOffset: backingOffset, hostOffset: hostOffset, count: count) {
+                if toHost {
+                    try scheduler.write(buffer, for: client, byteOffset: piece.hostOffset, from: UnsafeRawBufferPointer(piece.guest))
+                } else {
+                    try scheduler.read(buffer, for: client, byteOffset: piece.hostOffset, into: piece.guest)
+                }
+            }
+        } catch {
+            logger.warning("vGPU transfer failed: \(error)", metadata: ["device": "\(name)"])
+            return false
+        }
+        return true
+    }
+
+    /// The guest RAM behind bytes `[backingOffset, backingOffset + count)` of a resource's
+    /// backing, one piece per backing entry it crosses, each with the offset in the resource's
+    /// GPU buffer it corresponds to (`hostOffset` plus its distance from `backingOffset`).
+    /// Callers have checked `backingOffset + count` against the backing's length and
+    /// `hostOffset + count` against the resource's size; every entry is checked against guest
+    /// RAM here.
+    private func guestPieces(_ backing: [BackingEntry], backingOffset: UInt64, hostOffset: UInt64,
+                             count: UInt64) throws(GuestMemoryError) -> [(hostOffset: Int, guest: UnsafeMutableRawBufferPointer)] {
+        var pieces: [(hostOffset: Int, guest: UnsafeMutableRawBufferPointer)] = []
         var entryStart: UInt64 = 0
-        let wantedEnd = backingOffset + count  // bounds checked by the callers
+        let wantedEnd = backingOffset + count
         for entry in backing {
             let entryEnd = entryStart + entry.length
             defer { entryStart = entryEnd }
             let lower = max(backingOffset, entryStart)
             let upper = min(wantedEnd, entryEnd)
             guard lower < upper else { continue }
-            do {
-                let guest = try memory.slice(at: GuestAddress(entry.address.raw + (lower - entryStart)), length: upper - lower)
-                let host = Int(hostOffset + (lower - backingOffset))
-                if toHost {
-                    try scheduler.write(buffer, for: client, byteOffset: host, from: UnsafeRawBufferPointer(guest))
-                } else {
-                    try scheduler.read(buffer, for: client, byteOffset: host, into: guest)
-                }
-            } catch {
-                logger.warning("vGPU transfer failed: \(error)", metadata: ["device": "\(name)"])
-                return false
-            }
+            let guest = try memory.slice(at: GuestAddress(entry.address.raw + (lower - entryStart)), length: upper - lower)
+            pieces.append((Int(hostOffset + (lower - backingOffset)), guest))
         }
-        return true
+        return pieces
     }
 
     // MARK: Submissions
@@ -854,43 +868,49 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         return .deferred
     }
 
-    /// On the context's thread: guest pages in, the batch through the scheduler, results out.
+    /// On the context's thread: the batch with its guest pages, the ranges its kernels read
+    /// as uploads and the ranges they write as downloads, through the scheduler as one
+    /// submission, waited for once. The ranges are the guest RAM itself (no copy here), as
+    /// `UnsafeHostBytes` allows: the device holds the memory, and lets go of it only after
+    /// `reset` has removed every context's scheduler client (queued batches cancelled, those on
+    /// the GPU waited for); the guest hears nothing before the ticket is done. The scheduler
+    /// runs the batch after the context's earlier batches and has its downloads in guest RAM
+    /// before the ticket completes, so the guest's next submission sees them.
+    ///
+    /// `cost.uploadNanoseconds`/`downloadNanoseconds` are the backend's host copies (into
+    /// staging or mapped buffers at submit, out of them at wait); the device's copies between
+    /// staging and GPU memory are GPU work and lie in `gpuNanoseconds`.
     private func run(_ batch: CommandBatch, _ plan: [GuestSync], for context: Context,
                      cost: inout VGPUStatistics) -> VirtioGPUProtocol.Response {
-        var clock = monotonicNanoseconds()
-        func lap() -> UInt64 {
-            let now = monotonicNanoseconds()
-            defer { clock = now }
-            return now - clock
-        }
-        for sync in plan {
-            for range in merged(sync.uploads) {
-                guard move(sync.backing, backingOffset: range.lowerBound, hostOffset: range.lowerBound,
-                           count: UInt64(range.count), buffer: sync.buffer, client: context.client, toHost: true) else {
-                    return .errorUnspecified
+        var batch = batch
+        do throws(GuestMemoryError) {
+            for sync in plan {
+                for range in merged(sync.uploads) {
+                    for piece in try guestPieces(sync.backing, backingOffset: range.lowerBound, hostOffset: range.lowerBound,
+                                                 count: UInt64(range.count)) {
+                        batch.uploads.append(HostTransfer(buffer: sync.buffer, byteOffset: piece.hostOffset, host: piece.guest))
+                    }
+                    cost.uploadBytes += UInt64(range.count)
                 }
-                cost.uploadBytes += UInt64(range.count)
+                for range in merged(sync.downloads) {
+                    for piece in try guestPieces(sync.backing, backingOffset: range.lowerBound, hostOffset: range.lowerBound,
+                                                 count: UInt64(range.count)) {
+                        batch.downloads.append(HostTransfer(buffer: sync.buffer, byteOffset: piece.hostOffset, host: piece.guest))
+                    }
+                    cost.downloadBytes += UInt64(range.count)
+                }
             }
+        } catch {
+            logger.warning("vGPU submission's guest backing is not guest RAM: \(error)",
+                           metadata: ["device": "\(name)", "context": "\(context.name)"])
+            return .errorUnspecified
         }
-        cost.uploadNanoseconds = lap()
         let outcome: Result<ScheduledCompletion, SchedulerError>
         do { outcome = try scheduler.submit(batch, for: context.client).wait() } catch { outcome = .failure(error) }
-        guard complete(outcome, for: context, cost: &cost) == .okNoData else { return .errorUnspecified }
-        _ = lap()
-        for sync in plan {
-            for range in merged(sync.downloads) {
-                guard move(sync.backing, backingOffset: range.lowerBound, hostOffset: range.lowerBound,
-                           count: UInt64(range.count), buffer: sync.buffer, client: context.client, toHost: false) else {
-                    return .errorUnspecified
-                }
-                cost.downloadBytes += UInt64(range.count)
-            }
-        }
-        cost.downloadNanoseconds = lap()
-        return .okNoData
+        return complete(outcome, for: context, cost: &cost)
     }
 
-    /// A batch's outcome as the guest hears it, its GPU and queueing time in `cost`.
+    /// A batch's outcome as the guest hears it, its GPU, queueing and host-copy times in `cost`.
     private func complete(_ outcome: Result<ScheduledCompletion, SchedulerError>, for context: Context,
                           cost: inout VGPUStatistics) -> VirtioGPUProtocol.Response {
         switch outcome {
@@ -900,6 +920,8 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         case let .success(completion):
             cost.gpuNanoseconds = completion.chargedNanoseconds
             cost.queueingNanoseconds = completion.queueingNanoseconds
+            cost.uploadNanoseconds = completion.batch.uploadNanoseconds
+            cost.downloadNanoseconds = completion.batch.downloadNanoseconds
             return .okNoData
         }
     }

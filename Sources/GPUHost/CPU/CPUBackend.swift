@@ -68,6 +68,14 @@ public final class CPUBackend: ComputeBackend {
             // Validate the whole batch first: a batch either runs entirely or not at all.
             let buffers = state.buffers
             _ = try batch.validate(capacity: { buffers[$0]?.byteCount })
+            // Uploads, kernels and downloads all run here, in that order: the batch is done,
+            // downloads included, before `wait` is even called.
+            let uploadStart = monotonicNanoseconds()
+            for upload in batch.uploads {
+                guard let buffer = buffers[upload.buffer], let source = upload.host.baseAddress else { continue }
+                memcpy(buffer.base + upload.byteOffset, source, upload.byteCount)
+            }
+            let uploadNanoseconds = monotonicNanoseconds() - uploadStart
             // The CPU "device" is this thread: its CPU time is what the batch cost, as a GPU's
             // timestamps measure execution only. Wall time would also bill the client for
             // whatever else the host ran meanwhile.
@@ -76,11 +84,18 @@ public final class CPUBackend: ComputeBackend {
                 try CPUKernelRunner(buffers: state.buffers.byID).run(kernel)
             }
             let elapsed = Self.threadCPUNanoseconds() &- start
+            let downloadStart = monotonicNanoseconds()
+            for download in batch.downloads {
+                guard let buffer = buffers[download.buffer], let destination = download.host.baseAddress else { continue }
+                memcpy(destination, buffer.base + download.byteOffset, download.byteCount)
+            }
+            let downloadNanoseconds = monotonicNanoseconds() - downloadStart
             let id = SubmissionID(rawValue: state.nextSubmission)
             state.nextSubmission += 1
             state.completed[id] = BatchCompletion(
                 submission: id, kernelCount: batch.kernels.count, dispatchCount: batch.kernels.count,
-                barrierCount: 0, executionNanoseconds: elapsed, timing: .hostClock)
+                barrierCount: 0, executionNanoseconds: elapsed, timing: .hostClock,
+                uploadNanoseconds: uploadNanoseconds, downloadNanoseconds: downloadNanoseconds)
             return id
         }
     }

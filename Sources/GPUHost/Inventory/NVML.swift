@@ -176,7 +176,7 @@ public struct NVMLReport: Codable, Hashable, Sendable {
 
     /// One line per device for a human ("nvml: NVIDIA H200 busy mean 91.2 %, peak 97 %, ...").
     public var lines: [String] {
-        guard available else { return ["nvml: \(reason ?? "not available")"] }
+        guard available else { return [reason ?? "NVML: not available"] }
         return devices.map { d in
             "nvml: \(d.name) busy mean \(String(format: "%.1f", d.meanGPUUtilisationPercent)) %, peak "
                 + "\(String(format: "%.0f", d.peakGPUUtilisationPercent)) %, memory used peak \(d.peakMemoryUsedBytes >> 20) MiB of "

@@ -41,9 +41,11 @@ extension Kernel {
 }
 
 extension CommandBatch {
-    /// Validates every kernel; the first failure is reported with its position in the batch.
-    /// Returns each kernel's operands, in batch order.
+    /// Validates every upload and download (`validateTransfers`), then every kernel; the
+    /// first failure is reported with its position in the batch. Returns each kernel's
+    /// operands, in batch order.
     public func validate(capacity: (BufferID) -> Int?) throws(GPUError) -> [[KernelOperand]] {
+        try validateTransfers(capacity: capacity)
         var result: [[KernelOperand]] = []
         result.reserveCapacity(kernels.count)
         for (index, kernel) in kernels.enumerated() {

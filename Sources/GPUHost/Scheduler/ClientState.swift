@@ -40,6 +40,8 @@ final class InFlightBatch {
     let estimate: Double
     /// Held only until the backend has it.
     var batch: CommandBatch?
+    /// The batch moves bytes between host memory and its buffers (see `ClientState.canIssue`).
+    var carriesHostTransfers = false
     var submission: SubmissionID?
     var failure: GPUError?
 
@@ -63,6 +65,8 @@ final class ClientState {
     var queue = FIFO<PendingBatch>()
     var inFlight = 0
     var inFlightEstimate: Double = 0
+    /// Of `inFlight`, the batches with host transfers (at most one: see `canIssue`).
+    var transferBatchesInFlight = 0
     /// The client's namespace: only these ids can appear in its batches and transfers.
     var buffers: [BufferID: Int] = [:]
     /// Bytes allocated or being allocated (reserved before the device call, so two racing
@@ -102,6 +106,17 @@ final class ClientState {
     }
 
     var hasWork: Bool { !queue.isEmpty }
+
+    /// Whether the client's next batch may go to the device now. A batch with host transfers
+    /// goes alone among the client's batches: backends serve transfers of host-mapped memory
+    /// by memcpy, uploads at submit and downloads at wait, outside the device queue's order,
+    /// so such a batch must not share the device with an earlier batch (its uploads would
+    /// race that batch's kernels) or a later one (whose kernels would race its downloads).
+    /// Other clients' batches never touch its buffers and keep the device busy meanwhile.
+    var canIssue: Bool {
+        guard let next = queue.first else { return false }
+        return inFlight == 0 || (transferBatchesInFlight == 0 && !next.batch.hasHostTransfers)
+    }
     var isActive: Bool { !queue.isEmpty || inFlight > 0 }
 
     func resetWindow() {

@@ -276,9 +276,12 @@ public final class GPUScheduler: @unchecked Sendable {
 
     // MARK: Submission
 
-    /// Queues a batch for the client. Every buffer it names must be the client's own: the
-    /// batch is validated against the client's namespace here, in the caller's thread, so a
-    /// bad batch costs its submitter an error and nobody else anything.
+    /// Queues a batch for the client. Every buffer it names, in kernels and in uploads and
+    /// downloads alike, must be the client's own: the batch is validated against the client's
+    /// namespace here, in the caller's thread, so a bad batch costs its submitter an error and
+    /// nobody else anything. A batch's transfers run in the client's queue order like its
+    /// kernels (see `ClientState.canIssue`); its host memory must stay valid until the ticket
+    /// has an outcome (`UnsafeHostBytes`).
     @discardableResult
     public func submit(_ batch: CommandBatch, for client: ClientID,
                        completion: (@Sendable (Result<ScheduledCompletion, SchedulerError>) -> Void)? = nil)
@@ -468,6 +471,8 @@ public final class GPUScheduler: @unchecked Sendable {
             for step in 0 ..< count {
                 guard let state = clients[ring[(start + step) % count]], !state.removed, state.hasWork else { continue }
                 anyWork = true
+                // Waiting for its own batch to retire before a transfer batch: skip a turn.
+                guard state.canIssue else { continue }
                 chosen = state
                 break
             }
@@ -477,6 +482,9 @@ public final class GPUScheduler: @unchecked Sendable {
             for id in ring {
                 guard let state = clients[id], !state.removed, state.hasWork else { continue }
                 anyWork = true
+                // Waiting for its own batch to retire before a transfer batch: that batch's
+                // retirement wakes the scheduler, not a token refill.
+                guard state.canIssue else { continue }
                 if withinShare(state) {
                     if chosen.map({ state.virtualTime < $0.virtualTime }) ?? true { chosen = state }
                 } else if state.entitledShare > 0 {
@@ -529,7 +537,7 @@ public final class GPUScheduler: @unchecked Sendable {
     private func takeNextBatch(_ now: UInt64) -> InFlightBatch? {
         var slice: SliceRecord
         var state: ClientState
-        if let current = currentSlice, let owner = clients[current.client], !owner.removed, owner.hasWork,
+        if let current = currentSlice, let owner = clients[current.client], !owner.removed, owner.canIssue,
            Double(current.charged) + current.inFlightEstimate < Double(current.target),
            { refill(now); return withinShare(owner) }()
         {
@@ -560,6 +568,10 @@ public final class GPUScheduler: @unchecked Sendable {
                                   submittedAt: now, estimate: estimate)
         state.inFlight += 1
         state.inFlightEstimate += estimate
+        if pending.batch.hasHostTransfers {
+            entry.carriesHostTransfers = true
+            state.transferBatchesInFlight += 1
+        }
         slice.inFlightEstimate += estimate
         slice.pending += 1
         slice.batches += 1
@@ -578,6 +590,7 @@ public final class GPUScheduler: @unchecked Sendable {
         let slice = entry.slice
         state.inFlight -= 1
         state.inFlightEstimate -= entry.estimate
+        if entry.carriesHostTransfers { state.transferBatchesInFlight -= 1 }
         slice.inFlightEstimate -= entry.estimate
         slice.pending -= 1
         defer {

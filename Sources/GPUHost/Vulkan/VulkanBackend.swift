@@ -8,6 +8,13 @@ import Glibc
 /// The Vulkan compute backend: owns one device and its compute queue, the buffers clients
 /// name by id, a cache of kernel pipelines, and the submission slots batches run in.
 ///
+/// Host transfers: a batch's uploads and downloads are recorded into the batch's own command
+/// buffer (staging → buffer before the dispatches, buffer → staging after them) through the
+/// slot's persistent staging memory, so a batch with host data is still one queue submission
+/// and one fence wait, and allocates nothing once its slot's staging is big enough. Buffers
+/// the host can map (`VulkanBuffer.mapped`) skip staging: uploads are a memcpy at submit,
+/// downloads a memcpy at wait.
+///
 /// Sendable because every mutable field lives in `state` behind a mutex, which also
 /// serialises queue access as Vulkan requires. The calls made outside it (fence waits and
 /// status, query results, memcpy into persistently mapped memory) need no external
@@ -21,13 +28,67 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         let kernelCount: Int
         let dispatchCount: Int
         let barrierCount: Int
+        /// The memcpys `wait` makes once the fence has signalled: out of mapped buffers or
+        /// the slot's staging, into the batch's download destinations.
+        let downloads: [HostCopy]
+        let uploadNanoseconds: UInt64
 
-        init(slot: VulkanSubmissionSlot, buffers: [VulkanBuffer], kernelCount: Int, dispatchCount: Int, barrierCount: Int) {
+        init(slot: VulkanSubmissionSlot, buffers: [VulkanBuffer], kernelCount: Int, dispatchCount: Int, barrierCount: Int,
+             downloads: [HostCopy], uploadNanoseconds: UInt64) {
             self.slot = slot
             self.buffers = buffers
             self.kernelCount = kernelCount
             self.dispatchCount = dispatchCount
             self.barrierCount = barrierCount
+            self.downloads = downloads
+            self.uploadNanoseconds = uploadNanoseconds
+        }
+    }
+
+    /// One host-side memcpy of a transfer.
+    private struct HostCopy {
+        let destination: UnsafeMutableRawPointer
+        let source: UnsafeRawPointer
+        let count: Int
+    }
+
+    /// One transfer the queue copies through staging.
+    private struct StagedCopy {
+        let buffer: VulkanBuffer
+        let bufferOffset: Int
+        let stagingOffset: Int
+        let host: UnsafeHostBytes
+    }
+
+    /// A batch's transfers, split by how each is served.
+    private struct TransferPlan {
+        enum DownloadSource {
+            case mapped(UnsafeRawPointer)
+            /// Known once the slot's staging memory is reserved.
+            case staging(offset: Int)
+        }
+
+        var directUploads: [HostCopy] = []
+        var stagedUploads: [StagedCopy] = []
+        var stagedDownloads: [StagedCopy] = []
+        /// Every download, in the batch's order (destinations may overlap).
+        var downloads: [(destination: UnsafeMutableRawPointer, source: DownloadSource, count: Int)] = []
+        var stagingBytes = 0
+        /// The buffers the transfers touch, kept alive until the batch retires.
+        var buffers: [VulkanBuffer] = []
+
+        /// The memcpys `wait` makes, with staged sources resolved against `staging`.
+        func downloadCopies(staging: UnsafeMutableRawPointer?) -> [HostCopy] {
+            downloads.compactMap { download in
+                switch download.source {
+                case let .mapped(source):
+                    return HostCopy(destination: download.destination, source: source, count: download.count)
+                case let .staging(offset):
+                    guard let staging else { return nil }
+                    return HostCopy(destination: download.destination, source: UnsafeRawPointer(staging + offset),
+                                    count: download.count)
+                }
+            }
         }
     }
 
@@ -37,12 +98,14 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         var nextSubmission: UInt64 = 1
         var freeSlots: [VulkanSubmissionSlot] = []
         var pipelines: [ShaderKernel: VulkanPipeline] = [:]
-        /// For staging copies and fills; used only under the lock, and waited for in place.
+        /// For standalone `write`/`read` copies and fills; used only under the lock, and
+        /// waited for in place. Its staging memory (`slot.staging`) persists between calls.
         var transferSlot: VulkanSubmissionSlot?
     }
 
     public let kind = BackendKind.vulkan
     public var device: DeviceInfo { vk.physical.info }
+    public let options: VulkanBackendOptions
     private let vk: VulkanDevice
     private let logger: Logger
     private let state = Mutex(State())
@@ -55,7 +118,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
-    public init(selector: DeviceSelector = .automatic,
+    public init(selector: DeviceSelector = .automatic, options: VulkanBackendOptions = VulkanBackendOptions(),
                 logger: Logger = Logger(label: "malvvm.gpuhost")) throws(GPUError) {
         let instance = try VulkanInstance()
         let devices = try instance.physicalDevices().enumerated().map { index, handle in
@@ -66,8 +129,12 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             throw .unsupportedDevice(name: chosen.info.name, reason: "no compute queue family")
         }
         vk = try VulkanDevice(instance: instance, physical: chosen)
+        self.options = options
         self.logger = logger
         logger.info("GPUHost: Vulkan compute on \(chosen.info.summary)")
+        if options.staging == .always {
+            logger.info("GPUHost: host transfers to device-local buffers go through staging (\(VulkanBackendOptions.stagingEnvironmentVariable)=always)")
+        }
         if chosen.info.timestampPeriod == nil {
             logger.warning("GPUHost: the compute queue of \(chosen.info.name) has no timestamps; batch GPU time will be unavailable")
         }
@@ -121,7 +188,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         let buffer = try VulkanBuffer(device: vk, byteCount: byteCount, placement: placement)
         return try state.withLock { (state: inout State) throws(GPUError) -> BufferID in
             // Fresh memory may hold another process's data; clients only ever see zeros.
-            if let mapped = buffer.mapped {
+            if let mapped = hostPointer(buffer) {
                 memset(mapped, 0, byteCount)
             } else {
                 try transfer(&state) { commandBuffer in
@@ -146,17 +213,22 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             return
         }
         let target = try lookup(buffer, byteOffset: byteOffset, byteCount: bytes.count)
-        if let mapped = target.mapped {
+        if let mapped = hostPointer(target) {
             memcpy(mapped + byteOffset, source, bytes.count)
             return
         }
-        let staging = try VulkanBuffer(device: vk, byteCount: bytes.count, placement: .hostVisible)
-        guard let stagingMemory = staging.mapped else { throw .noSuitableMemoryType(placement: .hostVisible) }
-        memcpy(stagingMemory, source, bytes.count)
         try state.withLock { (state: inout State) throws(GPUError) in
-            try transfer(&state) { commandBuffer in
-                var region = VkBufferCopy(srcOffset: 0, dstOffset: VkDeviceSize(byteOffset), size: VkDeviceSize(bytes.count))
-                vkCmdCopyBuffer(commandBuffer, staging.handle, target.handle, 1, &region)
+            let slot = try transferSlot(&state)
+            var done = 0
+            while done < bytes.count {
+                let piece = min(bytes.count - done, options.standaloneStagingLimit)
+                let staging = try slot.staging.reserve(piece)
+                memcpy(staging.mapped, source + done, piece)
+                try transfer(&state) { commandBuffer in
+                    var region = VkBufferCopy(srcOffset: 0, dstOffset: VkDeviceSize(byteOffset + done), size: VkDeviceSize(piece))
+                    vkCmdCopyBuffer(commandBuffer, staging.handle, target.handle, 1, &region)
+                }
+                done += piece
             }
         }
     }
@@ -167,19 +239,40 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             return
         }
         let source = try lookup(buffer, byteOffset: byteOffset, byteCount: bytes.count)
-        if let mapped = source.mapped {
+        if let mapped = hostPointer(source) {
             memcpy(destination, mapped + byteOffset, bytes.count)
             return
         }
-        let staging = try VulkanBuffer(device: vk, byteCount: bytes.count, placement: .hostVisible)
-        guard let stagingMemory = staging.mapped else { throw .noSuitableMemoryType(placement: .hostVisible) }
         try state.withLock { (state: inout State) throws(GPUError) in
-            try transfer(&state) { commandBuffer in
-                var region = VkBufferCopy(srcOffset: VkDeviceSize(byteOffset), dstOffset: 0, size: VkDeviceSize(bytes.count))
-                vkCmdCopyBuffer(commandBuffer, source.handle, staging.handle, 1, &region)
+            let slot = try transferSlot(&state)
+            var done = 0
+            while done < bytes.count {
+                let piece = min(bytes.count - done, options.standaloneStagingLimit)
+                let staging = try slot.staging.reserve(piece)
+                try transfer(&state) { commandBuffer in
+                    var region = VkBufferCopy(srcOffset: VkDeviceSize(byteOffset + done), dstOffset: 0, size: VkDeviceSize(piece))
+                    vkCmdCopyBuffer(commandBuffer, source.handle, staging.handle, 1, &region)
+                }
+                memcpy(destination + done, staging.mapped, piece)
+                done += piece
             }
         }
-        memcpy(destination, stagingMemory, bytes.count)
+    }
+
+    /// Where the host reads and writes a buffer directly, or nil when it must go through
+    /// staging: memory that is not host-mapped, or device-local memory under
+    /// `staging: .always`.
+    private func hostPointer(_ buffer: VulkanBuffer) -> UnsafeMutableRawPointer? {
+        if options.staging == .always, buffer.placement == .deviceLocal { return nil }
+        return buffer.mapped
+    }
+
+    /// Staging allocations made so far by the standalone transfer path and by every slot
+    /// not in flight; for tests of "steady state allocates nothing".
+    var stagingAllocationCount: Int {
+        state.withLock { state in
+            (state.transferSlot?.staging.allocationCount ?? 0) + state.freeSlots.reduce(0) { $0 + $1.staging.allocationCount }
+        }
     }
 
     private func lookup(_ buffer: BufferID, byteOffset: Int, byteCount: Int) throws(GPUError) -> VulkanBuffer {
@@ -192,16 +285,18 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         return target
     }
 
+    /// The slot standalone copies and fills use, created on first use. Call locked.
+    private func transferSlot(_ state: inout State) throws(GPUError) -> VulkanSubmissionSlot {
+        if let existing = state.transferSlot { return existing }
+        let slot = try VulkanSubmissionSlot(device: vk, timestamps: false)
+        state.transferSlot = slot
+        return slot
+    }
+
     /// Records `body` between the batch entry/exit barriers on the transfer slot, submits it
     /// and waits. Called with the lock held (it uses the queue).
     private func transfer(_ state: inout State, _ body: (VkCommandBuffer) -> Void) throws(GPUError) {
-        let slot: VulkanSubmissionSlot
-        if let existing = state.transferSlot {
-            slot = existing
-        } else {
-            slot = try VulkanSubmissionSlot(device: vk, timestamps: false)
-            state.transferSlot = slot
-        }
+        let slot = try transferSlot(&state)
         try slot.begin(dispatches: 0)
         VulkanCommands.enterBatch(slot.commandBuffer)
         body(slot.commandBuffer)
@@ -236,6 +331,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             for dispatch in dispatches where state.pipelines[dispatch.shader] == nil {
                 state.pipelines[dispatch.shader] = try VulkanPipeline(device: vk, shader: dispatch.shader)
             }
+            let plan = plan(batch, buffers: buffers)
             let slot: VulkanSubmissionSlot
             if let recycled = state.freeSlots.popLast() {
                 slot = recycled
@@ -243,12 +339,36 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                 slot = try VulkanSubmissionSlot(device: vk, timestamps: device.timestampPeriod != nil)
             }
             let barrierCount: Int
+            var uploadNanoseconds: UInt64 = 0
+            var downloads: [HostCopy] = []
             do throws(GPUError) {
-                barrierCount = try record(dispatches, into: slot, buffers: buffers.byID, pipelines: state.pipelines)
+                var staging: (handle: VkBuffer, mapped: UnsafeMutableRawPointer)?
+                if plan.stagingBytes > 0 {
+                    staging = try slot.staging.reserve(plan.stagingBytes)
+                }
+                barrierCount = try record(dispatches, into: slot, buffers: buffers.byID, pipelines: state.pipelines,
+                                          staging: staging.map { ($0.handle, plan) })
+                // The host writes go in last, once nothing but the queue submission can fail,
+                // so a refused batch leaves its buffers untouched. Host writes made before
+                // vkQueueSubmit are visible to the batch (the submission's implicit host
+                // memory dependency), and coherent memory needs no flush.
+                let started = monotonicNanoseconds()
+                for copy in plan.directUploads {
+                    memcpy(copy.destination, copy.source, copy.count)
+                }
+                if let staging {
+                    for upload in plan.stagedUploads {
+                        if let source = upload.host.baseAddress {
+                            memcpy(staging.mapped + upload.stagingOffset, source, upload.host.count)
+                        }
+                    }
+                }
+                uploadNanoseconds = monotonicNanoseconds() - started
+                downloads = plan.downloadCopies(staging: staging?.mapped)
                 try queueSubmit(slot)
             } catch {
                 // Nothing was queued: the slot is reusable (begin() resets it).
-                state.freeSlots.append(slot)
+                recycle(slot, into: &state)
                 throw error
             }
             var used: [BufferID: VulkanBuffer] = [:]
@@ -257,15 +377,105 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             }
             let id = SubmissionID(rawValue: state.nextSubmission)
             state.nextSubmission += 1
-            state.inFlight[id] = InFlight(slot: slot, buffers: Array(used.values), kernelCount: batch.kernels.count,
-                                          dispatchCount: dispatches.count, barrierCount: barrierCount)
+            state.inFlight[id] = InFlight(slot: slot, buffers: Array(used.values) + plan.buffers,
+                                          kernelCount: batch.kernels.count, dispatchCount: dispatches.count,
+                                          barrierCount: barrierCount, downloads: downloads,
+                                          uploadNanoseconds: uploadNanoseconds)
             return id
         }
     }
 
+    /// Decides how each of a validated batch's transfers is served: by memcpy where the host
+    /// maps the buffer, else through staging, packed back to back (a copy region needs no
+    /// alignment).
+    private func plan(_ batch: CommandBatch, buffers: BufferTable<VulkanBuffer>) -> TransferPlan {
+        var plan = TransferPlan()
+        guard batch.hasHostTransfers else { return plan }
+        var seen = Set<BufferID>()
+        func resolve(_ transfer: HostTransfer) -> (buffer: VulkanBuffer, host: UnsafeMutableRawPointer)? {
+            // Validated, so the buffer exists; an empty transfer has nothing to copy.
+            guard transfer.byteCount > 0, let buffer = buffers[transfer.buffer],
+                  let host = transfer.host.baseAddress else { return nil }
+            if seen.insert(transfer.buffer).inserted { plan.buffers.append(buffer) }
+            return (buffer, host)
+        }
+        func stage(_ transfer: HostTransfer, _ buffer: VulkanBuffer) -> StagedCopy {
+            let copy = StagedCopy(buffer: buffer, bufferOffset: transfer.byteOffset, stagingOffset: plan.stagingBytes,
+                                  host: transfer.host)
+            // Each transfer fits its buffer, so the sum stays far from Int.max in practice;
+            // saturate anyway, and the reservation fails.
+            let (sum, overflow) = plan.stagingBytes.addingReportingOverflow(transfer.byteCount)
+            plan.stagingBytes = overflow ? .max : sum
+            return copy
+        }
+        for upload in batch.uploads {
+            guard let target = resolve(upload) else { continue }
+            if let mapped = hostPointer(target.buffer) {
+                plan.directUploads.append(HostCopy(destination: mapped + upload.byteOffset,
+                                                   source: UnsafeRawPointer(target.host), count: upload.byteCount))
+            } else {
+                plan.stagedUploads.append(stage(upload, target.buffer))
+            }
+        }
+        for download in batch.downloads {
+            guard let source = resolve(download) else { continue }
+            if let mapped = hostPointer(source.buffer) {
+                plan.downloads.append((source.host, .mapped(UnsafeRawPointer(mapped + download.byteOffset)),
+                                       download.byteCount))
+            } else {
+                let copy = stage(download, source.buffer)
+                plan.stagedDownloads.append(copy)
+                plan.downloads.append((source.host, .staging(offset: copy.stagingOffset), download.byteCount))
+            }
+        }
+        return plan
+    }
+
+    /// Returns a slot whose batch retired (or never went to the queue) to the free list,
+    /// dropping staging memory too big to keep for the next batch.
+    private func recycle(_ slot: VulkanSubmissionSlot, into state: inout State) {
+        if slot.staging.capacity > options.slotStagingRetainLimit { slot.staging.release() }
+        state.freeSlots.append(slot)
+    }
+
+    /// Records `copies` as one vkCmdCopyBuffer per run of consecutive copies of one buffer,
+    /// joining copies that continue each other in both the buffer and staging (a range the
+    /// guest scattered over pages becomes one region again).
+    private func recordCopies(_ copies: [StagedCopy], staging: VkBuffer, toBuffer: Bool, _ commandBuffer: VkCommandBuffer) {
+        var index = 0
+        while index < copies.count {
+            let buffer = copies[index].buffer
+            var regions: [VkBufferCopy] = []
+            while index < copies.count, copies[index].buffer === buffer {
+                let copy = copies[index]
+                index += 1
+                let (bufferOffset, stagingOffset, size) = (VkDeviceSize(copy.bufferOffset), VkDeviceSize(copy.stagingOffset),
+                                                           VkDeviceSize(copy.host.count))
+                if var last = regions.last {
+                    let lastBuffer = toBuffer ? last.dstOffset : last.srcOffset
+                    let lastStaging = toBuffer ? last.srcOffset : last.dstOffset
+                    if lastBuffer + last.size == bufferOffset, lastStaging + last.size == stagingOffset {
+                        last.size += size
+                        regions[regions.count - 1] = last
+                        continue
+                    }
+                }
+                regions.append(toBuffer
+                    ? VkBufferCopy(srcOffset: stagingOffset, dstOffset: bufferOffset, size: size)
+                    : VkBufferCopy(srcOffset: bufferOffset, dstOffset: stagingOffset, size: size))
+            }
+            regions.withUnsafeBufferPointer { pointer in
+                vkCmdCopyBuffer(commandBuffer, toBuffer ? staging : buffer.handle, toBuffer ? buffer.handle : staging,
+                                UInt32(pointer.count), pointer.baseAddress)
+            }
+        }
+    }
+
     /// Records the batch; returns the number of barriers placed between dispatches.
+    /// `staging`, when the batch has staged transfers, brackets the dispatches with them.
     private func record(_ dispatches: [ShaderDispatch], into slot: VulkanSubmissionSlot,
-                        buffers: [BufferID: VulkanBuffer], pipelines: [ShaderKernel: VulkanPipeline]) throws(GPUError) -> Int {
+                        buffers: [BufferID: VulkanBuffer], pipelines: [ShaderKernel: VulkanPipeline],
+                        staging: (handle: VkBuffer, plan: TransferPlan)?) throws(GPUError) -> Int {
         try slot.begin(dispatches: dispatches.count)
         let commandBuffer = slot.commandBuffer
         if let queryPool = slot.queryPool {
@@ -273,9 +483,14 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         }
         VulkanCommands.enterBatch(commandBuffer)
         // BOTTOM_OF_PIPE: written once everything before it on the queue has finished, i.e.
-        // when this batch can start; the closing stamp when this batch has finished.
+        // when this batch can start; the closing stamp when this batch has finished. Staged
+        // copies lie between the stamps: they are the batch's device work too.
         if let queryPool = slot.queryPool {
             vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool, 0)
+        }
+        if let staging, !staging.plan.stagedUploads.isEmpty {
+            recordCopies(staging.plan.stagedUploads, staging: staging.handle, toBuffer: true, commandBuffer)
+            VulkanCommands.transferToCompute(commandBuffer)
         }
         var planner = BarrierPlanner()
         var barriers = 0
@@ -316,9 +531,14 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             }
             vkCmdDispatch(commandBuffer, dispatch.groups.x, dispatch.groups.y, 1)
         }
+        if let staging, !staging.plan.stagedDownloads.isEmpty {
+            VulkanCommands.computeToTransfer(commandBuffer)
+            recordCopies(staging.plan.stagedDownloads, staging: staging.handle, toBuffer: false, commandBuffer)
+        }
         if let queryPool = slot.queryPool {
             vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool, 1)
         }
+        // Also makes the staged downloads' copies visible to the host reads in `wait`.
         VulkanCommands.leaveBatch(commandBuffer)
         try vkCheck(vkEndCommandBuffer(commandBuffer), "vkEndCommandBuffer")
         return barriers
@@ -341,7 +561,14 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         // see the slot recycled under it.
         let claimed = state.withLock { $0.inFlight.removeValue(forKey: submission) != nil }
         guard claimed else { throw .unknownSubmission(submission) }
-        defer { state.withLock { $0.freeSlots.append(flight.slot) } }
+        // The slot, and with it the staging memory the downloads come from, is reused only
+        // after they are out.
+        defer { state.withLock { recycle(flight.slot, into: &$0) } }
+        let started = monotonicNanoseconds()
+        for copy in flight.downloads {
+            memcpy(copy.destination, copy.source, copy.count)
+        }
+        let downloadNanoseconds = monotonicNanoseconds() - started
 
         var nanoseconds: UInt64?
         if let queryPool = flight.slot.queryPool, let period = device.timestampPeriod {
@@ -360,6 +587,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         return BatchCompletion(
             submission: submission, kernelCount: flight.kernelCount, dispatchCount: flight.dispatchCount,
             barrierCount: flight.barrierCount, executionNanoseconds: nanoseconds,
-            timing: nanoseconds == nil ? .unavailable : .deviceTimestamps)
+            timing: nanoseconds == nil ? .unavailable : .deviceTimestamps,
+            uploadNanoseconds: flight.uploadNanoseconds, downloadNanoseconds: downloadNanoseconds)
     }
 }

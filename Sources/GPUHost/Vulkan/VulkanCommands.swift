@@ -42,6 +42,25 @@ enum VulkanCommands {
                       extraDstStages: VK_PIPELINE_STAGE_TRANSFER_BIT.rawValue)
     }
 
+    /// After a batch's staged uploads, before its first dispatch reads what they wrote.
+    static func transferToCompute(_ commandBuffer: VkCommandBuffer) {
+        memoryBarrier(commandBuffer,
+                      from: VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT.rawValue,
+                      to: VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                      VK_ACCESS_SHADER_READ_BIT.rawValue | VK_ACCESS_SHADER_WRITE_BIT.rawValue)
+    }
+
+    /// After a batch's last dispatch (and its uploads, for ranges no kernel wrote), before
+    /// the copies into staging that take its downloads. `leaveBatch` then makes the staging
+    /// writes visible to the host.
+    static func computeToTransfer(_ commandBuffer: VkCommandBuffer) {
+        memoryBarrier(commandBuffer,
+                      from: VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                      VK_ACCESS_SHADER_WRITE_BIT.rawValue | VK_ACCESS_TRANSFER_WRITE_BIT.rawValue,
+                      to: VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT.rawValue,
+                      extraSrcStages: VK_PIPELINE_STAGE_TRANSFER_BIT.rawValue)
+    }
+
     /// Between dependent dispatches of one batch.
     static func computeToCompute(_ commandBuffer: VkCommandBuffer) {
         memoryBarrier(commandBuffer,

@@ -1,9 +1,9 @@
 import CVulkan
 
 /// Everything one batch in flight needs from the device: a command pool with one command
-/// buffer, the fence it signals, a two-entry timestamp query pool, and a descriptor pool.
-/// Slots are recycled after their batch retires, so steady-state submission creates no
-/// Vulkan objects.
+/// buffer, the fence it signals, a two-entry timestamp query pool, a descriptor pool, and the
+/// staging memory its host transfers go through. Slots are recycled after their batch
+/// retires, so steady-state submission creates no Vulkan objects.
 final class VulkanSubmissionSlot {
     let device: VulkanDevice
     let commandPool: VkCommandPool
@@ -13,6 +13,9 @@ final class VulkanSubmissionSlot {
     let queryPool: VkQueryPool?
     private var descriptorPool: VkDescriptorPool?
     private var descriptorSetCapacity = 0
+    /// Uploads and downloads of the slot's batch that cannot be served by memcpy into a
+    /// mapped buffer; free for reuse once the batch has retired and its downloads are out.
+    let staging: VulkanStagingBuffer
 
     init(device: VulkanDevice, timestamps: Bool) throws(GPUError) {
         let dev = device.handle
@@ -62,6 +65,7 @@ final class VulkanSubmissionSlot {
         }
 
         self.device = device
+        self.staging = VulkanStagingBuffer(device: device)
         self.commandPool = commandPool
         self.commandBuffer = commandBuffer
         self.fence = fence
