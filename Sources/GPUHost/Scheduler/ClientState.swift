@@ -44,6 +44,9 @@ final class InFlightBatch {
     var carriesHostTransfers = false
     var submission: SubmissionID?
     var failure: GPUError?
+    /// The backend call that hands it over has returned (`submission` or `failure` is set):
+    /// from here the retiring thread may wait for it.
+    var dispatched = false
 
     init(client: ClientState, slice: SliceRecord, ticket: BatchTicket, enqueuedAt: UInt64, submittedAt: UInt64,
          estimate: Double) {

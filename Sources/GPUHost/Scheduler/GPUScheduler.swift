@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Histogram
 import Logging
+import Platform
 
 /// The time-sliced scheduler that owns the physical device. Clients (vGPUs) allocate
 /// buffers within a quota and submit command batches to their own queues from any thread;
@@ -29,6 +30,9 @@ public final class GPUScheduler: @unchecked Sendable {
     private let workAvailable: Monitor.Condition
     /// Broadcast whenever a batch retires or is cancelled (transfers and removals wait on it).
     private let progress: Monitor.Condition
+    /// Signalled when the batch at the head of `inFlight` has been handed to the device, so
+    /// the retiring thread can wait for it.
+    private let dispatched: Monitor.Condition
     private let epoch: UInt64
 
     // Everything below is guarded by `monitor`.
@@ -43,7 +47,10 @@ public final class GPUScheduler: @unchecked Sendable {
     /// When a share policy has work that must wait for tokens: the earliest refill instant.
     private var wakeAt: UInt64?
     private var stopping = false
-    private var threadRunning = false
+    /// The dispatching and the retiring thread, while they run.
+    private var threadsRunning = 0
+    /// The device time the batches in flight are expected to take (their estimates' sum).
+    private var inFlightEstimate = 0.0
     private var lastRetiredAt: UInt64
 
     // Window metrics.
@@ -74,13 +81,14 @@ public final class GPUScheduler: @unchecked Sendable {
         self.logger = logger
         workAvailable = monitor.makeCondition()
         progress = monitor.makeCondition()
+        dispatched = monitor.makeCondition()
         let now = monotonicNanoseconds()
         epoch = now
         lastRefill = now
         windowStart = now
         lastRetiredAt = now
         sliceLog = RingBuffer(capacity: configuration.sliceLogCapacity)
-        try startThread()
+        try startThreads()
         logger.info("GPUHost scheduler: \(configuration.policy) on \(backend.device.name)")
     }
 
@@ -322,7 +330,8 @@ public final class GPUScheduler: @unchecked Sendable {
         var dropped: [PendingBatch] = []
         for state in clients.values { dropped += state.queue.removeAll() }
         workAvailable.signal()
-        while threadRunning { progress.wait() }
+        dispatched.signal()
+        while threadsRunning > 0 { progress.wait() }
         monitor.unlock()
         for pending in dropped { pending.ticket.finish(.failure(.stopped)) }
     }
@@ -568,6 +577,7 @@ public final class GPUScheduler: @unchecked Sendable {
                                   submittedAt: now, estimate: estimate)
         state.inFlight += 1
         state.inFlightEstimate += estimate
+        inFlightEstimate += estimate
         if pending.batch.hasHostTransfers {
             entry.carriesHostTransfers = true
             state.transferBatchesInFlight += 1
@@ -590,6 +600,7 @@ public final class GPUScheduler: @unchecked Sendable {
         let slice = entry.slice
         state.inFlight -= 1
         state.inFlightEstimate -= entry.estimate
+        inFlightEstimate = max(0, inFlightEstimate - entry.estimate)
         if entry.carriesHostTransfers { state.transferBatchesInFlight -= 1 }
         slice.inFlightEstimate -= entry.estimate
         slice.pending -= 1
@@ -626,35 +637,53 @@ public final class GPUScheduler: @unchecked Sendable {
             enqueuedAt: entry.enqueuedAt, submittedAt: entry.submittedAt, completedAt: now))
     }
 
-    // MARK: The scheduler thread
+    // MARK: The scheduler's threads
 
-    private func startThread() throws(SchedulerError) {
-        threadRunning = true
+    /// Two threads, so handing batches over never waits for the device: the dispatching
+    /// thread decides and records while earlier batches run, and the retiring thread waits
+    /// for them in order, charges them and completes their tickets. With one thread doing
+    /// both, every batch's host-side cost (recording, queue submission, waking the waiter)
+    /// sat between two device runs, and clients sharing the device could never get more done
+    /// together than one got alone.
+    private func startThreads() throws(SchedulerError) {
+        threadsRunning = 2
         let context = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            let scheduler = Unmanaged<GPUScheduler>.fromOpaque(argument).takeRetainedValue()
-            scheduler.run()
-            return nil
-        }, context.toOpaque())
-        guard rc == 0 else {
+        let retainedAgain = Unmanaged.passRetained(self)
+        do {
+            _ = try NativeThread(name: "gpu-dispatch", detached: true) { context.takeRetainedValue().dispatchLoop() }
+        } catch {
             context.release()
-            threadRunning = false
-            throw .invalidConfiguration("cannot start the scheduler thread (errno \(rc))")
+            retainedAgain.release()
+            threadsRunning = 0
+            throw .invalidConfiguration("cannot start the scheduler's dispatching thread (errno \(error.errno))")
         }
-        pthread_detach(thread)
+        do {
+            _ = try NativeThread(name: "gpu-retire", detached: true) { retainedAgain.takeRetainedValue().retireLoop() }
+        } catch {
+            retainedAgain.release()
+            monitor.withLock { stopping = true; threadsRunning -= 1; workAvailable.signal() }
+            throw .invalidConfiguration("cannot start the scheduler's retiring thread (errno \(error.errno))")
+        }
     }
 
-    private func run() {
+    /// Whether one more batch may go to the device: below the count limit, and, past the
+    /// first, only while what is queued there is expected to finish within a time slice. Short
+    /// batches then queue several deep (their host-side costs overlap the device's work),
+    /// while long ones never stack up ahead of another client's turn.
+    private var deviceHasRoom: Bool {
+        inFlight.count == 0
+            || (inFlight.count < configuration.maxBatchesInFlight && inFlightEstimate < Double(timeSlice))
+    }
+
+    private func dispatchLoop() {
         monitor.lock()
         while true {
             let now = monotonicNanoseconds()
-            if !stopping, inFlight.count < configuration.maxBatchesInFlight, let entry = takeNextBatch(now) {
+            if !stopping, deviceHasRoom, let entry = takeNextBatch(now) {
                 let batch = entry.batch ?? CommandBatch()
                 entry.batch = nil
-                // The device call happens unlocked: clients keep submitting meanwhile, and
-                // the CPU backend runs the whole batch inside submit.
+                // The device call happens unlocked: clients keep submitting and the retiring
+                // thread keeps retiring meanwhile (the CPU backend runs the batch inside submit).
                 monitor.unlock()
                 let submitted: Result<SubmissionID, GPUError>
                 do throws(GPUError) {
@@ -667,31 +696,12 @@ public final class GPUScheduler: @unchecked Sendable {
                 case let .success(id): entry.submission = id
                 case let .failure(error): entry.failure = error
                 }
+                entry.dispatched = true
+                dispatched.signal()
                 continue
             }
-            if let head = inFlight.first {
-                monitor.unlock()
-                let outcome: Result<BatchCompletion, GPUError>
-                if let id = head.submission {
-                    do throws(GPUError) {
-                        outcome = .success(try backend.wait(id, timeoutNanoseconds: .max))
-                    } catch {
-                        outcome = .failure(error)
-                    }
-                } else {
-                    outcome = .failure(head.failure ?? .unknownSubmission(SubmissionID(rawValue: 0)))
-                }
-                let finished = monotonicNanoseconds()
-                monitor.lock()
-                _ = inFlight.popFirst()
-                let result = retire(head, outcome, at: finished)
-                monitor.unlock()
-                head.ticket.finish(result)
-                monitor.lock()
-                continue
-            }
-            if stopping { break }
-            if let wake = wakeAt {
+            if stopping && inFlight.isEmpty { break }
+            if let wake = wakeAt, !stopping {
                 // Work is queued but every client that has some is over its share: the
                 // device idles on purpose. Counted, so "not work-conserving" is measurable.
                 let from = monotonicNanoseconds()
@@ -701,7 +711,42 @@ public final class GPUScheduler: @unchecked Sendable {
                 workAvailable.wait()
             }
         }
-        threadRunning = false
+        threadsRunning -= 1
+        dispatched.signal()
+        progress.broadcast()
+        monitor.unlock()
+    }
+
+    private func retireLoop() {
+        monitor.lock()
+        while true {
+            guard let head = inFlight.first, head.dispatched else {
+                if stopping && inFlight.isEmpty && threadsRunning == 1 { break }
+                dispatched.wait()
+                continue
+            }
+            monitor.unlock()
+            let outcome: Result<BatchCompletion, GPUError>
+            if let id = head.submission {
+                do throws(GPUError) {
+                    outcome = .success(try backend.wait(id, timeoutNanoseconds: .max))
+                } catch {
+                    outcome = .failure(error)
+                }
+            } else {
+                outcome = .failure(head.failure ?? .unknownSubmission(SubmissionID(rawValue: 0)))
+            }
+            let finished = monotonicNanoseconds()
+            monitor.lock()
+            _ = inFlight.popFirst()
+            let result = retire(head, outcome, at: finished)
+            // Room on the device, and perhaps a client whose transfer batch may go now.
+            workAvailable.signal()
+            monitor.unlock()
+            head.ticket.finish(result)
+            monitor.lock()
+        }
+        threadsRunning -= 1
         progress.broadcast()
         monitor.unlock()
     }
