@@ -97,6 +97,8 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         var inFlight: [SubmissionID: InFlight] = [:]
         var nextSubmission: UInt64 = 1
         var freeSlots: [VulkanSubmissionSlot] = []
+        /// Buffers destroyed so far (see `VulkanSubmissionSlot.begin`).
+        var bufferGeneration: UInt64 = 0
         var pipelines: [ShaderKernel: VulkanPipeline] = [:]
         /// For standalone `write`/`read` copies and fills; used only under the lock, and
         /// waited for in place. Its staging memory (`slot.staging`) persists between calls.
@@ -200,7 +202,11 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
     }
 
     public func destroyBuffer(_ buffer: BufferID) throws(GPUError) {
-        _ = try state.withLock { (state: inout State) throws(GPUError) in try state.buffers.remove(buffer) }
+        _ = try state.withLock { (state: inout State) throws(GPUError) in
+            // Cached descriptor sets may name it: every slot drops its cache at its next batch.
+            state.bufferGeneration &+= 1
+            return try state.buffers.remove(buffer)
+        }
     }
 
     public func capacity(of buffer: BufferID) -> Int? {
@@ -347,7 +353,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                     staging = try slot.staging.reserve(plan.stagingBytes)
                 }
                 barrierCount = try record(dispatches, into: slot, buffers: buffers.byID, pipelines: state.pipelines,
-                                          staging: staging.map { ($0.handle, plan) })
+                                          staging: staging.map { ($0.handle, plan) }, bufferGeneration: state.bufferGeneration)
                 // The host writes go in last, once nothing but the queue submission can fail,
                 // so a refused batch leaves its buffers untouched. Host writes made before
                 // vkQueueSubmit are visible to the batch (the submission's implicit host
@@ -475,8 +481,8 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
     /// `staging`, when the batch has staged transfers, brackets the dispatches with them.
     private func record(_ dispatches: [ShaderDispatch], into slot: VulkanSubmissionSlot,
                         buffers: [BufferID: VulkanBuffer], pipelines: [ShaderKernel: VulkanPipeline],
-                        staging: (handle: VkBuffer, plan: TransferPlan)?) throws(GPUError) -> Int {
-        try slot.begin(dispatches: dispatches.count)
+                        staging: (handle: VkBuffer, plan: TransferPlan)?, bufferGeneration: UInt64) throws(GPUError) -> Int {
+        try slot.begin(dispatches: dispatches.count, bufferGeneration: bufferGeneration)
         let commandBuffer = slot.commandBuffer
         if let queryPool = slot.queryPool {
             vkCmdResetQueryPool(commandBuffer, queryPool, 0, 2)
@@ -505,24 +511,10 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                 vkCmdBindPipeline(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.pipeline)
                 boundShader = dispatch.shader
             }
-            var set: VkDescriptorSet? = try slot.allocateDescriptorSet(layout: pipeline.setLayout)
-            var infos: [VkDescriptorBufferInfo] = []
-            for id in dispatch.bindings {
+            var set: VkDescriptorSet? = try slot.descriptorSet(layout: pipeline.setLayout, bindings: dispatch.bindings) {
+                (id: BufferID) throws(GPUError) -> VkBuffer in
                 guard let buffer = buffers[id] else { throw .unknownBuffer(id) }
-                infos.append(VkDescriptorBufferInfo(buffer: buffer.handle, offset: 0, range: malv_vk_whole_size()))
-            }
-            infos.withUnsafeBufferPointer { infoPointer in
-                var writes = (0 ..< infoPointer.count).map { index in
-                    var write = VkWriteDescriptorSet()
-                    write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
-                    write.dstSet = set
-                    write.dstBinding = UInt32(index)
-                    write.descriptorCount = 1
-                    write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
-                    write.pBufferInfo = infoPointer.baseAddress.map { $0 + index }
-                    return write
-                }
-                vkUpdateDescriptorSets(vk.handle, UInt32(writes.count), &writes, 0, nil)
+                return buffer.handle
             }
             vkCmdBindDescriptorSets(commandBuffer, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 1, &set, 0, nil)
             dispatch.pushConstants.withUnsafeBytes { raw in

@@ -13,6 +13,20 @@ final class VulkanSubmissionSlot {
     let queryPool: VkQueryPool?
     private var descriptorPool: VkDescriptorPool?
     private var descriptorSetCapacity = 0
+    /// Descriptor sets already written, by pipeline layout and the buffers bound: a training
+    /// step binds the same few buffer tuples hundreds of times per batch and again in every
+    /// batch, so each is allocated and written once and then only bound. Valid while none of
+    /// the buffers has been destroyed since (`bufferGeneration`); sets are never updated once
+    /// written, so one bound by a batch still in flight is never changed under it.
+    private var descriptorCache: [DescriptorKey: VkDescriptorSet] = [:]
+    private var cacheGeneration: UInt64 = 0
+    private(set) var descriptorCacheHits = 0
+    private(set) var descriptorCacheMisses = 0
+
+    struct DescriptorKey: Hashable {
+        let layout: VkDescriptorSetLayout
+        let bindings: [BufferID]
+    }
     /// Uploads and downloads of the slot's batch that cannot be served by memcpy into a
     /// mapped buffer; free for reuse once the batch has retired and its downloads are out.
     let staging: VulkanStagingBuffer
@@ -83,15 +97,56 @@ final class VulkanSubmissionSlot {
 
     /// Readies the slot for a new batch of `dispatches` dispatches and begins recording.
     /// The previous batch on this slot must have retired (its fence waited for).
-    func begin(dispatches: Int) throws(GPUError) {
+    /// `bufferGeneration` counts the device's buffer destructions: when it moved, cached
+    /// descriptor sets may name a destroyed buffer and are all dropped.
+    func begin(dispatches: Int, bufferGeneration: UInt64 = 0) throws(GPUError) {
         let dev = device.handle
         try vkCheck(vkResetFences(dev, 1, [fence]), "vkResetFences")
         try vkCheck(vkResetCommandPool(dev, commandPool, 0), "vkResetCommandPool")
-        try prepareDescriptorPool(sets: max(dispatches, 1))
+        // Keep the pool (and the cache in it) while it has room for this batch's misses.
+        let room = descriptorPool != nil && descriptorCache.count + dispatches <= descriptorSetCapacity
+        if !room || bufferGeneration != cacheGeneration {
+            descriptorCache.removeAll(keepingCapacity: true)
+            cacheGeneration = bufferGeneration
+            try prepareDescriptorPool(sets: max(dispatches, 1))
+        }
         var beginInfo = VkCommandBufferBeginInfo()
         beginInfo.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
         beginInfo.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT.rawValue
         try vkCheck(vkBeginCommandBuffer(commandBuffer, &beginInfo), "vkBeginCommandBuffer")
+    }
+
+    /// The descriptor set binding `bindings` (whole buffers, in binding order) for `layout`:
+    /// from the cache, or allocated and written now.
+    func descriptorSet(layout: VkDescriptorSetLayout, bindings: [BufferID],
+                       handle: (BufferID) throws(GPUError) -> VkBuffer) throws(GPUError) -> VkDescriptorSet {
+        let key = DescriptorKey(layout: layout, bindings: bindings)
+        if let cached = descriptorCache[key] {
+            descriptorCacheHits += 1
+            return cached
+        }
+        descriptorCacheMisses += 1
+        let set = try allocateDescriptorSet(layout: layout)
+        var infos: [VkDescriptorBufferInfo] = []
+        infos.reserveCapacity(bindings.count)
+        for id in bindings {
+            infos.append(VkDescriptorBufferInfo(buffer: try handle(id), offset: 0, range: malv_vk_whole_size()))
+        }
+        infos.withUnsafeBufferPointer { infoPointer in
+            var writes = (0 ..< infoPointer.count).map { index in
+                var write = VkWriteDescriptorSet()
+                write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
+                write.dstSet = set
+                write.dstBinding = UInt32(index)
+                write.descriptorCount = 1
+                write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                write.pBufferInfo = infoPointer.baseAddress.map { $0 + index }
+                return write
+            }
+            vkUpdateDescriptorSets(device.handle, UInt32(writes.count), &writes, 0, nil)
+        }
+        descriptorCache[key] = set
+        return set
     }
 
     func allocateDescriptorSet(layout: VkDescriptorSetLayout) throws(GPUError) -> VkDescriptorSet {
