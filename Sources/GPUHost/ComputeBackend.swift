@@ -20,6 +20,10 @@ public struct SubmissionID: Hashable, Sendable, CustomStringConvertible {
 /// contract. Uploads must not overlap one another in a buffer; downloads may.
 public struct CommandBatch: Hashable, Sendable {
     public var kernels: [Kernel]
+    /// Which of the device's queues runs the batch (modulo `ComputeBackend.lanes`). Batches
+    /// on one lane run in submission order; batches on different lanes may run at once, so a
+    /// scheduler puts each client on a lane of its own and keeps a client on it.
+    public var lane: Int = 0
     /// Host → buffer copies, done before the first kernel.
     public var uploads: [HostTransfer]
     /// Buffer → host copies, done after the last kernel, in this order.
@@ -117,4 +121,9 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// id and reports the batch's cost. On `timedOut` the batch stays in flight and may be
     /// waited for again (its downloads are not done yet).
     func wait(_ submission: SubmissionID, timeoutNanoseconds: UInt64) throws(GPUError) -> BatchCompletion
+}
+
+extension ComputeBackend {
+    /// One queue unless the backend says otherwise.
+    public var lanes: Int { 1 }
 }

@@ -672,7 +672,7 @@ public final class GPUScheduler: @unchecked Sendable {
     /// while long ones never stack up ahead of another client's turn.
     private var deviceHasRoom: Bool {
         inFlight.count == 0
-            || (inFlight.count < configuration.maxBatchesInFlight && inFlightEstimate < Double(timeSlice))
+            || (inFlight.count < configuration.maxBatchesInFlight * max(1, backend.lanes) && inFlightEstimate < Double(timeSlice))
     }
 
     private func dispatchLoop() {
@@ -680,7 +680,10 @@ public final class GPUScheduler: @unchecked Sendable {
         while true {
             let now = monotonicNanoseconds()
             if !stopping, deviceHasRoom, let entry = takeNextBatch(now) {
-                let batch = entry.batch ?? CommandBatch()
+                var batch = entry.batch ?? CommandBatch()
+                // Each client on a queue of its own (as far as the device has them): one
+                // client's batches keep their order, different clients' run side by side.
+                batch.lane = Int(entry.client.id.rawValue) % max(1, backend.lanes)
                 entry.batch = nil
                 // The device call happens unlocked: clients keep submitting and the retiring
                 // thread keeps retiring meanwhile (the CPU backend runs the batch inside submit).

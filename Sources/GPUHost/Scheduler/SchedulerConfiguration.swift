@@ -63,9 +63,10 @@ public struct SchedulerConfiguration: Hashable, Sendable {
     public var averagingFactor: Int
     /// Entries kept in the scheduler log ring.
     public var sliceLogCapacity: Int
-    /// Batches handed to the device before the oldest has finished. Two keep the device's
-    /// queue fed while the scheduler charges the batch that just ended; more only lengthen
-    /// the time a preemption takes to bite.
+    /// Batches handed to each of the device's lanes (queues) before the oldest has finished:
+    /// two keep a queue fed while the scheduler charges the batch that just ended. Past the
+    /// first, the scheduler also keeps their expected device time within one slice
+    /// (`deviceHasRoom`), so a preemption still bites within a slice.
     public var maxBatchesInFlight: Int
     /// Batches a client may have queued; a submission beyond it is refused (`queueFull`), so
     /// a guest cannot grow host memory without bound.

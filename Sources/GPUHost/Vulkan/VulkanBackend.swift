@@ -312,19 +312,22 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         try vkCheck(vkWaitForFences(vk.handle, 1, [slot.fence], VkBool32(VK_TRUE), .max), "vkWaitForFences")
     }
 
-    private func queueSubmit(_ slot: VulkanSubmissionSlot) throws(GPUError) {
+    private func queueSubmit(_ slot: VulkanSubmissionSlot, lane: Int = 0) throws(GPUError) {
         var commandBuffer: VkCommandBuffer? = slot.commandBuffer
         let result = withUnsafePointer(to: &commandBuffer) { pointer in
             var info = VkSubmitInfo()
             info.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
             info.commandBufferCount = 1
             info.pCommandBuffers = pointer
-            return vkQueueSubmit(vk.queue, 1, &info, slot.fence)
+            return vkQueueSubmit(vk.queues[lane % vk.queues.count], 1, &info, slot.fence)
         }
         try vkCheck(result, "vkQueueSubmit")
     }
 
     // MARK: Batches
+
+    /// One lane per queue of the compute family (up to `VulkanDevice.maxLanes`).
+    public var lanes: Int { vk.queues.count }
 
     public func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID {
         try state.withLock { (state: inout State) throws(GPUError) -> SubmissionID in
@@ -371,7 +374,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                 }
                 uploadNanoseconds = monotonicNanoseconds() - started
                 downloads = plan.downloadCopies(staging: staging?.mapped)
-                try queueSubmit(slot)
+                try queueSubmit(slot, lane: batch.lane)
             } catch {
                 // Nothing was queued: the slot is reusable (begin() resets it).
                 recycle(slot, into: &state)

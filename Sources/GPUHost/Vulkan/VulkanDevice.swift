@@ -1,13 +1,20 @@
 import CVulkan
 
-/// Owns the logical VkDevice and its one compute queue. Buffers, pipelines and submission
+/// Owns the logical VkDevice and its compute queues. Buffers, pipelines and submission
 /// slots hold a strong reference to it, so it (and, through it, the instance) outlives them.
 final class VulkanDevice {
+    /// At most this many queues are opened: one lane per client up to here lets that many
+    /// clients' batches run on the device at once.
+    static let maxLanes: UInt32 = 8
+
     let instance: VulkanInstance
     let physical: VulkanPhysicalDevice
     let handle: VkDevice
-    /// Vulkan requires external synchronisation of the queue; the backend's lock provides it.
-    let queue: VkQueue
+    /// The compute family's queues, one per lane (`CommandBatch.lane`). Vulkan requires
+    /// external synchronisation of a queue; the backend's lock provides it.
+    let queues: [VkQueue]
+    /// Standalone transfers and work outside any lane.
+    var queue: VkQueue { queues[0] }
     let queueFamily: UInt32
 
     init(instance: VulkanInstance, physical: VulkanPhysicalDevice) throws(GPUError) {
@@ -15,13 +22,14 @@ final class VulkanDevice {
             throw .unsupportedDevice(name: physical.info.name, reason: "no compute queue family")
         }
         var device: VkDevice?
-        var priority: Float = 1
-        let result = withUnsafePointer(to: &priority) { priorityPointer in
+        let queueCount = max(1, min(physical.computeQueueCount, Self.maxLanes))
+        let priorities = [Float](repeating: 1, count: Int(queueCount))
+        let result = priorities.withUnsafeBufferPointer { priorityPointer in
             var queueInfo = VkDeviceQueueCreateInfo()
             queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
             queueInfo.queueFamilyIndex = family
-            queueInfo.queueCount = 1
-            queueInfo.pQueuePriorities = priorityPointer
+            queueInfo.queueCount = queueCount
+            queueInfo.pQueuePriorities = priorityPointer.baseAddress
             return withUnsafePointer(to: &queueInfo) { queuePointer in
                 var info = VkDeviceCreateInfo()
                 info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
@@ -34,16 +42,20 @@ final class VulkanDevice {
         guard let device else {
             throw .vulkan(call: "vkCreateDevice", result: VulkanResult(rawValue: VK_ERROR_INITIALIZATION_FAILED.rawValue))
         }
-        var queue: VkQueue?
-        vkGetDeviceQueue(device, family, 0, &queue)
-        guard let queue else {
-            vkDestroyDevice(device, nil)
-            throw .unsupportedDevice(name: physical.info.name, reason: "vkGetDeviceQueue returned no queue")
+        var queues: [VkQueue] = []
+        for index in 0 ..< queueCount {
+            var queue: VkQueue?
+            vkGetDeviceQueue(device, family, index, &queue)
+            guard let queue else {
+                vkDestroyDevice(device, nil)
+                throw .unsupportedDevice(name: physical.info.name, reason: "vkGetDeviceQueue returned no queue \(index)")
+            }
+            queues.append(queue)
         }
         self.instance = instance
         self.physical = physical
         self.handle = device
-        self.queue = queue
+        self.queues = queues
         self.queueFamily = family
     }
 

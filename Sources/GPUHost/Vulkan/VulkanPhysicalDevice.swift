@@ -7,6 +7,8 @@ struct VulkanPhysicalDevice {
     let info: DeviceInfo
     /// The queue family the backend submits to; nil when the device has no compute queue.
     let computeQueueFamily: UInt32?
+    /// Queues that family offers (the H200's compute-only family has 8; lavapipe has 1).
+    let computeQueueCount: UInt32
     /// Meaningful bits of a timestamp on that family; 0 means no timestamps.
     let timestampValidBits: UInt32
     let memoryTypes: [VkMemoryType]
@@ -53,6 +55,7 @@ struct VulkanPhysicalDevice {
 
         let family = Self.pickComputeQueueFamily(handle)
         computeQueueFamily = family?.index
+        computeQueueCount = family?.queueCount ?? 0
         timestampValidBits = family?.timestampValidBits ?? 0
         let limits = properties.limits
         let timestampsUsable = timestampValidBits > 0 && limits.timestampPeriod > 0
@@ -81,7 +84,8 @@ struct VulkanPhysicalDevice {
 
     /// Prefers a family that can write timestamps, then a compute-only family (the async
     /// compute engine on discrete GPUs, which does not contend with graphics).
-    private static func pickComputeQueueFamily(_ device: VkPhysicalDevice) -> (index: UInt32, timestampValidBits: UInt32)? {
+    private static func pickComputeQueueFamily(_ device: VkPhysicalDevice)
+        -> (index: UInt32, timestampValidBits: UInt32, queueCount: UInt32)? {
         var count: UInt32 = 0
         vkGetPhysicalDeviceQueueFamilyProperties(device, &count, nil)
         var families = [VkQueueFamilyProperties](repeating: VkQueueFamilyProperties(), count: Int(count))
@@ -99,7 +103,7 @@ struct VulkanPhysicalDevice {
             return l != r ? l > r : lhs.offset < rhs.offset
         }
         guard let best = ranked.first else { return nil }
-        return (UInt32(best.offset), best.element.timestampValidBits)
+        return (UInt32(best.offset), best.element.timestampValidBits, best.element.queueCount)
     }
 
     private static func extensionNames(_ device: VkPhysicalDevice) -> Set<String> {

@@ -38,6 +38,7 @@ import plans  # noqa: E402
 
 NVIDIA_ICD = "/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json"
 NVIDIA_LIBRARY_DIRS = ["/usr/local/nvidia/lib64", "/usr/local/nvidia/lib"]
+NVIDIA_EGL_VENDOR = "/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json"
 # Tried in this order until malvvm starts and the Vulkan driver loads: the host's own C++
 # runtime, X11 and GL dispatch libraries win wherever it has them (lib-base: libstdc++/libgcc_s/libz;
 # lib-icd: what NVIDIA's Vulkan ICD links and minimal containers lack).
@@ -180,9 +181,16 @@ class Check:
         attempts = []
         for extra in OPTIONAL_LIBRARY_SETS:
             dirs = [os.path.join(self.bundle, d) for d in ["lib"] + extra] + host_dirs
+            if icd == NVIDIA_ICD and "lib-icd" not in extra:
+                # Last, so the host's own GLVND wins where it has one: NVIDIA's Vulkan driver
+                # needs GLVND's EGL on a headless host, which minimal containers lack (then
+                # vkCreateInstance finds "no drivers" although the ICD loads).
+                dirs.append(os.path.join(self.bundle, "lib-icd"))
             env = dict(self.base_env, LD_LIBRARY_PATH=":".join(dirs))
             if icd:
                 env["VK_ICD_FILENAMES"] = env["VK_DRIVER_FILES"] = icd
+            if icd == NVIDIA_ICD and os.path.exists(NVIDIA_EGL_VENDOR):
+                env["__EGL_VENDOR_LIBRARY_FILENAMES"] = NVIDIA_EGL_VENDOR
             problem = self._probe(env, icd_library)
             attempts.append({"extra": extra, "problem": problem})
             if problem is None:
@@ -204,6 +212,11 @@ class Check:
             r = self.run([sys.executable, "-c", "import ctypes, sys; ctypes.CDLL(sys.argv[1])", icd_library], 20, env=env)
             if r.rc != 0:
                 return f"the Vulkan ICD library {icd_library} does not load: {last_line(r.err)}"
+            # Loading is not enough: the driver must also create an instance and list the GPU.
+            r = self.run([self.bin("malvvm"), "gpus"], 30, env=env)
+            if "no Vulkan devices" in r.out or r.rc != 0:
+                line = next((l for l in r.out.splitlines() if l.startswith("Vulkan:")), last_line(r.err))
+                return f"the Vulkan driver lists no GPU: {line}"
         return None
 
     # --- reporting ---
