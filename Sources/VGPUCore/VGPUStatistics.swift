@@ -10,10 +10,13 @@ public struct VGPUStatistics: Hashable, Sendable, Codable {
     public var streamBytes: UInt64 = 0
     /// Decoding, resolving and validating streams, on the device thread.
     public var decodeNanoseconds: UInt64 = 0
-    /// Copying the GUEST-blob ranges kernels read from guest pages to their GPU shadows.
+    /// The host's part of moving the GUEST-blob ranges kernels read from guest pages to their
+    /// GPU shadows: the copy into the batch's staging memory (or straight into a mapped
+    /// buffer). The device's copy out of staging is part of the batch, so of `gpuNanoseconds`.
     public var uploadNanoseconds: UInt64 = 0
     public var uploadBytes: UInt64 = 0
-    /// Copying the ranges kernels wrote back into guest pages.
+    /// The host's part of bringing the ranges kernels wrote back into guest pages (the copy
+    /// out of staging once the batch has run).
     public var downloadNanoseconds: UInt64 = 0
     public var downloadBytes: UInt64 = 0
     /// Waiting in the scheduler's queue for a turn on the GPU.
