@@ -2,6 +2,8 @@
 /// the key into the generated SPIR-V table).
 enum ShaderKernel: String, CaseIterable, Sendable {
     case sgemm
+    /// The large-matrix sgemm (128x128 tiles); `SGEMMVariant` picks between the two.
+    case sgemmTile128 = "sgemm_tile128"
     case biasAdd = "bias_add"
     case activation
     case activationBackward = "activation_backward"
@@ -27,7 +29,7 @@ enum ShaderKernel: String, CaseIterable, Sendable {
         case .biasAdd, .activation, .softmax, .reduceRows, .reduceColumns, .axpy, .channelSum,
              .normalizeU8, .crop, .flipHorizontal, .resizeBilinear:
             return 2
-        case .sgemm, .activationBackward, .conv2dBackwardData, .conv2dBackwardFilter:
+        case .sgemm, .sgemmTile128, .activationBackward, .conv2dBackwardData, .conv2dBackwardFilter:
             return 3
         case .softmaxCrossEntropy, .conv2dForward:
             return 4

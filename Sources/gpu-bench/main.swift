@@ -4,6 +4,9 @@
 //   gpu-bench plan PLAN                 write the kernel cases as raw dispatches for vkdirect
 //   gpu-bench kernels                   one round of the kernel cases through VulkanBackend
 //   gpu-bench run --ours R --direct R --json OUT --shares CSV [--seconds S]
+//   gpu-bench gemm [--sizes 512,2048] [--seconds S] [--each-variant]
+//                                       sgemm TFLOP/s per square size, for comparison with
+//                                       PyTorch's back-to-back matmul (scripts/lib/gpucheck/torch_gemm.py)
 //
 // `run` measures each kernel through VulkanBackend (submit + wait, recorded per batch as the
 // backend always does) against vkdirect's numbers for the same SPIR-V, then the scheduler
@@ -339,6 +342,120 @@ func shareTimeline(_ backend: VulkanBackend) -> String {
     return csv
 }
 
+// MARK: gemm
+
+/// One measured configuration of `gemm`.
+struct GemmMeasurement {
+    var iterations: Int
+    /// Device time per sgemm (timestamps around the whole batch, divided by its kernels).
+    var deviceNanoseconds: Double
+    /// Wall time per sgemm, submit to completion of the whole batch.
+    var wallNanoseconds: Double
+    var timing: TimingSource
+}
+
+/// Times `size`^3 sgemms the way torch_gemm.py times PyTorch's: many back to back (here, one
+/// batch of `iterations` identical kernels; each writes C, so the backend puts a barrier
+/// between them, as a CUDA stream serialises kernels), after warm-up, median of five batches.
+/// The batch length is picked from one timed call so a batch lasts about `seconds` / 5.
+func measureGemm(_ backend: VulkanBackend, size: Int, seconds: Double, variant: SGEMMVariant?) throws -> GemmMeasurement {
+    let count = size * size
+    var ids: [BufferID] = []
+    defer { for id in ids { try? backend.destroyBuffer(id) } }
+    for _ in 0 ..< 3 {
+        let id = try backend.createBuffer(byteCount: count * 4, placement: .deviceLocal)
+        ids.append(id)
+    }
+    // Same data as the kernels cases (and vkdirect).
+    let values = (0 ..< count).map { Float($0 % 97) * 0.01 - 0.4 }
+    try backend.write(floats: values, to: ids[0])
+    try backend.write(floats: values, to: ids[1])
+    let kernel = Kernel.sgemm(SGEMMParams(m: size, n: size, k: size, a: BufferRange(ids[0], count: count),
+                                          b: BufferRange(ids[1], count: count), c: BufferRange(ids[2], count: count)))
+    func timed(_ iterations: Int) throws -> (device: UInt64, wall: UInt64, timing: TimingSource) {
+        let batch = CommandBatch([Kernel](repeating: kernel, count: iterations))
+        let start = now()
+        let completion = try SGEMMVariant.$forced.withValue(variant) { try backend.run(batch) }
+        let wall = now() - start
+        return (completion.executionNanoseconds ?? wall, wall, completion.timing)
+    }
+    // Warm-up: pipeline creation, clocks ramping up.
+    _ = try timed(1)
+    let single = try timed(1)
+    let perBatch = seconds / 5
+    let iterations = max(1, min(1000, Int(perBatch * 1e9 / Double(max(single.device, 1)))))
+    // A single call already longer than a second (a CPU "GPU") is measured once more, not five times.
+    let rounds = Double(single.device) * Double(iterations) > 1e9 ? 1 : 5
+    _ = try timed(iterations)
+    var device: [Double] = []
+    var wall: [Double] = []
+    var timing = single.timing
+    for _ in 0 ..< rounds {
+        let r = try timed(iterations)
+        device.append(Double(r.device) / Double(iterations))
+        wall.append(Double(r.wall) / Double(iterations))
+        timing = r.timing
+    }
+    func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    return GemmMeasurement(iterations: iterations, deviceNanoseconds: middle(device), wallNanoseconds: middle(wall),
+                           timing: timing)
+}
+
+/// Prints, per size, one line a script can split into key/value pairs after the size:
+///   gemm 512 ours_tflops 7.12 ms 0.0377 variant tile64 iterations 1000 wall_tflops 6.95 timing deviceTimestamps
+/// (ours_tflops and ms from device time per sgemm, the variant the backend chooses on its own);
+/// with --each-variant also one line per sgemm variant forced at that size:
+///   gemm-variant 512 tile128 tflops 4.01 ms 0.0669 iterations 1000 wall_tflops 3.9
+func gemm(arguments: [String]) {
+    var sizes = [512, 2048]
+    var seconds = 1.0
+    var eachVariant = false
+    var index = 0
+    while index < arguments.count {
+        switch arguments[index] {
+        case "--sizes" where index + 1 < arguments.count:
+            sizes = arguments[index + 1].split(separator: ",").compactMap { Int($0) }
+            index += 2
+        case "--seconds" where index + 1 < arguments.count:
+            seconds = Double(arguments[index + 1]) ?? seconds
+            index += 2
+        case "--each-variant":
+            eachVariant = true
+            index += 1
+        default:
+            fail("usage: gpu-bench gemm [--sizes 512,2048] [--seconds S] [--each-variant]")
+        }
+    }
+    guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { fail("gemm: --sizes wants positive integers, e.g. 512,2048") }
+    let backend = makeVulkan()
+    FileHandle.standardError.write(Data("gpu-bench: gemm on \(backend.device.name) (\(backend.device.driverName ?? "?"))\n".utf8))
+    // Four significant digits: TFLOP/s span 0.004 (lavapipe) to 50 (H200).
+    func significant(_ value: Double) -> String { String(format: "%.4g", value) }
+    func tflops(_ size: Int, _ nanoseconds: Double) -> String {
+        significant(2 * pow(Double(size), 3) / max(nanoseconds, 1) / 1e3)
+    }
+    for size in sizes {
+        do {
+            let chosen = SGEMMVariant.select(m: size, n: size, k: size)
+            let m = try measureGemm(backend, size: size, seconds: seconds, variant: nil)
+            print("gemm \(size) ours_tflops \(tflops(size, m.deviceNanoseconds)) ms \(significant(m.deviceNanoseconds / 1e6))"
+                + " variant \(chosen.rawValue) iterations \(m.iterations) wall_tflops \(tflops(size, m.wallNanoseconds))"
+                + " timing \(m.timing.rawValue)")
+            if eachVariant {
+                for variant in SGEMMVariant.allCases {
+                    let v = try measureGemm(backend, size: size, seconds: seconds, variant: variant)
+                    print("gemm-variant \(size) \(variant.rawValue) tflops \(tflops(size, v.deviceNanoseconds))"
+                        + " ms \(significant(v.deviceNanoseconds / 1e6)) iterations \(v.iterations)"
+                        + " wall_tflops \(tflops(size, v.wallNanoseconds))")
+                }
+            }
+            fflush(stdout)
+        } catch {
+            fail("gemm \(size): \(error)")
+        }
+    }
+}
+
 // MARK: main
 
 struct Report: Codable {
@@ -426,6 +543,9 @@ case "kernels":
     print(kernelRound(makeVulkan()), terminator: "")
 case "run":
     run(arguments: Array(arguments.dropFirst()))
+case "gemm":
+    gemm(arguments: Array(arguments.dropFirst()))
 default:
-    fail("usage: gpu-bench plan PLAN | kernels | run --ours R --direct R --json OUT --shares CSV [--seconds S]")
+    fail("usage: gpu-bench plan PLAN | kernels | run --ours R --direct R --json OUT --shares CSV [--seconds S]"
+        + " | gemm [--sizes 512,2048] [--seconds S] [--each-variant]")
 }

@@ -44,11 +44,11 @@ extension Kernel {
 
         switch self {
         case let .sgemm(p):
-            let tiles = ((p.m + 63) / 64) * ((p.n + 63) / 64)
-            return single(.sgemm, [p.a, p.b, p.c],
+            let variant = SGEMMVariant.forced ?? SGEMMVariant.select(m: p.m, n: p.n, k: p.k)
+            return single(variant.shader, [p.a, p.b, p.c],
                           [u(p.m), u(p.n), u(p.k), p.transposeA ? 1 : 0, p.transposeB ? 1 : 0,
                            u(p.a.offset), u(p.b.offset), u(p.c.offset), f(p.alpha), f(p.beta)],
-                          perItem(tiles))
+                          perItem(variant.tiles(m: p.m, n: p.n)))
 
         case let .biasAdd(p):
             let count = p.outer * p.channels * p.inner
@@ -153,6 +153,62 @@ extension Kernel {
                            f(Float(p.height) / Float(p.outHeight)), f(Float(p.width) / Float(p.outWidth))],
                           elementwise(p.batch * p.channels * p.outHeight * p.outWidth))
         }
+    }
+}
+
+/// The sgemm shaders, which differ only in output tile (sgemm_tiled.glsl is their common body;
+/// both take the same bindings and push constants, and each handles any shape, transpose and
+/// offset). Both use under 9 KiB of shared memory, inside the 16 KiB every Vulkan device
+/// guarantees, and 256 invocations per workgroup, as the sgemm before them did, so no device
+/// limit beyond the group-count fold of `perItem` enters the choice.
+package enum SGEMMVariant: String, CaseIterable, Sendable {
+    /// 64x64 tiles, 4x4 per invocation (sgemm.comp).
+    case tile64
+    /// 128x128 tiles, 8x8 per invocation (sgemm_tile128.comp).
+    case tile128
+
+    /// Overrides `select` for sgemm kernels lowered in this task (tests run every variant
+    /// at small sizes; gpu-bench measures each at every size). Read where the backend lowers
+    /// kernels, which is on the submitting thread.
+    @TaskLocal package static var forced: SGEMMVariant?
+
+    /// Fewest 128x128 tiles for which the big tile is chosen. The 128x128 tile does 4x the work
+    /// per workgroup at twice the FMAs per shared-memory read, so it wins once there are
+    /// enough tiles to keep every SM busy; below that SMs idle and 64x64 tiles (4x the
+    /// workgroups) finish sooner. An H200 has 132 SMs, each holding one or two 128x128
+    /// workgroups (registers decide): 2048^2 gives 256 tiles (every SM busy), 1024^2 only 64
+    /// (half the SMs idle, where 64x64 tiles give 256 workgroups), 512^2 only 16 (64x64: 64).
+    /// Vulkan does not report SM counts, so the threshold is set for a large current GPU
+    /// rather than per device: on a smaller GPU, 64x64 tiles at these sizes still fill it.
+    package static let minimumTile128Tiles = 128
+
+    /// The variant for an m x n result (k only lengthens each tile's loop; it does not change
+    /// how many tiles there are, so it does not enter the choice).
+    package static func select(m: Int, n: Int, k: Int) -> SGEMMVariant {
+        // Under 128 rows (or columns) every 128-wide tile computes padding that a 64-wide tile
+        // mostly avoids, and such thin results give 64x64 tiles workgroups enough.
+        guard m >= 128, n >= 128 else { return .tile64 }
+        return tile128.tiles(m: m, n: n) >= minimumTile128Tiles ? .tile128 : .tile64
+    }
+
+    var shader: ShaderKernel {
+        switch self {
+        case .tile64: return .sgemm
+        case .tile128: return .sgemmTile128
+        }
+    }
+
+    /// Output tile edge in elements (square tiles).
+    package var tileSize: Int {
+        switch self {
+        case .tile64: return 64
+        case .tile128: return 128
+        }
+    }
+
+    /// Workgroups for an m x n result: one per tile.
+    package func tiles(m: Int, n: Int) -> Int {
+        ((m + tileSize - 1) / tileSize) * ((n + tileSize - 1) / tileSize)
     }
 }
 

@@ -793,6 +793,30 @@ def phase_gemm(check, sampler, results):
     gpuhost = {n: {"tflops_device": tflops(n, ours[f"sgemm_{n}"]["ours_device_us"] * 1000),
                    "tflops_wall": tflops(n, ours[f"sgemm_{n}"]["ours_wall_us"] * 1000)}
                for n in sizes if f"sgemm_{n}" in ours}
+    # gpu-bench's own GEMM mode times many back-to-back sgemms through GPUHost with device
+    # timestamps, with the variant GPUHost picks at each size (and each variant forced, for
+    # tuning the choice): it supersedes the kernels phase's single-call rows.
+    log("  gpu-bench gemm (GPUHost sgemm, every variant)")
+    with sampler.label("gemm/gpuhost"):
+        r = check.run([check.bin("gpu-bench"), "gemm", "--sizes", ",".join(map(str, sizes)),
+                       "--seconds", str(1 if not check.args.quick else 0.3), "--each-variant"], 120)
+    result["gpu_bench_gemm"] = r.out[-4000:]
+    variants = {}
+    for line in r.out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[0] == "gemm" and fields[2] == "ours_tflops":
+            values = dict(zip(fields[2::2], fields[3::2]))
+            try:
+                gpuhost[int(fields[1])] = {"tflops_device": float(values["ours_tflops"]),
+                                           "tflops_wall": float(values.get("wall_tflops", "nan")),
+                                           "variant": values.get("variant")}
+            except (KeyError, ValueError):
+                pass
+        elif len(fields) >= 5 and fields[0] == "gemm-variant":
+            variants.setdefault(fields[1], {})[fields[2]] = fields[4]
+    result["variants"] = variants
+    if r.rc != 0:
+        result["notes"].append(f"gpu-bench gemm: {r.why()}")
     # gpu-bench has no case at the other sizes: run GPUHost's own sgemm SPIR-V through vkdirect
     # with the plan scaled from its 256 and 512 cases (the kernel's speed, without GPUHost's path).
     plan_path = kernels.get("plan_file")
