@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// Identifies one submitted batch until `wait` retires it.
 public struct SubmissionID: Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt64
@@ -126,4 +129,16 @@ public protocol ComputeBackend: AnyObject, Sendable {
 extension ComputeBackend {
     /// One queue unless the backend says otherwise.
     public var lanes: Int { 1 }
+
+    /// Polls `isComplete` (a backend that runs batches inside `submit`, like the CPU
+    /// reference, answers at once); sleeps 20 µs between rounds until the timeout.
+    public func waitForAny(_ submissions: [SubmissionID], timeoutNanoseconds: UInt64) throws(GPUError) -> [SubmissionID] {
+        let deadline = monotonicNanoseconds() &+ min(timeoutNanoseconds, UInt64(Int64.max))
+        while true {
+            var done: [SubmissionID] = []
+            for id in submissions where try isComplete(id) { done.append(id) }
+            if !done.isEmpty || monotonicNanoseconds() >= deadline { return done }
+            usleep(20)
+        }
+    }
 }

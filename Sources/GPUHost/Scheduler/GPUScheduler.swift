@@ -30,7 +30,7 @@ public final class GPUScheduler: @unchecked Sendable {
     private let workAvailable: Monitor.Condition
     /// Broadcast whenever a batch retires or is cancelled (transfers and removals wait on it).
     private let progress: Monitor.Condition
-    /// Signalled when the batch at the head of `inFlight` has been handed to the device, so
+    /// Signalled when a batch of `inFlight` has been handed to the device, so
     /// the retiring thread can wait for it.
     private let dispatched: Monitor.Condition
     private let epoch: UInt64
@@ -40,7 +40,9 @@ public final class GPUScheduler: @unchecked Sendable {
     /// Attached clients in id order: the round-robin ring.
     private var ring: [ClientID] = []
     private var nextClientID: UInt32 = 1
-    private var inFlight = FIFO<InFlightBatch>()
+    /// Batches on the device, in the order they were handed over (a handful: at most
+    /// `maxBatchesInFlight` per lane). They may retire out of that order across lanes.
+    private var inFlight: [InFlightBatch] = []
     private var currentSlice: SliceRecord?
     private var lastPicked: ClientID?
     private var lastRefill: UInt64
@@ -720,34 +722,57 @@ public final class GPUScheduler: @unchecked Sendable {
         monitor.unlock()
     }
 
+    /// Retires batches as the device finishes them: one wait covers every dispatched batch,
+    /// and every batch found finished is retired at that wake-up, oldest first. A client's
+    /// batches share a lane, so they finish, and retire, in their order.
     private func retireLoop() {
         monitor.lock()
         while true {
-            guard let head = inFlight.first, head.dispatched else {
+            let dispatchedNow = inFlight.filter(\.dispatched)
+            guard !dispatchedNow.isEmpty else {
                 if stopping && inFlight.isEmpty && threadsRunning == 1 { break }
                 dispatched.wait()
                 continue
             }
+            // Handing over failed: nothing runs, it retires at once with its error.
+            let refused = dispatchedNow.filter { $0.submission == nil }
+            let waiting = dispatchedNow.compactMap(\.submission)
             monitor.unlock()
-            let outcome: Result<BatchCompletion, GPUError>
-            if let id = head.submission {
-                do throws(GPUError) {
-                    outcome = .success(try backend.wait(id, timeoutNanoseconds: .max))
-                } catch {
-                    outcome = .failure(error)
-                }
-            } else {
-                outcome = .failure(head.failure ?? .unknownSubmission(SubmissionID(rawValue: 0)))
+            var outcomes: [(InFlightBatch, Result<BatchCompletion, GPUError>)] = refused.map {
+                ($0, .failure($0.failure ?? .unknownSubmission(SubmissionID(rawValue: 0))))
             }
-            let finished = monotonicNanoseconds()
+            if !waiting.isEmpty {
+                // Bounded, so batches dispatched meanwhile join the next wait.
+                let finished: [SubmissionID]
+                do throws(GPUError) {
+                    finished = refused.isEmpty ? try backend.waitForAny(waiting, timeoutNanoseconds: 2_000_000) : []
+                } catch {
+                    finished = []
+                    logger.error("GPUHost scheduler: waiting for the device failed: \(error)")
+                }
+                for entry in dispatchedNow {
+                    guard let id = entry.submission, finished.contains(id) else { continue }
+                    do throws(GPUError) {
+                        outcomes.append((entry, .success(try backend.wait(id, timeoutNanoseconds: .max))))
+                    } catch {
+                        outcomes.append((entry, .failure(error)))
+                    }
+                }
+            }
+            let finishedAt = monotonicNanoseconds()
             monitor.lock()
-            _ = inFlight.popFirst()
-            let result = retire(head, outcome, at: finished)
-            // Room on the device, and perhaps a client whose transfer batch may go now.
-            workAvailable.signal()
-            monitor.unlock()
-            head.ticket.finish(result)
-            monitor.lock()
+            var results: [(BatchTicket, Result<ScheduledCompletion, SchedulerError>)] = []
+            for (entry, outcome) in outcomes {
+                inFlight.removeAll { $0 === entry }
+                results.append((entry.ticket, retire(entry, outcome, at: finishedAt)))
+            }
+            if !results.isEmpty {
+                // Room on the device, and perhaps a client whose transfer batch may go now.
+                workAvailable.signal()
+                monitor.unlock()
+                for (ticket, result) in results { ticket.finish(result) }
+                monitor.lock()
+            }
         }
         threadsRunning -= 1
         progress.broadcast()

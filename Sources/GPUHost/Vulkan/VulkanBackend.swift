@@ -539,6 +539,39 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         return barriers
     }
 
+    /// Spins briefly (a small batch often finishes within microseconds, and a sleeping fence
+    /// wait costs an interrupt and a wake-up, tens of µs on a virtualised host), then sleeps
+    /// in one vkWaitForFences over all of them.
+    public func waitForAny(_ submissions: [SubmissionID], timeoutNanoseconds: UInt64) throws(GPUError) -> [SubmissionID] {
+        let flights = state.withLock { state in submissions.compactMap { id in state.inFlight[id].map { (id, $0.slot.fence) } } }
+        guard flights.count == submissions.count else {
+            throw .unknownSubmission(submissions.first { id in !flights.contains { $0.0 == id } } ?? SubmissionID(rawValue: 0))
+        }
+        func finished() throws(GPUError) -> [SubmissionID] {
+            var done: [SubmissionID] = []
+            for (id, fence) in flights {
+                let status = vkGetFenceStatus(vk.handle, fence)
+                if status == VK_NOT_READY { continue }
+                try vkCheck(status, "vkGetFenceStatus")
+                done.append(id)
+            }
+            return done
+        }
+        let spinUntil = monotonicNanoseconds() + Self.spinNanoseconds
+        repeat {
+            let done = try finished()
+            if !done.isEmpty { return done }
+        } while monotonicNanoseconds() < spinUntil
+        let fences: [VkFence?] = flights.map { $0.1 }
+        let waited = vkWaitForFences(vk.handle, UInt32(fences.count), fences, VkBool32(VK_FALSE), timeoutNanoseconds)
+        if waited == VK_TIMEOUT { return [] }
+        try vkCheck(waited, "vkWaitForFences")
+        return try finished()
+    }
+
+    /// How long `waitForAny` polls before it sleeps.
+    static let spinNanoseconds: UInt64 = 20_000
+
     public func isComplete(_ submission: SubmissionID) throws(GPUError) -> Bool {
         guard let flight = state.withLock({ $0.inFlight[submission] }) else { throw .unknownSubmission(submission) }
         let status = vkGetFenceStatus(vk.handle, flight.slot.fence)
