@@ -173,6 +173,8 @@ let package = Package(
         .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
+        .testTarget(name: "FullVGPUTests", dependencies: ["FullVGPU"]),
+        .testTarget(name: "MLWorkloadsTests", dependencies: ["MLWorkloads"]),
         .testTarget(name: "VirtioGPUTests",
                     dependencies: ["VirtioGPU", "VGPUCore", "Hypervisor", "Platform", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
