@@ -1,0 +1,107 @@
+import Foundation
+import Glibc
+@testable import ControlAPI
+import Synchronization
+import Testing
+
+/// A VM as the API sees it, without a VM: the routes, status codes and error bodies are
+/// checked against this double, so each case costs a request, not a boot.
+final class FakeVM: VMControl {
+    let state = Mutex<(paused: Bool, shutdowns: Int, attaches: [AttachVGPURequest])>((false, 0, []))
+
+    func info() -> VMInfo {
+        VMInfo(name: "fake", pid: 1, state: state.withLock { $0.paused } ? .paused : .running, memoryBytes: 1 << 28, vcpus: 1,
+               kernel: "k", commandLine: "", apiSocket: "", uptimeSeconds: 1, vgpus: 0)
+    }
+    func pause() throws(APIError) {
+        try state.withLock { s throws(APIError) in
+            guard !s.paused else { throw .conflict("VM 'fake' is already paused") }
+            s.paused = true
+        }
+    }
+    func resume() throws(APIError) {
+        try state.withLock { s throws(APIError) in
+            guard s.paused else { throw .conflict("VM 'fake' is not paused") }
+            s.paused = false
+        }
+    }
+    func shutdown() throws(APIError) { state.withLock { $0.shutdowns += 1 } }
+    func vgpus() -> [VGPUInfo] { [] }
+    func vgpu(id: String) throws(APIError) -> VGPUInfo { throw .notFound("no vGPU '\(id)' on VM 'fake'") }
+    func attachVGPU(_ request: AttachVGPURequest) async throws(APIError) -> VGPUInfo {
+        state.withLock { $0.attaches.append(request) }
+        throw .unavailable("no GPU here")
+    }
+    func detachVGPU(id: String) async throws(APIError) { throw .notFound("no vGPU '\(id)' on VM 'fake'") }
+}
+
+@Suite(.serialized) final class RouteTests {
+    let vm = FakeVM()
+    let directory: String
+    let server: APIServer
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "malvvm-routes-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        server = try APIServer(socketPath: directory + "/vm.sock", control: vm)
+    }
+
+    deinit {
+        server.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// One request with curl over the socket: (status, body).
+    func request(_ method: String, _ path: String, body: String? = nil) throws -> (Int, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        var arguments = ["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--unix-socket", server.socketPath,
+                         "http://localhost/v1" + path]
+        if let body { arguments += ["-H", "Content-Type: application/json", "--data-binary", body] }
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? -1, lines.dropLast().joined(separator: "\n"))
+    }
+
+    func errorLine(_ body: String) -> String? {
+        (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["error"] as? String
+    }
+
+    @Test func stateChangesMapToTheirStatusCodes() throws {
+        #expect(try request("GET", "/vm").0 == 200)
+        #expect(try request("PUT", "/vm/pause").0 == 204)
+        let again = try request("PUT", "/vm/pause")
+        #expect(again.0 == 409 && errorLine(again.1) == "VM 'fake' is already paused", "\(again)")
+        #expect(try request("PUT", "/vm/resume").0 == 204)
+        #expect(try request("PUT", "/vm/shutdown").0 == 204)
+        #expect(vm.state.withLock { $0.shutdowns } == 1)
+    }
+
+    @Test(arguments: [
+        ("{", "JSON"),
+        ("[]", "object"),
+        ("{\"profile\": 4}", "profile"),
+        ("{}", "profile"),
+        ("{\"profile\": \"1g\", \"colour\": \"red\"}", "colour"),
+    ])
+    func badAttachBodiesAre400WithAnErrorLine(body: String, mentions: String) throws {
+        let (status, text) = try request("POST", "/vgpus", body: body)
+        #expect(status == 400, "\(body): \(status) \(text)")
+        #expect(errorLine(text)?.lowercased().contains(mentions.lowercased()) == true, "\(body): \(text)")
+        #expect(vm.state.withLock { $0.attaches.isEmpty }, "a bad body never reached the VM")
+    }
+
+    @Test func unknownRoutesAndIdsAre404AndFailuresPassThrough() throws {
+        #expect(try request("GET", "/nothing").0 == 404)
+        let missing = try request("GET", "/vgpus/vgpu9")
+        #expect(missing.0 == 404 && errorLine(missing.1) == "no vGPU 'vgpu9' on VM 'fake'")
+        let attach = try request("POST", "/vgpus", body: "{\"profile\": \"1g\"}")
+        #expect(attach.0 == 503 && errorLine(attach.1) == "no GPU here", "\(attach)")
+    }
+}
