@@ -51,9 +51,15 @@ public final class APIServer: Sendable {
         }
         // Bind before returning, so a client started right after us finds the socket; the VM
         // boots meanwhile on its own thread, so this costs boot nothing.
-        _ = ready.wait(timeout: .now() + .seconds(5))
+        // A loaded host can take seconds to start the server's event loop; returning before the
+        // socket is bound would make the first client fail to connect.
+        let bound = ready.wait(timeout: .now() + .seconds(30)) == .success
         umask(previousMask)
         if let error = failure.value { throw .failed("cannot serve the API on '\(socketPath)': \(error)") }
+        if !bound {
+            task.cancel()
+            throw .failed("cannot serve the API on '\(socketPath)': not listening after 30 s")
+        }
     }
 
     /// Stops serving and removes the socket.

@@ -20,6 +20,11 @@ public struct GPUDaemonStatus: Codable, Sendable, Equatable {
     public var jainIndex: Double
     public var maxShareError: Double
     public var queueingP99Milliseconds: Double
+    /// Fractions of the window the scheduler's dispatching and retiring threads were busy.
+    public var dispatchBusy: Double?
+    public var retireBusy: Double?
+    /// The GPU's own utilisation now (NVML), where the NVIDIA driver is.
+    public var nvml: NVML.Reading?
     public var vgpus: [GPUDaemonVGPU]
     public var clients: [GPUDaemonClient]
     /// vGPUs whose VMs went away, latest last.
@@ -77,7 +82,13 @@ public struct GPUDaemonClient: Codable, Sendable, Equatable {
 public struct GPUDaemonController: Sendable {
     public let daemon: VGPUServer
 
-    public init(daemon: VGPUServer) { self.daemon = daemon }
+    /// Opened once: NVML's own initialisation is not cheap, and a status is asked for often.
+    private let nvml: NVML?
+
+    public init(daemon: VGPUServer) {
+        self.daemon = daemon
+        if case let .success(nvml) = NVML.open() { self.nvml = nvml } else { nvml = nil }
+    }
 
     public func status() -> GPUDaemonStatus {
         let metrics = daemon.scheduler.metrics()
@@ -116,8 +127,10 @@ public struct GPUDaemonController: Sendable {
                                uptimeSeconds: Date().timeIntervalSince(daemon.started),
                                windowSeconds: Double(metrics.windowNanoseconds) / 1e9, utilisation: metrics.utilisation,
                                jainIndex: metrics.jainIndex, maxShareError: metrics.maxAbsoluteShareError,
-                               queueingP99Milliseconds: milliseconds(metrics.queueing.p99Nanoseconds), vgpus: vgpus, clients: clients,
-                               departures: departures)
+                               queueingP99Milliseconds: milliseconds(metrics.queueing.p99Nanoseconds),
+                               dispatchBusy: Double(metrics.dispatchNanoseconds) / Double(max(metrics.windowNanoseconds, 1)),
+                               retireBusy: Double(metrics.retireNanoseconds) / Double(max(metrics.windowNanoseconds, 1)),
+                               nvml: nvml?.read().first, vgpus: vgpus, clients: clients, departures: departures)
     }
 
     public func resetMetrics() { daemon.scheduler.resetMetrics() }

@@ -119,6 +119,15 @@ struct GPUDaemonCommand: ParsableCommand {
             print(String(format: "GPU %@  policy %@  slice %.1f ms  utilisation %.1f %%  Jain %.4f  window %.1f s  pid %d",
                          status.gpu, status.policy, status.timeSliceMilliseconds, status.utilisation * 100, status.jainIndex,
                          status.windowSeconds, status.pid))
+            if let dispatch = status.dispatchBusy, let retire = status.retireBusy {
+                print(String(format: "scheduler threads busy: dispatching %.1f %%, retiring %.1f %%", dispatch * 100, retire * 100))
+            }
+            if let nvml = status.nvml {
+                print("nvml: GPU \(nvml.index) \(nvml.name): busy \(Int(nvml.gpuUtilisationPercent)) %, "
+                      + "\(nvml.memoryUsedBytes >> 20) MiB of \(nvml.memoryTotalBytes >> 20) MiB used")
+            } else {
+                print("nvml: not available on the daemon's host")
+            }
             printTable(["VM", "VGPU", "PROFILE", "WEIGHT", "ACTIVE", "SUBMISSIONS", "GPU MS", "SHARE", "TARGET"], status.vgpus.map { v in
                 [v.vm, v.vgpu, v.profile.name, String(format: "%g", v.profile.weight), v.active ? "yes" : "no", "\(v.submissions)",
                  String(format: "%.1f", v.gpuMilliseconds), String(format: "%.3f", v.measuredShare), String(format: "%.3f", v.targetShare)]

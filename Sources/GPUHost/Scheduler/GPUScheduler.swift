@@ -65,6 +65,8 @@ public final class GPUScheduler: @unchecked Sendable {
     private var overruns: UInt64 = 0
     private var cancelled: UInt64 = 0
     private var heldBack: UInt64 = 0
+    private var dispatchBusy: UInt64 = 0
+    private var retireBusy: UInt64 = 0
     private var sliceLog: RingBuffer<SliceLogEntry>
     private var removals = RingBuffer<ClientRemoval>(capacity: 64)
 
@@ -352,6 +354,8 @@ public final class GPUScheduler: @unchecked Sendable {
             overruns = 0
             cancelled = 0
             heldBack = 0
+            dispatchBusy = 0
+            retireBusy = 0
             sliceLog.removeAll()
             for state in clients.values { state.resetWindow() }
         }
@@ -398,7 +402,8 @@ public final class GPUScheduler: @unchecked Sendable {
                 jainIndex: SchedulerMetrics.jain(ratios), maxAbsoluteShareError: maxError,
                 queueing: Self.summary(queueing), decisions: decisions,
                 decisionOverhead: Self.summary(decisionOverhead), slices: slices, sliceOverruns: overruns,
-                cancelledBatches: cancelled, heldBackNanoseconds: heldBack, sliceLog: sliceLog.elements,
+                cancelledBatches: cancelled, heldBackNanoseconds: heldBack, dispatchNanoseconds: dispatchBusy,
+                retireNanoseconds: retireBusy, sliceLog: sliceLog.elements,
                 removals: removals.elements)
         }
     }
@@ -690,13 +695,16 @@ public final class GPUScheduler: @unchecked Sendable {
                 // The device call happens unlocked: clients keep submitting and the retiring
                 // thread keeps retiring meanwhile (the CPU backend runs the batch inside submit).
                 monitor.unlock()
+                let handing = monotonicNanoseconds()
                 let submitted: Result<SubmissionID, GPUError>
                 do throws(GPUError) {
                     submitted = .success(try backend.submit(batch))
                 } catch {
                     submitted = .failure(error)
                 }
+                let handed = monotonicNanoseconds()
                 monitor.lock()
+                dispatchBusy += handed - handing
                 switch submitted {
                 case let .success(id): entry.submission = id
                 case let .failure(error): entry.failure = error
@@ -738,6 +746,7 @@ public final class GPUScheduler: @unchecked Sendable {
             let refused = dispatchedNow.filter { $0.submission == nil }
             let waiting = dispatchedNow.compactMap(\.submission)
             monitor.unlock()
+            var collecting = monotonicNanoseconds()
             var outcomes: [(InFlightBatch, Result<BatchCompletion, GPUError>)] = refused.map {
                 ($0, .failure($0.failure ?? .unknownSubmission(SubmissionID(rawValue: 0))))
             }
@@ -750,6 +759,7 @@ public final class GPUScheduler: @unchecked Sendable {
                     finished = []
                     logger.error("GPUHost scheduler: waiting for the device failed: \(error)")
                 }
+                collecting = monotonicNanoseconds()
                 for entry in dispatchedNow {
                     guard let id = entry.submission, finished.contains(id) else { continue }
                     do throws(GPUError) {
@@ -761,6 +771,7 @@ public final class GPUScheduler: @unchecked Sendable {
             }
             let finishedAt = monotonicNanoseconds()
             monitor.lock()
+            retireBusy += finishedAt - collecting
             var results: [(BatchTicket, Result<ScheduledCompletion, SchedulerError>)] = []
             for (entry, outcome) in outcomes {
                 inFlight.removeAll { $0 === entry }

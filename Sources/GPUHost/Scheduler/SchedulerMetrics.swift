@@ -86,6 +86,12 @@ public struct SchedulerMetrics: Hashable, Sendable {
     /// Time the device sat idle although work was queued, because every client with work
     /// had used its share (always 0 under best effort, which is work-conserving).
     public var heldBackNanoseconds: UInt64
+    /// Wall time the dispatching thread spent handing batches to the device (recording and
+    /// queue submission), and the retiring thread spent collecting them (after the device
+    /// finished: timestamps, downloads, charging): near the window, that thread is what bounds
+    /// how many batches per second the device can get, whatever the GPU could do.
+    public var dispatchNanoseconds: UInt64 = 0
+    public var retireNanoseconds: UInt64 = 0
     /// Newest entries last.
     public var sliceLog: [SliceLogEntry]
     /// The latest removals (not reset with the window), newest last.
