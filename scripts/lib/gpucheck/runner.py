@@ -633,7 +633,7 @@ def load_vms(check, daemon, count, seconds):
     window = t1 - t0
     rates = {vm: (after.get(vm, 0) - before.get(vm, 0)) / window for vm in sorted(before)}
     keep = ("utilisation", "jain_index", "max_share_error", "queueing_p99_milliseconds", "window_seconds", "policy",
-            "time_slice_milliseconds", "gpu")
+            "time_slice_milliseconds", "gpu", "dispatch_busy", "retire_busy", "nvml")
     result.update(window_s=window, submissions_per_s=rates, total_submissions_per_s=sum(rates.values()),
                   jain_vm_rates=jain(list(rates.values())),
                   gpud={k: status.get(k) for k in keep} | {"vgpus": [
@@ -670,6 +670,10 @@ def phase_sharing(check, sampler, results):
               f"{fmt(gpud_jain, '.4f')} / {fmt(result['4vm']['jain_vm_rates'], '.4f')}" + verdict(gpud_jain, 0.99, "high"), ">= 0.99")
     check.row("sharing", "gpud utilisation, 1 VM / 4 VMs",
               f"{fmt(result['1vm']['gpud'].get('utilisation'), '.3f')} / {fmt(result['4vm']['gpud'].get('utilisation'), '.3f')}")
+    # Where the host's time goes: a scheduler thread near 100 % busy is what bounds the rate.
+    check.row("sharing", "gpud dispatching / retiring thread busy, 1 VM; 4 VMs",
+              f"{fmt(result['1vm']['gpud'].get('dispatch_busy'), '.3f')} / {fmt(result['1vm']['gpud'].get('retire_busy'), '.3f')}; "
+              f"{fmt(result['4vm']['gpud'].get('dispatch_busy'), '.3f')} / {fmt(result['4vm']['gpud'].get('retire_busy'), '.3f')}")
     return result
 
 
