@@ -33,7 +33,8 @@ let package = Package(
     targets: [
         // Thin typed wrappers for the KVM ioctls and the kvm_run unions Swift cannot reach.
         .target(name: "CKVM"),
-        // The primitives every module shares: threads (and later locks, conditions, clocks).
+        // The primitives every module shares: threads, a lock with conditions, a serial worker,
+        // the monotonic clock.
         .target(name: "CPlatform"),
         .target(name: "Platform", dependencies: ["CPlatform"]),
         .target(
@@ -76,12 +77,13 @@ let package = Package(
 
         // The G-VMCS: a software model of full-vGPU virtualisation hardware (VT-x style): control
         // structure, field encodings, the gvm* instructions, entry checks, exits, the G-EPT.
-        .target(name: "GVMCS"),
+        .target(name: "GVMCS", dependencies: ["Platform"]),
         // The para-vGPU: a virtio-gpu device whose context type is ML compute, each context a
         // client of the GPUHost scheduler. Uses the Hypervisor's virtio library.
         .target(
             name: "VirtioGPU",
             dependencies: [
+                "Platform",
                 "Hypervisor",
                 "GPUHost",
                 "VGPUCore",
@@ -94,6 +96,7 @@ let package = Package(
         .target(
             name: "FullVGPU",
             dependencies: [
+                "Platform",
                 "GVMCS",
                 "Hypervisor",
                 "GPUHost",
@@ -129,7 +132,7 @@ let package = Package(
 
         // ML jobs run natively on GPUHost (the guest's test=train as a host process), for
         // `malvvm bench native` and scripts/bench-vgpu.
-        .target(name: "MLWorkloads", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "MLWorkloads", dependencies: ["Platform", "GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
 
         // The REST control API every `malvvm run` serves on a Unix socket (docs/api/malvvm.yaml),
         // the VM controller behind it, and the client the CLI's ps/vgpu commands use.
@@ -171,7 +174,7 @@ let package = Package(
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
         .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
-        .testTarget(name: "GPUHostTests", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "GPUHostTests", dependencies: ["GPUHost", "Platform"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
         .testTarget(name: "FullVGPUTests", dependencies: ["FullVGPU"]),
         .testTarget(name: "MLWorkloadsTests", dependencies: ["MLWorkloads"]),

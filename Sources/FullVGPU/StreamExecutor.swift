@@ -3,6 +3,7 @@ import GVMCS
 import Hypervisor
 import Logging
 import VGPUCore
+import Platform
 
 /// Runs the full-vGPU's GPU work on the GPUHost scheduler: the model's command executor.
 ///

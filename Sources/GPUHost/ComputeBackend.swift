@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import Platform
 #endif
 /// Identifies one submitted batch until `wait` retires it.
 public struct SubmissionID: Hashable, Sendable, CustomStringConvertible {

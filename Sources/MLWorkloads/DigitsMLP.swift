@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import GPUHost
+import Platform
 
 /// The guest's test=train (Guest/tests/train.c) as a host process: the same data, seed,
 /// shuffle, initialisation, MLP 64-128-10, batch, epochs, SGD with momentum and the same
@@ -295,7 +296,7 @@ public final class DigitsMLP {
         var total: UInt64 = 0
         var testAccuracy = 0.0
         for e in 1 ... epochs {
-            let t0 = monotonicNow()
+            let t0 = monotonicNanoseconds()
             var batch = recordEpoch(firstEpoch: e == 1, pixels: &pixels, labels: &labels)
             commands += batch.kernels.count
             // What the vGPU does for the guest's GUEST blobs, in the same one submission: the
@@ -329,7 +330,7 @@ public final class DigitsMLP {
             for value in lossValues { sum += Double(value) }
             let okTrain = correct(outTrain, rows: nTrain) { Int(labels[$0]) }
             let okTest = correct(outTest, rows: nTest) { Int(testLabels[$0]) }
-            let elapsed = monotonicNow() - t0
+            let elapsed = monotonicNanoseconds() - t0
             total += elapsed
             let meanLoss = sum / Double(nTrain)
             testAccuracy = 100.0 * Double(okTest) / Double(nTest)
@@ -348,10 +349,4 @@ public final class DigitsMLP {
             finalTestAccuracy: testAccuracy, gpuBusyNanoseconds: metrics.busyNanoseconds,
             gpuWindowNanoseconds: metrics.windowNanoseconds, gpuUtilisation: metrics.utilisation)
     }
-}
-
-func monotonicNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

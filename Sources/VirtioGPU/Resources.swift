@@ -1,17 +1,7 @@
 import GPUHost
 import Hypervisor
 import VGPUCore
-
-/// Errors of the device's own making (not the guest's): they end in logs, not responses.
-public enum VirtioGPUError: Error, Hashable, Sendable, CustomStringConvertible {
-    case threadFailed(name: String, errno: Int32)
-
-    public var description: String {
-        switch self {
-        case let .threadFailed(name, errno): return "cannot start thread \(name) (errno \(errno))"
-        }
-    }
-}
+import Platform
 
 /// One guest memory range backing a resource (struct virtio_gpu_mem_entry), checked to lie
 /// inside one guest RAM region when it was attached.

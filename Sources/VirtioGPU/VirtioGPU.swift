@@ -2,6 +2,7 @@ import GPUHost
 import Hypervisor
 import Logging
 import VGPUCore
+import Platform
 
 /// The para-vGPU: a virtio-gpu device (virtio 1.2 §5.7) without 3D graphics (no VIRGL) whose
 /// one context type is ML compute. The guest creates contexts with our capset
@@ -69,7 +70,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         var statistics = VGPUStatistics()
     }
 
-    private let stateLock = Lock()
+    private let stateLock = Monitor()
     private var state = State()
 
     /// What the completion side needs: the activated queues and the fence timelines.
@@ -92,7 +93,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         init(chain: DescriptorChain) { self.chain = chain }
     }
 
-    private let portLock = Lock()
+    private let portLock = Monitor()
     private var port = Port()
 
     /// One control request in flight.

@@ -1,4 +1,5 @@
 @testable import GPUHost
+import Platform
 import Synchronization
 import Testing
 #if canImport(Glibc)

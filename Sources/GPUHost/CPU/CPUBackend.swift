@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Synchronization
+import Platform
 
 /// The reference backend: every kernel in plain Swift, run synchronously inside `submit`.
 /// It is the oracle for the Vulkan kernels and what a VM gets when the host has no Vulkan

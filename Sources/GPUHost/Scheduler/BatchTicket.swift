@@ -1,3 +1,4 @@
+import Platform
 /// What a batch cost once the scheduler ran it.
 public struct ScheduledCompletion: Hashable, Sendable {
     public var client: ClientID

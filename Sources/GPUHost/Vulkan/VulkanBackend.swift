@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import Platform
 #endif
 
 /// The Vulkan compute backend: owns one device and its compute queue, the buffers clients

@@ -6,19 +6,11 @@ public protocol GVMClock: AnyObject {
     func now() -> UInt64
 }
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Platform
 
 /// CLOCK_MONOTONIC: never steps backwards, which a time slice must not.
 public final class MonotonicClock: GVMClock {
     public init() {}
 
-    public func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    public func now() -> UInt64 { monotonicNanoseconds() }
 }

@@ -1,0 +1,10 @@
+import Glibc
+
+/// Nanoseconds on CLOCK_MONOTONIC: the one clock every module's wall-time figures use (the
+/// scheduler's utilisation and queueing, the vGPUs' stage times), so they compare.
+@inline(__always)
+public func monotonicNanoseconds() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
+}
