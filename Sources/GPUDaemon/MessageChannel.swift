@@ -2,6 +2,7 @@ import CFDPassing
 import Foundation
 import Glibc
 import Hypervisor
+import Platform
 import Synchronization
 
 public struct ChannelError: Error, Sendable, CustomStringConvertible {
@@ -16,7 +17,7 @@ public struct ChannelError: Error, Sendable, CustomStringConvertible {
 final class MessageChannel: @unchecked Sendable {
     static let maxMessageBytes = 64 << 10
     let fileDescriptor: Int32
-    private let sendLock = NSLock()
+    private let sendLock = Monitor()
 
     init(adopting fileDescriptor: Int32) { self.fileDescriptor = fileDescriptor }
 

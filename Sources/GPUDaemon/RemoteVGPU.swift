@@ -34,8 +34,8 @@ public final class RemoteVGPU: VGPUBackend, @unchecked Sendable {
     private let configuration: [UInt8]
     private let logger: Logger
     /// One request at a time: replies come back in order.
-    private let requestLock = NSLock()
-    private let lock = NSLock()
+    private let requestLock = Monitor()
+    private let lock = Monitor()
     private var connection: Connection?
     private var needsReset: (@Sendable (String) -> Void)?
     private var lastStatistics = VGPUStatistics()
@@ -44,7 +44,7 @@ public final class RemoteVGPU: VGPUBackend, @unchecked Sendable {
     private final class Connection: @unchecked Sendable {
         let channel: MessageChannel
         let replies = DispatchSemaphore(value: 0)
-        let lock = NSLock()
+        let lock = Monitor()
         var pending: [VGPUUser.Reply] = []
         var closed = false
 

@@ -157,7 +157,7 @@ private final class Session: @unchecked Sendable {
     private let connected = Date()
 
     // Touched by the session thread; read under `lock` by `snapshot`.
-    private let lock = NSLock()
+    private let lock = Monitor()
     private var hello: VGPUUser.Hello?
     private var profile: VGPUProfile?
     private var device: VirtioGPU?
