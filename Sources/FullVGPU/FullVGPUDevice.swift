@@ -31,7 +31,6 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
     private let memory: HostMemory
     private let vm: KVMVirtualMachine
     private let msix: MSIXTable
-    private let msixCapabilityOffset: Int
     private let scheduler: GPUScheduler
     private let client: ClientID
     private let logger: Logger
@@ -86,10 +85,8 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
                                   revision: 1, subsystemVendorID: Self.vendorID, subsystemID: Self.deviceID),
             bars: [PCIBarDefinition(index: Self.registerBAR, size: UInt64(GVMRegisterAccess.barSize), kind: .memory64),
                    PCIBarDefinition(index: Self.msixBAR, size: 0x1000, kind: .memory64)])
-        let (body, writable) = MSIXTable.capabilityBody(
-            vectorCount: FullVGPUInterrupt.vectorCount, tableBAR: Self.msixBAR, tableOffset: 0,
-            pendingBAR: Self.msixBAR, pendingOffset: UInt32(Self.msixPendingOffset))
-        msixCapabilityOffset = configuration.addCapability(id: MSIXTable.capabilityID, body: body, writableMask: writable)
+        msix.addCapability(to: configuration, tableBAR: Self.msixBAR, tableOffset: 0, pendingBAR: Self.msixBAR,
+                           pendingOffset: UInt32(Self.msixPendingOffset))
 
         // Private pages: the G-VMCS region, the MMIO bitmap, host state, and the G-EPT (one
         // level-1 table per 2 MiB of RAM, plus the upper levels).
@@ -177,11 +174,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
     }
 
     public func configurationWritten(offset: Int, size: Int) {
-        let control = msixCapabilityOffset + 2
-        if offset <= control + 1 && offset + size > control {
-            let bytes = configuration.bytes(at: control, count: 2)
-            msix.setControl(UInt16(bytes[0]) | UInt16(bytes[1]) << 8)
-        }
+        msix.configurationWritten(offset: offset, size: size)
     }
 
     public func readBAR(_ index: Int, offset: UInt64, data: UnsafeMutableRawBufferPointer) {

@@ -50,6 +50,8 @@ public final class MSIXTable: Sendable {
     private let eventfds: [EventFD]
     private let state: Mutex<State>
     private let logger: Logger
+    /// Where the table's capability lives, once `addCapability` put it there.
+    private let capability = Mutex<(configuration: PCIConfiguration, offset: Int)?>(nil)
 
     init(vectorCount: Int, vm: KVMVirtualMachine, router: InterruptRouter,
          logger: Logger = Logger(label: "malvvm.msix")) throws(HypervisorError) {
@@ -136,6 +138,29 @@ public final class MSIXTable: Sendable {
         body.appendLittleEndian(pendingOffset | UInt32(pendingBAR))
         // Only enable and function-mask are the guest's to write.
         return (body, [0x00, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    /// Puts this table's MSI-X capability into `configuration` (the table and PBA at the BAR
+    /// offsets given) and returns its offset. From then on `configurationWritten` follows the
+    /// guest's writes to it, so the device owning the table only forwards writes, as with MSI.
+    @discardableResult
+    public func addCapability(to configuration: PCIConfiguration, tableBAR: Int, tableOffset: UInt32,
+                              pendingBAR: Int, pendingOffset: UInt32) -> Int {
+        let (body, writable) = Self.capabilityBody(vectorCount: vectorCount, tableBAR: tableBAR, tableOffset: tableOffset,
+                                                   pendingBAR: pendingBAR, pendingOffset: pendingOffset)
+        let offset = configuration.addCapability(id: Self.capabilityID, body: body, writableMask: writable)
+        capability.withLock { $0 = (configuration, offset) }
+        return offset
+    }
+
+    /// Follows a guest configuration write: one that touched the capability's message control
+    /// word enables, disables or function-masks the table.
+    public func configurationWritten(offset written: Int, size: Int) {
+        guard let (configuration, offset) = capability.withLock({ $0 }) else { return }
+        let control = offset + 2
+        guard written <= control + 1 && written + size > control else { return }
+        let bytes = configuration.bytes(at: control, count: 2)
+        setControl(UInt16(bytes[0]) | UInt16(bytes[1]) << 8)
     }
 
     /// Follows the guest's writes to the capability's message control word.

@@ -62,7 +62,6 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     private let vm: KVMVirtualMachine
     private let doorbells: [EventFD]
     private let state: Mutex<State>
-    private let msixCapabilityOffset: Int
     private let pciCapabilityOffset: Int
     private let logger: Logger
 
@@ -112,10 +111,8 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
         pciCapabilityOffset = configuration.addCapability(
             id: Self.vendorCapability, body: virtioCap(Self.capPCI, offset: 0, length: 0, extra: [0, 0, 0, 0]),
             writableMask: [0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
-        let (body, writable) = MSIXTable.capabilityBody(vectorCount: queueCount + 1, tableBAR: Self.bar,
-                                                        tableOffset: UInt32(Self.msixTableOffset), pendingBAR: Self.bar,
-                                                        pendingOffset: UInt32(Self.msixPendingOffset))
-        msixCapabilityOffset = configuration.addCapability(id: MSIXTable.capabilityID, body: body, writableMask: writable)
+        msix.addCapability(to: configuration, tableBAR: Self.bar, tableOffset: UInt32(Self.msixTableOffset),
+                           pendingBAR: Self.bar, pendingOffset: UInt32(Self.msixPendingOffset))
     }
 
     deinit {
@@ -149,11 +146,7 @@ public final class VirtioPCIDevice: PCIDevice, @unchecked Sendable {
     }
 
     public func configurationWritten(offset: Int, size: Int) {
-        let control = msixCapabilityOffset + 2
-        if offset <= control + 1 && offset + size > control {
-            let bytes = configuration.bytes(at: control, count: 2)
-            msix.setControl(UInt16(bytes[0]) | UInt16(bytes[1]) << 8)
-        }
+        msix.configurationWritten(offset: offset, size: size)
         let data = pciCapabilityOffset + 16
         if offset == data {
             accessThroughPCICapability { bar, offset, buffer in writeBAR(bar, offset: offset, data: UnsafeRawBufferPointer(buffer)) }
