@@ -139,6 +139,7 @@ let package = Package(
         .target(
             name: "ControlAPI",
             dependencies: [
+                "Platform",
                 "Hypervisor",
                 "GPUHost",
                 "VGPUCore",

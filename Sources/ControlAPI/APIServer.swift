@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Platform
 import ServiceLifecycle
 
 /// Serves a REST API (HTTP/1.1, JSON) on a Unix socket, in the manner of Firecracker's and
@@ -13,6 +14,7 @@ public final class APIServer: Sendable {
     public let socketPath: String
     private let task: Task<Void, Never>
     private let services: ServiceGroup
+    private let executor: ThreadTaskExecutor
 
     /// Serves the VM control API for `control`.
     public convenience init(socketPath: String, control: any VMControl) throws(APIError) {
@@ -43,7 +45,15 @@ public final class APIServer: Sendable {
         let failure = LockedBox<String?>(nil)
         let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
         self.services = services
-        task = Task {
+        // The server's own tasks run on a thread of theirs: starting to listen must not wait for
+        // a cooperative pool that other work may be blocking.
+        let executor: ThreadTaskExecutor
+        do { executor = try ThreadTaskExecutor(name: "api-server") } catch {
+            umask(previousMask)
+            throw .failed("cannot serve the API on '\(socketPath)': \(error)")
+        }
+        self.executor = executor
+        task = Task(executorPreference: executor) {
             do { try await services.run() } catch {
                 failure.value = "\(error)"
                 ready.signal()
@@ -66,13 +76,14 @@ public final class APIServer: Sendable {
     public func stop() {
         let services = services, task = task
         let done = DispatchSemaphore(value: 0)
-        Task {
+        Task(executorPreference: executor) {
             await services.triggerGracefulShutdown()
             await task.value
             done.signal()
         }
-        // A client holding a connection open must not keep the VM process alive.
-        _ = done.wait(timeout: .now() + .seconds(2))
+        // A client holding a connection open must not keep the VM process alive. The thread
+        // goes only once nothing of the server can still need it.
+        if done.wait(timeout: .now() + .seconds(2)) == .success { executor.stop() }
         unlink(socketPath)
     }
 
