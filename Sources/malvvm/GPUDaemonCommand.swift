@@ -123,8 +123,7 @@ struct GPUDaemonCommand: ParsableCommand {
                 print(String(format: "scheduler threads busy: dispatching %.1f %%, retiring %.1f %%", dispatch * 100, retire * 100))
             }
             if let nvml = status.nvml {
-                print("nvml: GPU \(nvml.index) \(nvml.name): busy \(Int(nvml.gpuUtilisationPercent)) %, "
-                      + "\(nvml.memoryUsedBytes >> 20) MiB of \(nvml.memoryTotalBytes >> 20) MiB used")
+                print(nvml.summary)
             } else {
                 print("nvml: not available on the daemon's host")
             }

@@ -23,11 +23,7 @@ extension Malvvm {
             // The driver's own utilisation and memory, as nvidia-smi shows them.
             switch NVML.open() {
             case let .success(nvml):
-                for reading in nvml.read() {
-                    print("nvml: GPU \(reading.index) \(reading.name): busy \(Int(reading.gpuUtilisationPercent)) %, memory busy "
-                          + "\(Int(reading.memoryUtilisationPercent)) %, \(reading.memoryUsedBytes >> 20) MiB of \(reading.memoryTotalBytes >> 20) MiB used "
-                          + "(driver \(nvml.driverVersion))")
-                }
+                for reading in nvml.read() { print("\(reading.summary) (driver \(nvml.driverVersion))") }
             case let .failure(unavailable):
                 print(unavailable.description)
             }

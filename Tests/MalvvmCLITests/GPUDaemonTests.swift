@@ -177,16 +177,7 @@ import Testing
         for _ in 0 ..< 160 {
             let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else { break }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                let path = Array(daemon.socket.utf8)
-                raw.copyBytes(from: path)
-                raw[path.count] = 0
-            }
-            _ = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            _ = Harness.withUnixAddress(daemon.socket) { connect(fd, $0, $1) }
             burst.append(fd)
         }
         Thread.sleep(forTimeInterval: 0.5)
@@ -209,16 +200,7 @@ import Testing
         let mute = directory + "/mute.sock"
         let listener = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0)
         defer { close(listener) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let path = Array(mute.utf8)
-            raw.copyBytes(from: path)
-            raw[path.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = Harness.withUnixAddress(mute) { bind(listener, $0, $1) }
         #expect(bound == 0 && listen(listener, 16) == 0)
         let api = directory + "/vm.sock"
         let vm = try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", "stall", "--api-socket", api, "--cmdline", "test=idle"])

@@ -69,6 +69,20 @@ enum Harness {
         try run(malvvm, arguments, timeout: timeout, interruptAfter: interruptAfter, wrapper: wrapper)
     }
 
+    /// Calls `body` (bind, connect) with the sockaddr_un of `path` and its length.
+    static func withUnixAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+
     static func boot(_ test: String, kernel: String = guest, memory: String = "256M") throws -> Result {
         try malvvm(["run", "--kernel", kernel, "--memory", memory, "--cmdline", "test=\(test)"])
     }

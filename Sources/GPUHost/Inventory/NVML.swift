@@ -22,6 +22,12 @@ public final class NVML: @unchecked Sendable {
         public var memoryUtilisationPercent: Double
         public var memoryUsedBytes: UInt64
         public var memoryTotalBytes: UInt64
+
+        /// One line, as `malvvm gpus` and `malvvm gpud status` print it.
+        public var summary: String {
+            "nvml: GPU \(index) \(name): busy \(Int(gpuUtilisationPercent)) %, memory busy \(Int(memoryUtilisationPercent)) %, "
+                + "\(memoryUsedBytes >> 20) MiB of \(memoryTotalBytes >> 20) MiB used"
+        }
     }
 
     /// Why NVML cannot be read here, in one line.
