@@ -36,6 +36,8 @@ public final class APIServer: Sendable {
         // restored as soon as the socket is bound (this runs before the VM starts).
         let previousMask = umask(0o177)
         let app = Application(router: router,
+                              // A new responder per connection: it answers what the parser rejects.
+                              server: .http1(configuration: .init(additionalChannelHandlers: [MalformedRequestResponder()])),
                               configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "malvvm"),
                               onServerRunning: { _ in
                                   umask(previousMask)

@@ -97,6 +97,54 @@ final class FakeVM: VMControl {
         #expect(vm.state.withLock { $0.attaches.isEmpty }, "a bad body never reached the VM")
     }
 
+    /// Writes `bytes` as they are on a fresh connection and reads until the server closes it:
+    /// what a hostile client sees, below anything curl would send.
+    func rawExchange(_ bytes: [UInt8]) throws -> String {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { path in
+            for (index, byte) in server.socketPath.utf8.enumerated() { path[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(connected == 0, "connect: \(errno)")
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            received += chunk[0 ..< count]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    @Test(arguments: [
+        ("a malformed request line", "GARBAGE\r\n\r\n"),
+        ("a bad version", "GET /v1/vm HTTP/9.Z\r\nHost: x\r\n\r\n"),
+        ("a bad Content-Length", "POST /v1/vgpus HTTP/1.1\r\nHost: x\r\nContent-Length: ab\r\n\r\n"),
+        ("a duplicate Content-Length", "POST /v1/vgpus HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"),
+        ("Content-Length with chunked", "POST /v1/vgpus HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}"),
+        ("a bad chunk size", "POST /v1/vgpus HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n"),
+        ("oversized headers", "GET /v1/vm HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "a", count: 100_000) + "\r\n\r\n"),
+    ])
+    func requestsTheParserRejectsAre400WithAnErrorLine(what: String, request: String) throws {
+        let request = request.replacingOccurrences(of: "{100 KB}", with: String(repeating: "a", count: 100_000))
+        let response = try rawExchange(Array(request.utf8))
+        #expect(response.hasPrefix("HTTP/1.1 400"), "\(what): \(response.prefix(200))")
+        let body = response.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        #expect(errorLine(body)?.hasPrefix("malformed HTTP request") == true, "\(what): \(response.prefix(300))")
+        #expect(vm.state.withLock { $0.attaches.isEmpty }, "\(what) never reached the VM")
+        // The server still answers well-formed requests afterwards.
+        #expect(try self.request("GET", "/vm").0 == 200)
+    }
+
     @Test func unknownRoutesAndIdsAre404AndFailuresPassThrough() throws {
         #expect(try request("GET", "/nothing").0 == 404)
         let missing = try request("GET", "/vgpus/vgpu9")
