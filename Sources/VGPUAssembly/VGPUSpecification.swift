@@ -112,31 +112,15 @@ public struct VGPUSpecification: Sendable, Equatable {
 }
 
 extension VGPUSpecification {
-    /// Creates the vGPU and puts it on the VM's bus 0 before boot: a para-vGPU behind the
-    /// virtio-pci transport, a full-vGPU as its own PCI function.
-    public func attach(to machine: Machine, vm: String, name: String,
-                       embedded: () throws -> GPUScheduler) throws -> any VGPU {
+    /// Creates the vGPU and adds it to `machine` (`Machine.addPCIDevice`'s placement: built in
+    /// before boot, hot-plugged into a running VM, unless `placement` says): a para-vGPU behind
+    /// the virtio-pci transport, a full-vGPU as its own PCI function.
+    public func add(to machine: Machine, vm: String, name: String, placement: PCIPlacement? = nil,
+                    embedded: () throws -> GPUScheduler) throws -> any VGPU {
         switch kind {
         case .para:
             let device = try makeDevice(vm: vm, name: name, memory: machine.memory, embedded: embedded)
-            try machine.attachVirtioDevice(device, name: name)
-            return device
-        case let .full(controls):
-            let scheduler = try embedded()
-            let profile = try embeddedProfile()
-            return try machine.attachPCIDevice(name: name) { host throws(HypervisorError) in
-                try FullVGPUDevice(host: host, scheduler: scheduler, profile: profile, controls: controls, name: name)
-            }
-        }
-    }
-
-    /// Creates the vGPU and hot-plugs it into the running VM's first free slot.
-    public func hotplug(into machine: Machine, vm: String, name: String,
-                        embedded: () throws -> GPUScheduler) throws -> any VGPU {
-        switch kind {
-        case .para:
-            let device = try makeDevice(vm: vm, name: name, memory: machine.memory, embedded: embedded)
-            do { _ = try machine.hotplugVirtioDevice(device, name: name) } catch {
+            do { try machine.addVirtioDevice(device, name: name, placement: placement) } catch {
                 device.stop()
                 throw error
             }
@@ -144,7 +128,7 @@ extension VGPUSpecification {
         case let .full(controls):
             let scheduler = try embedded()
             let profile = try embeddedProfile()
-            return try machine.hotplugPCIDevice(name: name) { host throws(HypervisorError) in
+            return try machine.addPCIDevice(name: name, placement: placement) { host throws(HypervisorError) in
                 try FullVGPUDevice(host: host, scheduler: scheduler, profile: profile, controls: controls, name: name)
             }.device
         }

@@ -95,7 +95,7 @@ extension Malvvm {
             for (index, spec) in vgpu.enumerated() {
                 let id = "vgpu\(index)"
                 do {
-                    vgpus.append(try spec.attach(to: machine, vm: vmName, name: id) {
+                    vgpus.append(try spec.add(to: machine, vm: vmName, name: id, placement: .builtIn) {
                         if scheduler == nil { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector)) }
                         return scheduler!
                     })

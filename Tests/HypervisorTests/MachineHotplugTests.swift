@@ -40,11 +40,11 @@ import Testing
         let four = try machine()
         #expect(four.hotplugSlots == (1...4).map(HotplugSlotID.init))
         #expect(four.pci.rootPorts.map(\.slot) == [28, 29, 30, 31])
-        #expect(try four.attachVirtioDevice(FakeVirtioDevice(), name: "cold").name == "cold")
+        #expect(try four.addVirtioDevice(FakeVirtioDevice(), name: "cold").device.name == "cold")
         #expect(four.pci.card(behindPort: 28) == nil)
         let none = try machine(slots: 0)
         #expect(none.hotplugSlots.isEmpty)
-        #expect(hotplugError { () throws(HypervisorError) in _ = try none.hotplugVirtioDevice(FakeVirtioDevice(), name: "x") } == .noFreeSlot(slots: 0))
+        #expect(hotplugError { () throws(HypervisorError) in _ = try none.addVirtioDevice(FakeVirtioDevice(), name: "x", placement: .hotplugSlot).slot } == .noFreeSlot(slots: 0))
         #expect(HotplugError.noFreeSlot(slots: 0).description == "this VM has no hot-plug slots")
     }
 
@@ -62,21 +62,21 @@ import Testing
     @Test func fillsSlotsInOrderAndRefusesWhenFull() throws {
         let vm = try machine()
         for n in 1...4 {
-            #expect(try vm.hotplugVirtioDevice(FakeVirtioDevice(), name: "dev\(n)") == HotplugSlotID(n))
+            #expect(try vm.addVirtioDevice(FakeVirtioDevice(), name: "dev\(n)", placement: .hotplugSlot).slot == HotplugSlotID(n))
         }
         #expect(vm.hotpluggedDevices.map(\.name) == ["dev1", "dev2", "dev3", "dev4"])
         #expect(vm.hotpluggedDevices.allSatisfy { $0.address == nil && !$0.powered && $0.virtioType == 2 })
-        #expect(hotplugError { () throws(HypervisorError) in _ = try vm.hotplugVirtioDevice(FakeVirtioDevice(), name: "dev5") } == .noFreeSlot(slots: 4))
-        #expect(hotplugError { () throws(HypervisorError) in _ = try vm.hotplugVirtioDevice(FakeVirtioDevice(), name: "dev1") } == .duplicateName("dev1"))
+        #expect(hotplugError { () throws(HypervisorError) in _ = try vm.addVirtioDevice(FakeVirtioDevice(), name: "dev5", placement: .hotplugSlot).slot } == .noFreeSlot(slots: 4))
+        #expect(hotplugError { () throws(HypervisorError) in _ = try vm.addVirtioDevice(FakeVirtioDevice(), name: "dev1", placement: .hotplugSlot).slot } == .duplicateName("dev1"))
         // A slot freed in the middle is the next one used.
         try vm.hotUnplug(HotplugSlotID(2), timeout: .seconds(1))
-        #expect(try vm.hotplugVirtioDevice(FakeVirtioDevice(), name: "dev5") == HotplugSlotID(2))
+        #expect(try vm.addVirtioDevice(FakeVirtioDevice(), name: "dev5", placement: .hotplugSlot).slot == HotplugSlotID(2))
     }
 
     @Test func detachErrorsAreOneLineEach() throws {
         let vm = try machine()
         let backend = FakeVirtioDevice()
-        let slot = try vm.hotplugVirtioDevice(backend, name: "gpu")
+        let slot = try vm.addVirtioDevice(backend, name: "gpu", placement: .hotplugSlot).slot!
         #expect(hotplugError { () throws(HypervisorError) in try vm.hotUnplug(HotplugSlotID(9), timeout: .seconds(1)) } == .unknownSlot(HotplugSlotID(9)))
         #expect(hotplugError { () throws(HypervisorError) in try vm.hotUnplug(HotplugSlotID(2), timeout: .seconds(1)) } == .slotEmpty(HotplugSlotID(2)))
         #expect(hotplugError { () throws(HypervisorError) in try vm.hotUnplug(named: "nope", timeout: .seconds(1)) } == .unknownDevice("nope"))
@@ -90,7 +90,7 @@ import Testing
 
     @Test func aDetachWaitsForTheGuestToPowerTheSlotOff() throws {
         let vm = try machine()
-        let slot = try vm.hotplugVirtioDevice(FakeVirtioDevice(), name: "gpu")
+        let slot = try vm.addVirtioDevice(FakeVirtioDevice(), name: "gpu", placement: .hotplugSlot).slot!
         try guestWritesSlotControl(vm, slot: slot, 0x13e9)  // enables, power on
         #expect(vm.hotpluggedDevices.first?.powered == true)
         // Not released in time: the device stays, and the error says so.
@@ -114,7 +114,7 @@ import Testing
     @Test func aForcedDetachRemovesADeviceTheGuestHolds() throws {
         let vm = try machine()
         let backend = FakeVirtioDevice()
-        let slot = try vm.hotplugVirtioDevice(backend, name: "gpu")
+        let slot = try vm.addVirtioDevice(backend, name: "gpu", placement: .hotplugSlot).slot!
         try guestWritesSlotControl(vm, slot: slot, 0x13e9)
         try vm.hotUnplug(slot, timeout: .milliseconds(20), force: true)
         #expect(vm.hotpluggedDevices.isEmpty)

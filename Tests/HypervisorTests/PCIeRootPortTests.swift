@@ -18,7 +18,7 @@ import Testing
         try vm.createIRQChip()
         root = PCIRootComplex(mmioBus: mmio)
         port = try PCIeRootPort(physicalSlot: 1, vm: vm, router: try InterruptRouter(vm: vm))
-        try root.plug(port, slot: Self.portSlot, name: "port1")
+        try root.plug(rootPort: port, slot: Self.portSlot, name: "port1")
     }
 
     // MARK: ECAM helpers

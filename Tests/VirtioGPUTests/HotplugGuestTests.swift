@@ -77,7 +77,7 @@ import VirtioGPU
     /// A para-vGPU on `scheduler`, hot-plugged into the first free slot.
     func hotplugVGPU(into machine: Machine, name: String) throws -> (slot: HotplugSlotID, device: VirtioGPU) {
         let device = VirtioGPU(scheduler: scheduler, profile: profile, memory: machine.memory, name: name)
-        return (try machine.hotplugVirtioDevice(device, name: name), device)
+        return (try machine.addVirtioDevice(device, name: name, placement: .hotplugSlot).slot!, device)
     }
 
     @Test func aVGPUArrivesIsUsedAndLeavesTwiceWhileTheGuestRuns() throws {

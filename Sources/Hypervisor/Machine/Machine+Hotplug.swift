@@ -18,11 +18,20 @@ public struct HotpluggedDevice: Sendable, Equatable {
 /// A PCI device that can leave a running VM: `stop()` is called once it is off the bus.
 public protocol HotpluggablePCIDevice: PCIDevice {
     var name: String { get }
+    /// The virtio device type (16: GPU, 2: block), 0 for a device that is not virtio: what an
+    /// operator listing the slots is told, without the machine finding out what a device is.
+    var virtioType: UInt16 { get }
     /// Ends the device for good (threads stopped, doorbells off KVM); calling it again does nothing.
     func stop()
 }
 
-extension VirtioPCIDevice: HotpluggablePCIDevice {}
+extension HotpluggablePCIDevice {
+    public var virtioType: UInt16 { 0 }
+}
+
+extension VirtioPCIDevice: HotpluggablePCIDevice {
+    public var virtioType: UInt16 { device.deviceType }
+}
 
 struct HotplugTable: Sendable {
     struct Entry: Sendable {
@@ -48,25 +57,15 @@ struct HotplugTable: Sendable {
 /// presence go, and the backend is torn down (for the para-vGPU: queued GPU work cancelled,
 /// buffers zeroed and freed, scheduler clients removed).
 extension Machine {
-    /// Hot-plugs `backend` behind the virtio-pci transport into the first free slot and returns
-    /// that slot. Throws `.hotplug(.noFreeSlot)` when all are taken, `.hotplug(.duplicateName)`
-    /// when `name` is in use.
-    @discardableResult
-    public func hotplugVirtioDevice(_ backend: any VirtioDeviceBackend, name: String) throws(HypervisorError) -> HotplugSlotID {
-        let (memory, vm, interrupts) = (memory, vm, interrupts)
-        return try hotplugPCIDevice(name: name) { _ throws(HypervisorError) in
-            try VirtioPCIDevice(device: backend, name: name, memory: memory, vm: vm, router: interrupts)
-        }.slot
-    }
-
-    /// Hot-plugs a device of another module's making (the full-vGPU) into the first free slot;
-    /// `make` gets what it needs from the VM. Errors as `hotplugVirtioDevice`.
-    public func hotplugPCIDevice<Device: HotpluggablePCIDevice>(
+    /// Puts the device `make` builds behind the first free root port (`addPCIDevice` with
+    /// `.hotplugSlot`). Throws `.hotplug(.noFreeSlot)` when all are taken,
+    /// `.hotplug(.duplicateName)` when `name` is in use.
+    func hotplug<Device: HotpluggablePCIDevice>(
         name: String, _ make: (PCIDeviceHost) throws(HypervisorError) -> Device
     ) throws(HypervisorError) -> (slot: HotplugSlotID, device: Device) {
         let ports = pci.rootPorts
-        let coldNames = Set(virtioDevices.map(\.name))
-        guard !coldNames.contains(name), pci.location(of: name) == nil else { throw .hotplug(.duplicateName(name)) }
+        let builtInNames = Set(builtInDevices.withLock { $0.map(\.name) })
+        guard !builtInNames.contains(name), pci.location(of: name) == nil else { throw .hotplug(.duplicateName(name)) }
         return try hotplugTable.withLock { table throws(HypervisorError) in
             guard !table.entries.values.contains(where: { $0.device.name == name }) else {
                 throw .hotplug(.duplicateName(name))
@@ -76,7 +75,10 @@ extension Machine {
             }
             let id = HotplugSlotID(port.physicalSlot)
             let device = try make(pciDeviceHost())
-            try pci.insert(device, behindPort: portSlot, name: name)
+            do throws(HypervisorError) { try pci.insert(device, behindPort: portSlot, name: name) } catch {
+                device.stop()
+                throw error
+            }
             table.entries[id] = HotplugTable.Entry(device: device, port: port, portSlot: portSlot)
             return (id, device)
         }
@@ -127,7 +129,7 @@ extension Machine {
                 let bus = entry.port.secondaryBus
                 return HotpluggedDevice(
                     slot: id, name: entry.device.name,
-                    virtioType: (entry.device as? VirtioPCIDevice)?.device.deviceType ?? 0,
+                    virtioType: entry.device.virtioType,
                     address: bus == 0 ? nil : hex2(bus) + ":00.0", powered: entry.port.isPowered, detaching: entry.detaching)
             }
         }
@@ -135,11 +137,6 @@ extension Machine {
 
     /// Every hot-plug slot of this VM, empty or not.
     public var hotplugSlots: [HotplugSlotID] { pci.rootPorts.map { HotplugSlotID($0.port.physicalSlot) } }
-
-    /// The backend in `slot`, for modules that attach their own device types (VirtioGPU).
-    public func hotpluggedBackend(in slot: HotplugSlotID) -> (any VirtioDeviceBackend)? {
-        hotplugTable.withLock { ($0.entries[slot]?.device as? VirtioPCIDevice)?.device }
-    }
 }
 
 private func hex2(_ value: Int) -> String {

@@ -19,14 +19,15 @@ public final class Machine: @unchecked Sendable {
     public let mmioBus = IOBus(name: "mmio")
     public let serial: Serial8250
     public let pci: PCIRootComplex
-    public private(set) var virtioDevices: [VirtioPCIDevice] = []
+    /// Devices on bus 0 from boot (`PCIPlacement.builtIn`), for name checks.
+    let builtInDevices = Mutex<[any HotpluggablePCIDevice]>([])
 
     let kvm: KVMSystem
     let vm: KVMVirtualMachine
     let vcpu: KVMVCPU
     let interrupts: InterruptRouter
     private let console: ConsoleWriter
-    private let logger: Logger
+    let logger: Logger
     private let requestedExit = Mutex<MachineExit?>(nil)
     private let vcpuThread = Mutex<NativeThread?>(nil)
     private let exitCounts = Mutex(ExitStatistics())
@@ -94,10 +95,11 @@ public final class Machine: @unchecked Sendable {
 
         for index in 0..<configuration.hotplugSlots {
             let port = try PCIeRootPort(physicalSlot: index + 1, vm: vm, router: interrupts, logger: logger)
-            try pci.plug(port, slot: PCIRootComplex.slotCount - configuration.hotplugSlots + index, name: "pcie-port\(index + 1)")
+            try pci.plug(rootPort: port, slot: PCIRootComplex.slotCount - configuration.hotplugSlots + index, name: "pcie-port\(index + 1)")
         }
         for (index, disk) in configuration.disks.enumerated() {
-            try attachVirtioDevice(try VirtioBlock(path: disk.path, readOnly: disk.readOnly), name: "virtio-blk\(index)")
+            try addVirtioDevice(try VirtioBlock(path: disk.path, readOnly: disk.readOnly), name: "virtio-blk\(index)",
+                                placement: .builtIn)
         }
 
         try configureCPUID()
@@ -123,19 +125,6 @@ public final class Machine: @unchecked Sendable {
     /// Whether `run()` is under way (the guest may be running): devices then come and go by
     /// hot-plug only.
     public var isRunning: Bool { running.load(ordering: .acquiring) }
-
-    /// Puts a virtio device on bus 0 in the next free slot, behind the virtio-pci transport.
-    /// Devices from other modules (the para-vGPU) come in this way; call it before `run()`
-    /// (afterwards, `hotplugVirtioDevice`).
-    @discardableResult
-    public func attachVirtioDevice(_ backend: any VirtioDeviceBackend, name: String) throws(HypervisorError) -> VirtioPCIDevice {
-        guard !isRunning else { throw .configuration("the VM is running: hot-plug \(name) instead") }
-        guard let slot = pci.firstFreeSlot() else { throw .configuration("no free PCI slot for \(name)") }
-        let device = try VirtioPCIDevice(device: backend, name: name, memory: memory, vm: vm, router: interrupts, logger: logger)
-        try pci.plug(device, slot: slot, name: name)
-        virtioDevices.append(device)
-        return device
-    }
 
     /// The host's supported CPUID, marked as a hypervisor guest with APIC ID 0.
     private func configureCPUID() throws(HypervisorError) {

@@ -19,7 +19,7 @@ public struct MachineConfiguration: Sendable {
     public var kvmPath: String
     public var disks: [DiskConfiguration] = []
     /// PCIe root ports, each with one empty hot-plug slot, for devices attached while the VM
-    /// runs (`Machine.hotplugVirtioDevice`). They take the highest device numbers of bus 0
+    /// runs (`Machine.addPCIDevice`, placement `.hotplugSlot`). They take the highest device numbers of bus 0
     /// (31, 30, …), so devices attached at boot keep 00:01.0, 00:02.0, …
     public var hotplugSlots: Int = MachineConfiguration.defaultHotplugSlots
     public static let defaultHotplugSlots = 4

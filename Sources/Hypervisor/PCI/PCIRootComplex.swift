@@ -50,11 +50,19 @@ public final class PCIRootComplex: Sendable {
     public var ecam: any BusDevice { ECAMWindow(root: self) }
 
     /// Plugs `device` into `slot` of bus 0, assigning its BARs (64-bit ones above RAM, others
-    /// below 4 GiB) and enabling memory decoding, as firmware leaves devices for the guest. A
-    /// root port gets its windows opened over a reservation for what will be hot-plugged behind it.
+    /// below 4 GiB) and enabling memory decoding, as firmware leaves devices for the guest.
     public func plug(_ device: any PCIDevice, slot: Int, name: String) throws(HypervisorError) {
+        try plug(device, slot: slot, name: name, port: nil)
+    }
+
+    /// Plugs a root port into `slot` of bus 0 and opens its windows over a reservation for what
+    /// will be hot-plugged behind it.
+    public func plug(rootPort port: PCIeRootPort, slot: Int, name: String) throws(HypervisorError) {
+        try plug(port, slot: slot, name: name, port: port)
+    }
+
+    private func plug(_ device: any PCIDevice, slot: Int, name: String, port: PCIeRootPort?) throws(HypervisorError) {
         guard (0..<Self.slotCount).contains(slot) else { throw .configuration("PCI slot \(slot) does not exist") }
-        let port = device as? PCIeRootPort
         try state.withLock { s throws(HypervisorError) in
             guard s.slots[.bus0(slot)] == nil else { throw .configuration("PCI slot \(slot) is taken") }
             for bar in device.configuration.bars {
