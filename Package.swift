@@ -4,6 +4,7 @@ import PackageDescription
 // Dependencies flow one way (docs/architecture.md draws the graph):
 //   malvvm → ControlAPI → VGPUAssembly → VirtioGPU, FullVGPU, GPUDaemon → VGPUCore → GPUHost
 //   VirtioGPU, FullVGPU, GPUDaemon → Hypervisor → Platform, CKVM;  FullVGPU → GVMCS
+//   malvvm → GPUBenchmarks → GPUHost (the `malvvm bench gpu` measurements)
 // The vGPU kinds (VirtioGPU, FullVGPU) never depend on each other; GPUDaemon serves para-vGPUs
 // (VirtioGPU) and knows nothing of the full-vGPU; only VGPUAssembly knows every kind.
 let package = Package(
@@ -11,7 +12,6 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "malvvm", targets: ["malvvm"]),
-        .executable(name: "gpu-bench", targets: ["gpu-bench"]),
         .library(name: "Hypervisor", targets: ["Hypervisor"]),
         .library(name: "GPUHost", targets: ["GPUHost"]),
         .library(name: "GVMCS", targets: ["GVMCS"]),
@@ -162,12 +162,14 @@ let package = Package(
                 "VGPUCore",
                 "VGPUAssembly",
                 "MLWorkloads",
+                "GPUBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The benchmark behind scripts/bench-gpu (run in release mode).
-        .executableTarget(name: "gpu-bench", dependencies: ["GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        // GPUHost's benchmarks behind `malvvm bench gpu` (scripts/bench-gpu, scripts/gpu-check):
+        // kernels against direct Vulkan, the scheduler's sharing, sgemm throughput.
+        .target(name: "GPUBenchmarks", dependencies: ["GPUHost", "Platform"], swiftSettings: [.swiftLanguageMode(.v5)]),
 
         // Plays the virtio driver in device tests: lays out rings in guest memory, offers chains.
         .target(name: "VirtioTestSupport", dependencies: ["Hypervisor"], path: "Tests/VirtioTestSupport"),

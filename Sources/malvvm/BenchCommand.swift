@@ -6,8 +6,8 @@ import MLWorkloads
 extension Malvvm {
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Benchmarks that run without a VM.",
-            subcommands: [Native.self]
+            abstract: "Benchmarks that run without a VM: the native training job, GPUHost against direct Vulkan.",
+            subcommands: [Native.self, GPU.self]
         )
     }
 }

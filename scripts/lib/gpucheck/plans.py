@@ -1,5 +1,5 @@
-"""vkdirect's plans (written by `gpu-bench plan`), and cases derived from them for sizes
-gpu-bench has no case for: the same SPIR-V with the grid, push constants and buffers scaled.
+"""vkdirect's plans (written by `malvvm bench gpu plan`), and cases derived from them for sizes
+the GPU benchmark has no case for: the same SPIR-V with the grid, push constants and buffers scaled.
 
 Derivation never assumes a kernel's tiling: a number is scaled only in the way it was seen to
 scale between two planned sizes (sgemm 256 → 512), or with the element count it equals (scale).

@@ -10,7 +10,7 @@ missing, in under 4 minutes on a 16-core host:
                 alternating; VM/native ratio and the VM's cost per submission by stage (--metrics)
   3 microbench  test=vgpubench and test=fullvgpubench (µs per submission by batch size)
   4 sharing     test=vgpuload: 1 VM alone, then 4 at once, on one `malvvm gpud` (equal share)
-  5 kernels     each gpu-bench kernel through GPUHost vs the same SPIR-V through vkdirect
+  5 kernels     each benchmark kernel through GPUHost vs the same SPIR-V through vkdirect
   6 gemm        GPUHost's sgemm vs PyTorch fp32 matmul (cuBLAS, TF32 off)
 Prints one table (phase, measurement, value, goal) and writes OUT/gpu-check-<device>.json.
 
@@ -682,8 +682,8 @@ def phase_sharing(check, sampler, results):
 
 
 def best_rounds(text):
-    """NAME WALL_NS DEVICE_NS lines (vkdirect's and gpu-bench kernels'); each name keeps its
-    best wall time over the rounds, as gpu-bench run does."""
+    """NAME WALL_NS DEVICE_NS lines (vkdirect's and malvvm bench gpu kernels'); each name keeps its
+    best wall time over the rounds, as malvvm bench gpu run does."""
     best = {}
     for line in text.splitlines():
         fields = line.split()
@@ -697,19 +697,19 @@ def best_rounds(text):
 def write_plan(check):
     """The device's own plan (group counts depend on its limits), else the one built with the bundle."""
     path = os.path.join(check.work, "plan.txt")
-    r = check.run([check.bin("gpu-bench"), "plan", path], 60)
+    r = check.run([check.bin("malvvm"), "bench", "gpu", "plan", path], 60)
     if r.rc == 0 and os.path.exists(path):
-        return path, "gpu-bench plan on this device"
+        return path, "malvvm bench gpu plan on this device"
     bundled = os.path.join(check.bundle, "plan.txt")
     if not os.path.exists(bundled):
-        raise RuntimeError(f"gpu-bench plan: {r.why()}")
-    log(f"  gpu-bench plan failed ({r.why()}); using the plan built with the bundle")
-    return bundled, "bundled (gpu-bench plan failed here)"
+        raise RuntimeError(f"malvvm bench gpu plan: {r.why()}")
+    log(f"  malvvm bench gpu plan failed ({r.why()}); using the plan built with the bundle")
+    return bundled, "bundled (malvvm bench gpu plan failed here)"
 
 
 def phase_kernels(check, sampler, results):
     spv = os.path.join(check.bundle, "spv")
-    for path in (check.bin("vkdirect"), check.bin("gpu-bench"), spv):
+    for path in (check.bin("vkdirect"), check.bin("malvvm"), spv):
         if not os.path.exists(path):
             raise Skip(f"{os.path.relpath(path, check.bundle)} is not in the bundle")
     plan_path, plan_source = write_plan(check)
@@ -725,7 +725,7 @@ def phase_kernels(check, sampler, results):
     ours_path, direct_path = os.path.join(check.work, "ours.txt"), os.path.join(check.work, "direct.txt")
     direct_device = None
     for i in range(check.args.kernel_rounds):
-        log(f"  round {i + 1}/{check.args.kernel_rounds}: vkdirect, then gpu-bench kernels")
+        log(f"  round {i + 1}/{check.args.kernel_rounds}: vkdirect, then malvvm bench gpu kernels")
         with sampler.label("kernels/direct"):
             r = check.run([check.bin("vkdirect"), direct_plan, spv], 300)
         if r.rc != 0:
@@ -734,9 +734,9 @@ def phase_kernels(check, sampler, results):
         with open(direct_path, "a") as f:
             f.write(r.out)
         with sampler.label("kernels/ours"):
-            r = check.run([check.bin("gpu-bench"), "kernels"], 300)
+            r = check.run([check.bin("malvvm"), "bench", "gpu", "kernels"], 300)
         if r.rc != 0:
-            raise RuntimeError(f"gpu-bench kernels: {r.why()}")
+            raise RuntimeError(f"malvvm bench gpu kernels: {r.why()}")
         with open(ours_path, "a") as f:
             f.write(r.out)
     with open(ours_path) as ours_file, open(direct_path) as direct_file:
@@ -749,10 +749,10 @@ def phase_kernels(check, sampler, results):
     result = {"plan": plan_source, "plan_file": plan_path, "device": direct_device, "rounds": check.args.kernel_rounds, "kernels": kernels,
               "direct_only": {n: v for n, v in direct.items() if n not in ours}, "note": derived_note}
     if check.args.sharing_seconds > 0 and check.budget.left() > 12 * (check.args.sharing_seconds + 0.3) + 25:
-        log(f"  gpu-bench run: scheduler sharing table, {check.args.sharing_seconds} s per row")
+        log(f"  malvvm bench gpu run: scheduler sharing table, {check.args.sharing_seconds} s per row")
         json_path, shares = os.path.join(check.work, "gpu.json"), os.path.join(check.work, "shares.csv")
         with sampler.label("kernels/sharing"):
-            r = check.run([check.bin("gpu-bench"), "run", "--ours", ours_path, "--direct", direct_path, "--json", json_path,
+            r = check.run([check.bin("malvvm"), "bench", "gpu", "run", "--ours", ours_path, "--direct", direct_path, "--json", json_path,
                            "--shares", shares, "--seconds", str(check.args.sharing_seconds)], 300)
         report = read_json(json_path) if r.rc == 0 else None
         if report:
@@ -763,7 +763,7 @@ def phase_kernels(check, sampler, results):
                     kernels[k["name"]].update(unit=k.get("unit"), ours_rate=k.get("ours"), direct_rate=k.get("direct"))
         else:
             result["gpu_bench_run"] = {"error": r.why()}
-            check.failures.append(f"gpu-bench run: {r.why()}")
+            check.failures.append(f"malvvm bench gpu run: {r.why()}")
     else:
         result["gpu_bench_run"] = {"skipped": "--sharing-seconds 0 or too little time left"}
     for name, k in kernels.items():
@@ -797,12 +797,12 @@ def phase_gemm(check, sampler, results):
     gpuhost = {n: {"tflops_device": tflops(n, ours[f"sgemm_{n}"]["ours_device_us"] * 1000),
                    "tflops_wall": tflops(n, ours[f"sgemm_{n}"]["ours_wall_us"] * 1000)}
                for n in sizes if f"sgemm_{n}" in ours}
-    # gpu-bench's own GEMM mode times many back-to-back sgemms through GPUHost with device
+    # malvvm bench gpu gemm times many back-to-back sgemms through GPUHost with device
     # timestamps, with the variant GPUHost picks at each size (and each variant forced, for
     # tuning the choice): it supersedes the kernels phase's single-call rows.
-    log("  gpu-bench gemm (GPUHost sgemm, every variant)")
+    log("  malvvm bench gpu gemm (GPUHost sgemm, every variant)")
     with sampler.label("gemm/gpuhost"):
-        r = check.run([check.bin("gpu-bench"), "gemm", "--sizes", ",".join(map(str, sizes)),
+        r = check.run([check.bin("malvvm"), "bench", "gpu", "gemm", "--sizes", ",".join(map(str, sizes)),
                        "--seconds", str(1 if not check.args.quick else 0.3), "--each-variant"], 120)
     result["gpu_bench_gemm"] = r.out[-4000:]
     variants = {}
@@ -820,8 +820,8 @@ def phase_gemm(check, sampler, results):
             variants.setdefault(fields[1], {})[fields[2]] = fields[4]
     result["variants"] = variants
     if r.rc != 0:
-        result["notes"].append(f"gpu-bench gemm: {r.why()}")
-    # gpu-bench has no case at the other sizes: run GPUHost's own sgemm SPIR-V through vkdirect
+        result["notes"].append(f"malvvm bench gpu gemm: {r.why()}")
+    # the GPU benchmark has no case at the other sizes: run GPUHost's own sgemm SPIR-V through vkdirect
     # with the plan scaled from its 256 and 512 cases (the kernel's speed, without GPUHost's path).
     plan_path = kernels.get("plan_file")
     wanted = [n for n in sizes if f"sgemm_{n}" not in direct]
@@ -867,7 +867,7 @@ def phase_gemm(check, sampler, results):
     for n in sizes:
         theirs = (torch.get("sizes") or {}).get(str(n)) or {}
         if n in gpuhost:
-            label, mine = "GPUHost (gpu-bench), GPU time / wall", gpuhost[n]
+            label, mine = "GPUHost (malvvm bench gpu), GPU time / wall", gpuhost[n]
         elif n in spirv:
             label, mine = "GPUHost's SPIR-V via vkdirect, GPU time / wall", spirv[n]
         else:
@@ -939,7 +939,7 @@ def parse_args(argv):
     parser.add_argument("--bench-ms", type=int, help="vgpubench/fullvgpubench ms per row (default 300; quick 40)")
     parser.add_argument("--load-seconds", type=int, help="test=vgpuload seconds (default 8; quick 2)")
     parser.add_argument("--kernel-rounds", type=int, help="alternating kernel rounds (default 2; quick 1)")
-    parser.add_argument("--sharing-seconds", type=float, help="gpu-bench run's seconds per sharing row; 0 skips it (default 0.5; quick 0)")
+    parser.add_argument("--sharing-seconds", type=float, help="malvvm bench gpu run's seconds per sharing row; 0 skips it (default 0.5; quick 0)")
     parser.add_argument("--gemm-sizes", default="512,2048")
     parser.add_argument("--gemm-seconds", type=float, help="PyTorch seconds per size (default 1.5; quick 0.5)")
     parser.add_argument("--gemm-iterations", type=int, help="vkdirect iterations of the scaled sgemm (default 20; quick 2)")
@@ -974,7 +974,7 @@ def main(argv):
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
     check = Check(args)
-    for name in ("malvvm", "gpu-bench"):
+    for name in ("malvvm", "vkdirect"):
         if not os.access(check.bin(name), os.X_OK):
             sys.exit(f"gpu-check: bin/{name} is missing from the bundle {args.bundle}")
     check.host.update(host_facts())

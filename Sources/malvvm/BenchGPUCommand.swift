@@ -1,0 +1,205 @@
+import ArgumentParser
+import Foundation
+import GPUBenchmarks
+import GPUHost
+
+extension Malvvm.Bench {
+    /// GPUHost's benchmark (scripts/bench-gpu and scripts/gpu-check run it in release mode).
+    struct GPU: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gpu",
+            abstract: "GPUHost's benchmark: kernels against direct Vulkan, the scheduler's sharing, sgemm throughput.",
+            discussion: """
+            scripts/bench-gpu runs 'plan', alternating rounds of vkdirect and 'kernels', then 'run'; \
+            scripts/gpu-check runs 'gemm' beside PyTorch's matmul.
+            """,
+            subcommands: [Plan.self, Kernels.self, Report.self, GEMM.self]
+        )
+    }
+}
+
+extension Malvvm.Bench.GPU {
+    static func vulkan() throws -> VulkanBackend {
+        do { return try VulkanBackend(selector: .automatic) } catch {
+            throw RuntimeFailure(message: "no Vulkan device: \(error)")
+        }
+    }
+
+    /// A benchmark's failure is a runtime failure (exit 1), not a usage mistake.
+    static func measuring<T>(_ body: () throws(GPUBenchmarkError) -> T) throws -> T {
+        do { return try body() } catch { throw RuntimeFailure(message: error.description) }
+    }
+
+    static func progress(_ line: String) {
+        FileHandle.standardError.write(Data("bench gpu: \(line)\n".utf8))
+    }
+
+    struct Plan: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the kernel cases as raw dispatches for bench/vkdirect.")
+
+        @Argument(help: ArgumentHelp("Where to write the plan.", valueName: "plan"))
+        var path: String
+
+        func run() throws {
+            let backend = try Malvvm.Bench.GPU.vulkan()
+            let text = try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in try KernelBenchmark.plan(on: backend) }
+            do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+                throw RuntimeFailure(message: "cannot write \(path): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    struct Kernels: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One round of the kernel cases through GPUHost's Vulkan backend ('NAME WALL_NS DEVICE_NS' lines).")
+
+        func run() throws {
+            let backend = try Malvvm.Bench.GPU.vulkan()
+            print(try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in try KernelBenchmark.round(on: backend) },
+                  terminator: "")
+        }
+    }
+
+    struct Report: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run",
+            abstract: "Compare kernel rounds with vkdirect's, measure the scheduler's sharing, and write the report.")
+
+        @Option(help: ArgumentHelp("Rounds of 'malvvm bench gpu kernels'.", valueName: "file"))
+        var ours: String?
+
+        @Option(help: ArgumentHelp("Rounds of bench/vkdirect.", valueName: "file"))
+        var direct: String?
+
+        @Option(help: ArgumentHelp("Where to write the JSON report.", valueName: "file"))
+        var json: String
+
+        @Option(help: ArgumentHelp("Where to write the share-over-time CSV.", valueName: "file"))
+        var shares: String
+
+        @Option(help: ArgumentHelp("Measured seconds per sharing row.", valueName: "s"))
+        var seconds: Double = 2
+
+        func validate() throws {
+            guard seconds > 0, seconds <= 600 else { throw ValidationError("bad --seconds \(seconds) (0..600)") }
+        }
+
+        func rounds(_ path: String?) throws -> [String: RoundTime] {
+            guard let path else { return [:] }
+            do { return KernelBenchmark.bestRounds(try String(contentsOfFile: path, encoding: .utf8)) } catch {
+                throw RuntimeFailure(message: "cannot read \(path): \(error.localizedDescription)")
+            }
+        }
+
+        func run() throws {
+            let backend = try Malvvm.Bench.GPU.vulkan()
+            let kernels = KernelBenchmark.compare(ours: try rounds(ours), direct: try rounds(direct))
+            let seconds = seconds
+            let (sharing, timeline) = try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in
+                (try SharingBenchmark.table(on: backend, seconds: seconds, progress: Malvvm.Bench.GPU.progress),
+                 try SharingBenchmark.timeline(on: backend))
+            }
+
+            var kernelTable = TextTable(header: ["kernel", "unit", "ours", "direct", "ours us", "direct us", "ratio"],
+                                        rightAligned: [2, 3, 4, 5, 6])
+            for k in kernels {
+                kernelTable.append([k.name, k.unit, fixed(k.ours), k.direct.map { fixed($0) } ?? "-",
+                                    fixed(Double(k.oursWallNanoseconds) / 1000, 0),
+                                    k.directWallNanoseconds.map { fixed(Double($0) / 1000, 0) } ?? "-",
+                                    k.overheadRatio.map { fixed($0, 3) } ?? "-"])
+            }
+            var shareTable = TextTable(header: ["policy", "clients", "util", "jain", "max err", "p50 q us", "p99 q us",
+                                                "decision ns", "p99 ns", "slices", "overruns"],
+                                       rightAligned: Set(1 ... 10))
+            for s in sharing {
+                shareTable.append([s.policy, "\(s.clients)", fixed(s.utilisation, 3), fixed(s.jain, 4), fixed(s.maxShareError, 4),
+                                   fixed(s.queueingP50Microseconds, 0), fixed(s.queueingP99Microseconds, 0),
+                                   fixed(s.decisionOverheadMeanNanoseconds, 0), "\(s.decisionOverheadP99Nanoseconds)",
+                                   "\(s.slices)", "\(s.sliceOverruns)"])
+            }
+            print("GPUHost benchmark on \(backend.device.name) (\(backend.device.driverName ?? "?"))")
+            print("\nKernels: median wall time per batch (submit to completion), best of alternating rounds;")
+            print("ratio = ours / direct Vulkan, same SPIR-V and grid (goal <= 1.05)")
+            print(kernelTable.render())
+            print("\nSharing: sgemm 64^3 x2 batches, closed loop depth 2, \(fixed(seconds, 1)) s per row; decision overhead goal < 5000 ns")
+            print(shareTable.render())
+
+            let report = GPUBenchmarkReport(device: backend.device.name, driver: backend.device.driverName,
+                                            kernels: kernels, sharing: sharing)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            do {
+                try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+                try timeline.write(toFile: shares, atomically: true, encoding: .utf8)
+            } catch {
+                throw RuntimeFailure(message: "cannot write results: \(error.localizedDescription)")
+            }
+        }
+    }
+
+    struct GEMM: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gemm",
+            abstract: "sgemm TFLOP/s per square size, for comparison with PyTorch's back-to-back matmul.",
+            discussion: """
+            Prints, per size, one line a script can split into key/value pairs after the size:
+              gemm 512 ours_tflops 7.12 ms 0.0377 variant tile64 iterations 1000 wall_tflops 6.95 timing deviceTimestamps
+            (ours_tflops and ms from device time per sgemm, the variant the backend chooses on its own); with \
+            --each-variant also one line per sgemm variant forced at that size:
+              gemm-variant 512 tile128 tflops 4.01 ms 0.0669 iterations 1000 wall_tflops 3.9
+            """)
+
+        @Option(help: ArgumentHelp("Square sizes, comma-separated.", valueName: "n,n"))
+        var sizes: String = "512,2048"
+
+        @Option(help: ArgumentHelp("Seconds of timed batches per size.", valueName: "s"))
+        var seconds: Double = 1
+
+        @Flag(help: "Also measure every sgemm variant forced at each size.")
+        var eachVariant = false
+
+        func parsedSizes() throws -> [Int] {
+            let parsed = sizes.split(separator: ",").map { Int($0) }
+            guard !parsed.isEmpty, parsed.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0) <= 16384 }) else {
+                throw ValidationError("bad --sizes '\(sizes)': positive integers up to 16384, e.g. 512,2048")
+            }
+            return parsed.compactMap { $0 }
+        }
+
+        func validate() throws {
+            _ = try parsedSizes()
+            guard seconds > 0, seconds <= 600 else { throw ValidationError("bad --seconds \(seconds) (0..600)") }
+        }
+
+        func run() throws {
+            let backend = try Malvvm.Bench.GPU.vulkan()
+            Malvvm.Bench.GPU.progress("gemm on \(backend.device.name) (\(backend.device.driverName ?? "?"))")
+            // Four significant digits: TFLOP/s span 0.004 (lavapipe) to 50 (H200).
+            func significant(_ value: Double) -> String { String(format: "%.4g", value) }
+            for size in try parsedSizes() {
+                let chosen = SGEMMVariant.select(m: size, n: size, k: size)
+                let m = try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in
+                    try GEMMBenchmark.measure(on: backend, size: size, seconds: seconds)
+                }
+                print("gemm \(size) ours_tflops \(significant(m.deviceTFLOPS)) ms \(significant(m.deviceNanoseconds / 1e6))"
+                    + " variant \(chosen.rawValue) iterations \(m.iterations) wall_tflops \(significant(m.wallTFLOPS))"
+                    + " timing \(m.timing.rawValue)")
+                if eachVariant {
+                    for variant in SGEMMVariant.allCases {
+                        let v = try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in
+                            try GEMMBenchmark.measure(on: backend, size: size, seconds: seconds, variant: variant)
+                        }
+                        print("gemm-variant \(size) \(variant.rawValue) tflops \(significant(v.deviceTFLOPS))"
+                            + " ms \(significant(v.deviceNanoseconds / 1e6)) iterations \(v.iterations)"
+                            + " wall_tflops \(significant(v.wallTFLOPS))")
+                    }
+                }
+                fflush(nil)
+            }
+        }
+    }
+}
+
+/// `value` with `digits` decimals.
+private func fixed(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }

@@ -1,0 +1,43 @@
+import Foundation
+import Testing
+
+/// `malvvm bench gpu` as scripts/bench-gpu and scripts/gpu-check drive it: their parsers read
+/// these exact formats, so a change here must change them too.
+@Suite struct BenchGPUCommandTests {
+    @Test func planListsEveryKernelCaseAsRawDispatches() throws {
+        let path = NSTemporaryDirectory() + "malvvm-plan-\(getpid()).txt"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try Harness.malvvm(["bench", "gpu", "plan", path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let plan = try String(contentsOfFile: path, encoding: .utf8)
+        let cases = plan.split(separator: "\n").filter { $0.hasPrefix("case ") }.map { $0.split(separator: " ")[1] }
+        #expect(cases.contains("sgemm_512") && cases.contains("conv2d_8x16x32x32_k32_3x3") && cases.count == 8, "\(cases)")
+        #expect(plan.split(separator: "\n").filter { $0 == "end" }.count == cases.count)
+        #expect(plan.contains("\ndispatch "))
+    }
+
+    @Test func gemmPrintsOneKeyValueLinePerSize() throws {
+        let result = try Harness.malvvm(["bench", "gpu", "gemm", "--sizes", "64", "--seconds", "0.05"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let line = result.stdoutLines.first { $0.hasPrefix("gemm 64 ") } ?? ""
+        let fields = line.split(separator: " ").map(String.init)
+        // gemm SIZE then key/value pairs.
+        let pairs = Dictionary(stride(from: 2, to: fields.count - 1, by: 2).map { (fields[$0], fields[$0 + 1]) },
+                               uniquingKeysWith: { first, _ in first })
+        #expect(Double(pairs["ours_tflops"] ?? "") ?? 0 > 0, "\(line)")
+        #expect(Int(pairs["iterations"] ?? "") ?? 0 >= 1, "\(line)")
+        #expect(pairs["variant"] != nil && pairs["timing"] != nil, "\(line)")
+    }
+
+    @Test(arguments: [
+        ["bench", "gpu", "gemm", "--sizes", "0"],
+        ["bench", "gpu", "gemm", "--sizes", "abc"],
+        ["bench", "gpu", "run", "--json", "x.json"],
+        ["bench", "gpu", "plan"],
+    ])
+    func usageMistakesAreOneLineAndExitTwo(arguments: [String]) throws {
+        let result = try Harness.malvvm(arguments)
+        #expect(result.status == 2, "\(arguments): \(result.stderr)")
+        #expect(result.stderrLines.count == 1 && result.stderrLines[0].hasPrefix("malvvm: error: "), "\(result.stderr)")
+    }
+}
