@@ -200,37 +200,27 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
 
     public func process(queue index: Int, context: VirtioQueueContext) throws(VirtqueueError) {
         switch index {
-        case Self.controlQueue: try processControl(context)
+        case Self.controlQueue: try drainControl(context)
         case Self.cursorQueue:
             // No scanout, so no cursor: UPDATE_CURSOR and MOVE_CURSOR have no response body and
             // nothing to act on. Only the device thread touches this queue.
-            try context.drain(queue: index) { _, _ in 0 }
+            try context.drain(queue: index) { _, _ in .used(length: 0) }
         default: break
         }
     }
 
-    private func processControl(_ context: VirtioQueueContext) throws(VirtqueueError) {
-        guard context.queues.indices.contains(Self.controlQueue), let queue = context.queues[Self.controlQueue] else { return }
+    private func drainControl(_ context: VirtioQueueContext) throws(VirtqueueError) {
+        guard context.queues.indices.contains(Self.controlQueue), context.queues[Self.controlQueue] != nil else { return }
         let generation = portLock.withLock { () -> UInt64 in
             if port.queues !== context { port.queues = context }
             return port.generation
         }
-        var served = false
-        while true {
-            let chain = try portLock.withLock { () throws(VirtqueueError) -> DescriptorChain? in
-                if let chain = try queue.popChain() { return chain }
-                // Re-arm notifications; if the driver added work meanwhile, go round again.
-                return queue.enableNotification() ? try queue.popChain() : nil
-            }
-            guard let chain else { break }
+        // Completion threads return chains of this queue too: the drain shares their lock.
+        try context.drain(queue: Self.controlQueue, ringLock: portLock) { chain, queue in
             serve(chain, queue: queue, generation: generation, features: context.negotiatedFeatures)
-            served = true
-        }
-        // One interrupt for what this pass answered (completion threads raise their own).
-        if served {
-            portLock.withLock {
-                if port.generation == generation, port.queues === context { context.completed(queue: Self.controlQueue) }
-            }
+            // Every answer goes back through `publish` (at once, after the earlier fences of
+            // its timeline, or from a context's thread), which returns the chain itself.
+            return .kept
         }
     }
 
@@ -261,6 +251,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         } catch {
             disposition = .respond(encode(header.response(error)))
         }
+        // The drain decides the interrupt for what it answered at once.
         if case let .respond(response) = disposition { publish(request, response, notify: false) }
     }
 
