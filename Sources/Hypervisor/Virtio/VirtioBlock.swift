@@ -133,29 +133,28 @@ public final class VirtioBlock: VirtioQueueHandler {
     /// order the driver queued them run as one preadv/pwritev (QEMU merges the same way), and
     /// their used entries go out together, with one interrupt decision for the lot.
     public func process(queue index: Int, context: VirtioQueueContext) throws(VirtqueueError) {
-        guard let queue = context.queues[index] else { return }
-        var served = false
-        repeat {
-            var run: [Transfer] = []
-            while let chain = try queue.popChain() {
-                served = true
-                guard let transfer = validTransfer(chain, queue: queue) else {
-                    finish(run, queue: queue)
-                    run = []
-                    queue.pushUsed(head: chain.head, length: serve(chain, queue: queue))
-                    continue
-                }
-                if let last = run.last, !(last.write == transfer.write && last.sector + last.sectors == transfer.sector
-                    && run.reduce(transfer.length, { $0 + $1.length }) <= Self.mergeLimitBytes
-                    && run.reduce(transfer.slices.count, { $0 + $1.slices.count }) <= Self.iovecLimit) {
-                    finish(run, queue: queue)
-                    run = []
-                }
-                run.append(transfer)
+        // The transfers waiting to run as one; the drain's batch ends (and the run with it)
+        // whenever the queue is found empty.
+        var run: [Transfer] = []
+        try context.drain(queue: index) { chain, queue in
+            guard let transfer = validTransfer(chain, queue: queue) else {
+                // Anything else is served alone, after the run before it, in queue order.
+                finish(run, queue: queue)
+                run = []
+                return .used(length: serve(chain, queue: queue))
             }
+            if let last = run.last, !(last.write == transfer.write && last.sector + last.sectors == transfer.sector
+                && run.reduce(transfer.length, { $0 + $1.length }) <= Self.mergeLimitBytes
+                && run.reduce(transfer.slices.count, { $0 + $1.slices.count }) <= Self.iovecLimit) {
+                finish(run, queue: queue)
+                run = []
+            }
+            run.append(transfer)
+            return .kept
+        } endOfBatch: { queue in
             finish(run, queue: queue)
-        } while queue.enableNotification()
-        if served { context.completed(queue: index) }
+            run = []
+        }
     }
 
     /// A read or write whose layout, size and range are valid; nil for anything else (served alone).

@@ -1,3 +1,5 @@
+import Platform
+
 /// Feature bits every transport knows (virtio 1.2 §6).
 public enum VirtioFeature {
     public static let indirectDescriptors: UInt64 = 1 << 28
@@ -115,17 +117,55 @@ public final class VirtioQueueContext: @unchecked Sendable {
         if queue.needsInterrupt() { interrupt(index) }
     }
 
-    /// The device loop every queue wants: serve each available chain until the queue stays
-    /// empty with notifications re-armed, then interrupt once for the batch.
-    public func drain(queue index: Int, serve: (DescriptorChain, Virtqueue) -> UInt32) throws(VirtqueueError) {
-        guard let queue = queues[index] else { return }
+    /// What a device did with one chain a drain handed it.
+    public enum ChainOutcome: Equatable, Sendable {
+        /// Answered: the drain returns the chain to the driver at once, with `length` bytes
+        /// written into its writable buffers.
+        case used(length: UInt32)
+        /// The device keeps the chain and returns it itself (`Virtqueue.pushUsed`): in the
+        /// drain's `endOfBatch` (a batch answered together), or later from another thread,
+        /// holding the drain's `ringLock`.
+        case kept
+    }
+
+    /// The device loop every queue uses: serve each available chain until the queue stays
+    /// empty with notifications re-armed, then decide once whether to interrupt the driver.
+    ///
+    /// - `serve` runs on the calling thread, outside `ringLock`, for every chain in the order
+    ///   the driver offered them.
+    /// - `endOfBatch` runs each time the queue is found empty, before notifications are
+    ///   re-armed: a device that keeps chains to answer them together (block merging
+    ///   contiguous requests) returns them there, so nothing is held across the re-arm.
+    /// - `ringLock`: for a queue whose chains other threads return too (the para-vGPU's
+    ///   completion threads), the lock they hold around `pushUsed`. The ring is not
+    ///   thread-safe, so every ring operation of the drain (taking chains, returning answered
+    ///   ones, re-arming, the interrupt decision) runs under it. Nil: only this thread touches
+    ///   the ring.
+    ///
+    /// A chain that cannot be taken (a malformed descriptor chain, an available index that
+    /// jumped) ends the drain with its error, before the chain is served, without
+    /// `endOfBatch` or an interrupt: the driver broke the ring, and the device must be reset
+    /// (`VirtioQueueServer` turns the error into DEVICE_NEEDS_RESET).
+    public func drain(queue index: Int, ringLock: Monitor? = nil,
+                      serve: (DescriptorChain, Virtqueue) -> ChainOutcome,
+                      endOfBatch: (Virtqueue) -> Void = { _ in }) throws(VirtqueueError) {
+        guard queues.indices.contains(index), let queue = queues[index] else { return }
+        func onRing<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+            guard let ringLock else { return try body() }
+            return try ringLock.withLock(body)
+        }
         var served = false
         repeat {
-            while let chain = try queue.popChain() {
-                queue.pushUsed(head: chain.head, length: serve(chain, queue))
+            while let chain = try onRing({ () throws(VirtqueueError) in try queue.popChain() }) {
                 served = true
+                if case let .used(length) = serve(chain, queue) {
+                    onRing { queue.pushUsed(head: chain.head, length: length) }
+                }
             }
-        } while queue.enableNotification()
-        if served { completed(queue: index) }
+            endOfBatch(queue)
+            // Re-arm notifications; if the driver added work meanwhile, go round again.
+        } while onRing({ queue.enableNotification() })
+        // One interrupt decision for the whole drain (chains returned later raise their own).
+        if served { onRing { completed(queue: index) } }
     }
 }
