@@ -46,6 +46,9 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     public let profile: VGPUProfile
     let maxQueuedKernels: Int
     public let name: String
+    /// Carried by its contexts' scheduler clients, so the daemon finds a vGPU's clients
+    /// without parsing their names.
+    public let owner: ClientOwner
     private let memory: GuestMemory
     private let logger: Logger
 
@@ -114,18 +117,19 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     }
 
     public convenience init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String = "vgpu0",
-                            logger: Logger = Logger(label: "malvvm.vgpu")) {
-        self.init(scheduler: scheduler, profile: profile, memory: memory, name: name, logger: logger,
+                            owner: ClientOwner? = nil, logger: Logger = Logger(label: "malvvm.vgpu")) {
+        self.init(scheduler: scheduler, profile: profile, memory: memory, name: name, owner: owner, logger: logger,
                   maxQueuedKernels: Self.defaultMaxQueuedKernels)
     }
 
-    init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String, logger: Logger,
-         maxQueuedKernels: Int) {
+    init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String, owner: ClientOwner? = nil,
+         logger: Logger, maxQueuedKernels: Int) {
         self.maxQueuedKernels = maxQueuedKernels
         self.scheduler = scheduler
         self.profile = profile
         self.memory = memory
         self.name = name
+        self.owner = owner ?? ClientOwner(vgpu: name)
         self.logger = logger
     }
 
@@ -439,7 +443,8 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         }
         let client: ClientID
         do throws(SchedulerError) {
-            client = try scheduler.addClient(profile.clientConfiguration(name: label))
+            client = try scheduler.addClient(profile.clientConfiguration(
+                name: label, owner: ClientOwner(vm: owner.vm, vgpu: owner.vgpu, context: id)))
         } catch {
             logger.warning("vGPU context refused by the scheduler: \(error)", metadata: ["device": "\(name)"])
             if case .shareUnavailable = error { throw .errorOutOfMemory }

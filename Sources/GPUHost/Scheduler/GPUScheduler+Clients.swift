@@ -33,7 +33,8 @@ extension GPUScheduler {
         let dropped = state.queue.removeAll()
         cancelled += UInt64(dropped.count)
         policy.detach(id, at: now) { self.record($0) }
-        removals.append(ClientRemoval(client: id, name: state.configuration.name, revokedNanoseconds: monotonicNanoseconds() - epoch))
+        removals.append(ClientRemoval(client: id, name: state.configuration.name, owner: state.configuration.owner,
+                                      revokedNanoseconds: monotonicNanoseconds() - epoch))
         // Its batches on the device cannot be recalled; its memory is freed after them.
         while state.inFlight > 0 { progress.wait() }
         clients[id] = nil

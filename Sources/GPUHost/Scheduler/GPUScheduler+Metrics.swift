@@ -54,8 +54,8 @@ extension GPUScheduler {
                     if target > 0 { ratios.append(measured / target) }
                 }
                 return ClientMetrics(
-                    id: state.id, name: state.configuration.name, weight: state.configuration.weight,
-                    entitledShare: account?.entitledShare ?? 0, chargedNanoseconds: state.charged, measuredShare: measured,
+                    id: state.id, name: state.configuration.name, owner: state.configuration.owner,
+                    weight: state.configuration.weight, entitledShare: account?.entitledShare ?? 0, chargedNanoseconds: state.charged, measuredShare: measured,
                     targetShare: target, shareError: error, deviceShare: Double(state.charged) / Double(window),
                     batches: state.batches, failedBatches: state.failed, slices: state.slices,
                     sliceOverruns: state.overruns, overrunNanoseconds: state.overrunNanoseconds,
