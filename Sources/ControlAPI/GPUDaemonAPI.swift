@@ -102,7 +102,7 @@ public struct GPUDaemonController: Sendable {
                             memoryInUseBytes: client.memoryInUseBytes)
         }
         let vgpus = sessions.map { session in
-            let own = metrics.clients.filter { $0.name.hasPrefix(session.deviceName + "/") }
+            let own = metrics.clients.filter { $0.owner?.belongs(toVM: session.vm, vgpu: session.vgpu) == true }
             return GPUDaemonVGPU(id: session.id, vm: session.vm, vgpu: session.vgpu, profile: VGPUProfileInfo(session.profile),
                                  active: session.active, connectedSeconds: Date().timeIntervalSince(session.connected),
                                  submissions: session.statistics.submissions,
@@ -113,9 +113,9 @@ public struct GPUDaemonController: Sendable {
         let departures = daemon.departures.map { departure in
             let handover = metrics.sliceLog.first { slice in
                 slice.startNanoseconds >= departure.disconnectedNanoseconds
-                    && !(metrics.clients.first { $0.id == slice.client }?.name.hasPrefix(departure.deviceName + "/") ?? true)
+                    && !(metrics.clients.first { $0.id == slice.client }?.owner?.belongs(toVM: departure.vm, vgpu: departure.vgpu) ?? true)
             }
-            let revoked = metrics.removals.filter { $0.name.hasPrefix(departure.deviceName + "/")
+            let revoked = metrics.removals.filter { $0.owner?.belongs(toVM: departure.vm, vgpu: departure.vgpu) == true
                 && $0.revokedNanoseconds >= departure.disconnectedNanoseconds }.map(\.revokedNanoseconds).max()
             return GPUDaemonDeparture(vm: departure.vm, vgpu: departure.vgpu, secondsAgo: Date().timeIntervalSince(departure.at),
                                       releaseMilliseconds: milliseconds(departure.releaseNanoseconds),

@@ -112,7 +112,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         let slice = scheduler.configuration.timeSlice(forClients: 1) / 1000
         sliceMicroseconds = min(max(slice, 1000), 30_000)
         do throws(SchedulerError) {
-            client = try scheduler.addClient(profile.clientConfiguration(name: "\(name)/full"))
+            client = try scheduler.addClient(profile.clientConfiguration(name: "\(name)/full", owner: ClientOwner(vgpu: name)))
         } catch {
             throw .configuration("\(name): \(error)")
         }

@@ -41,7 +41,8 @@ public final class VGPUServer: @unchecked Sendable {
         /// Whether the guest's driver has the device running (DRIVER_OK, not reset since).
         public let active: Bool
         public let statistics: VGPUStatistics
-        /// The device's name, the prefix of its scheduler clients' names ("vm/vgpu0/ctx1").
+        /// For people ("vm/vgpu0", its clients' names start with it); code finds the
+        /// vGPU's scheduler clients by their `ClientOwner`.
         public var deviceName: String { "\(vm)/\(vgpu)" }
     }
 
@@ -227,7 +228,7 @@ private final class Session: @unchecked Sendable {
                 }, limit: guestMemoryLimit)
             } catch { return .failed("guest memory: \(error)") }
             let device = VirtioGPU(scheduler: scheduler, profile: profile, memory: memory, name: "\(hello.vm)/\(hello.vgpu)",
-                                   logger: logger)
+                                   owner: ClientOwner(vm: hello.vm, vgpu: hello.vgpu), logger: logger)
             lock.withLock {
                 self.hello = hello
                 self.profile = profile

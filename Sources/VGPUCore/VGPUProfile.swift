@@ -43,8 +43,8 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The scheduler client a context of this profile becomes.
-    public func clientConfiguration(name clientName: String) -> ClientConfiguration {
-        ClientConfiguration(name: clientName, weight: weight, memoryQuotaBytes: memoryBytes)
+    public func clientConfiguration(name clientName: String, owner: ClientOwner) -> ClientConfiguration {
+        ClientConfiguration(name: clientName, owner: owner, weight: weight, memoryQuotaBytes: memoryBytes)
     }
 
     public enum ParseError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -55,7 +55,8 @@ extension VirtioGPU {
         }
         let client: ClientID
         do throws(SchedulerError) {
-            client = try scheduler.addClient(profile.clientConfiguration(name: label))
+            client = try scheduler.addClient(profile.clientConfiguration(
+                name: label, owner: ClientOwner(vm: owner.vm, vgpu: owner.vgpu, context: id)))
         } catch {
             logger.warning("vGPU context refused by the scheduler: \(error)", metadata: ["device": "\(name)"])
             if case .shareUnavailable = error { throw .errorOutOfMemory }

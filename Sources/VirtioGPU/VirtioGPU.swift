@@ -52,6 +52,9 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     public let profile: VGPUProfile
     let maxQueuedKernels: Int
     public let name: String
+    /// Carried by its contexts' scheduler clients, so the daemon finds a vGPU's clients
+    /// without parsing their names.
+    public let owner: ClientOwner
     let memory: GuestMemory
     let logger: Logger
 
@@ -93,18 +96,19 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     var port = Port()
 
     public convenience init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String = "vgpu0",
-                            logger: Logger = Logger(label: "malvvm.vgpu")) {
-        self.init(scheduler: scheduler, profile: profile, memory: memory, name: name, logger: logger,
+                            owner: ClientOwner? = nil, logger: Logger = Logger(label: "malvvm.vgpu")) {
+        self.init(scheduler: scheduler, profile: profile, memory: memory, name: name, owner: owner, logger: logger,
                   maxQueuedKernels: Self.defaultMaxQueuedKernels)
     }
 
-    init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String, logger: Logger,
-         maxQueuedKernels: Int) {
+    init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String, owner: ClientOwner? = nil,
+         logger: Logger, maxQueuedKernels: Int) {
         self.maxQueuedKernels = maxQueuedKernels
         self.scheduler = scheduler
         self.profile = profile
         self.memory = memory
         self.name = name
+        self.owner = owner ?? ClientOwner(vgpu: name)
         self.logger = logger
     }
 

@@ -181,6 +181,29 @@ struct SchedulerPolicyTests {
         #expect(abs(SchedulerMetrics.jain([1, 0, 0, 0]) - 0.25) < 1e-12)
     }
 
+    /// Share tests trust the charge; this is what makes it trustworthy: measured, never zero,
+    /// and more for more work.
+    @Test("a batch is charged a measured time that follows its work")
+    func chargeFollowsTheWork() throws {
+        for backend in Backends.all {
+            let scheduler = try GPUScheduler(backend: backend)
+            defer { scheduler.shutdown() }
+            var medians: [Int: UInt64] = [:]
+            for size in [32, 96] {
+                let client = try BackloggedClient(scheduler, name: "sgemm\(size)", size: size)
+                var costs: [UInt64] = []
+                for _ in 0 ..< 5 {
+                    costs.append(try scheduler.submit(client.batch, for: client.id).wait().get().chargedNanoseconds)
+                }
+                #expect(costs.allSatisfy { $0 > 0 }, "\(backend.kind) sgemm \(size): \(costs) ns")
+                medians[size] = costs.sorted()[costs.count / 2]
+            }
+            // 27x the arithmetic must not be charged less.
+            let small = try #require(medians[32]), large = try #require(medians[96])
+            #expect(large > small, "\(backend.kind): sgemm 96 charged \(large) ns, sgemm 32 \(small) ns")
+        }
+    }
+
     @Test("two clients on Vulkan split by device timestamps", .enabled(if: Backends.hasVulkan))
     func vulkanEqualShare() throws {
         let vulkan = try #require(Backends.vulkan)

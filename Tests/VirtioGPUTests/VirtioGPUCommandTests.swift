@@ -85,6 +85,7 @@ import Testing
         defer { driver.shutdown() }
         #expect(try driver.call(GPUDriver.createContext(1)) == Response.okNoData.rawValue)
         #expect(driver.scheduler.clientIDs.count == 1)
+        #expect(driver.scheduler.metrics().clients.map(\.owner) == [ClientOwner(vgpu: "vgpu-test", context: 1)])
         #expect(try driver.call(GPUDriver.createContext(1)) == Response.errorInvalidContextID.rawValue)
         #expect(try driver.call(GPUDriver.createContext(0)) == Response.errorInvalidContextID.rawValue)
         // Venus, virgl (0) and reserved bits above the capset are refused.

@@ -7,37 +7,15 @@ struct PendingBatch {
     var enqueuedAt: UInt64
 }
 
-/// One client's turn on the device. Its batches may still be running after the scheduler
-/// has moved on (pipelining), so it is finalised into the log when the last one retires.
-final class SliceRecord {
-    let client: ClientID
-    let startedAt: UInt64
-    let target: UInt64
-    let preemptionAtStart: UInt64
-    var charged: UInt64 = 0
-    var inFlightEstimate: Double = 0
-    var pending = 0
-    var batches = 0
-    var closed = false
-
-    init(client: ClientID, startedAt: UInt64, target: UInt64, preemptionAtStart: UInt64) {
-        self.client = client
-        self.startedAt = startedAt
-        self.target = target
-        self.preemptionAtStart = preemptionAtStart
-    }
-}
-
 /// A batch handed to the backend (or about to be: `submission` is set once `submit`
 /// returns). Retired strictly in order, as the device's single queue runs them.
 final class InFlightBatch {
     let client: ClientState
-    let slice: SliceRecord
+    /// Where the policy charges it when it retires.
+    let dispatch: SliceScheduler.Dispatch
     let ticket: BatchTicket
     let enqueuedAt: UInt64
     let submittedAt: UInt64
-    /// What the scheduler expected the batch to cost when it let it go.
-    let estimate: Double
     /// Held only until the backend has it.
     var batch: CommandBatch?
     /// The batch moves bytes between host memory and its buffers (see `ClientState.canIssue`).
@@ -48,26 +26,23 @@ final class InFlightBatch {
     /// from here the retiring thread may wait for it.
     var dispatched = false
 
-    init(client: ClientState, slice: SliceRecord, ticket: BatchTicket, enqueuedAt: UInt64, submittedAt: UInt64,
-         estimate: Double) {
+    init(client: ClientState, dispatch: SliceScheduler.Dispatch, ticket: BatchTicket, enqueuedAt: UInt64,
+         submittedAt: UInt64) {
         self.client = client
-        self.slice = slice
+        self.dispatch = dispatch
         self.ticket = ticket
         self.enqueuedAt = enqueuedAt
         self.submittedAt = submittedAt
-        self.estimate = estimate
     }
 }
 
-/// Everything the scheduler knows about one client; guarded by the scheduler's monitor.
+/// What the scheduler knows about one client apart from the policy's account of it
+/// (`SliceScheduler.Account`); guarded by the scheduler's monitor.
 final class ClientState {
     let id: ClientID
     let configuration: ClientConfiguration
-    /// The policy's entitlement, a fraction of device time.
-    var entitledShare: Double = 0
     var queue = FIFO<PendingBatch>()
     var inFlight = 0
-    var inFlightEstimate: Double = 0
     /// Of `inFlight`, the batches with host transfers (at most one: see `canIssue`).
     var transferBatchesInFlight = 0
     /// The client's namespace: only these ids can appear in its batches and transfers.
@@ -76,21 +51,6 @@ final class ClientState {
     /// allocations cannot both squeeze under the quota).
     var memoryInUse = 0
     var removed = false
-
-    // Share accounting (share policies).
-    /// Device time the client may still use now, in ns; refilled at `entitledShare` of wall
-    /// time, capped so an idle client cannot bank time, and driven negative by an overrun.
-    var tokens: Double
-    /// Charged time divided by entitlement: the client furthest behind runs next.
-    var virtualTime: Double = 0
-    /// Overrun still to repay from coming slices, and the part repaid per slice.
-    var debt: Double = 0
-    var repaymentPerSlice: Double = 0
-    /// Moving average of charged time per batch; how far ahead of the measurement the
-    /// scheduler looks when deciding whether one more batch fits in a slice.
-    var batchEstimate: Double = 0
-    var readySince: UInt64?
-    var cumulativePreemption: UInt64 = 0
 
     // Window metrics.
     var charged: UInt64 = 0
@@ -102,10 +62,9 @@ final class ClientState {
     var demanded = false
     var latency = GPUScheduler.makeHistogram()
 
-    init(id: ClientID, configuration: ClientConfiguration, tokens: Double) {
+    init(id: ClientID, configuration: ClientConfiguration) {
         self.id = id
         self.configuration = configuration
-        self.tokens = tokens
     }
 
     var hasWork: Bool { !queue.isEmpty }
@@ -121,6 +80,12 @@ final class ClientState {
         return inFlight == 0 || (transferBatchesInFlight == 0 && !next.batch.hasHostTransfers)
     }
     var isActive: Bool { !queue.isEmpty || inFlight > 0 }
+
+    /// The policy sees the queue only through this, so it never holds a copy that could go stale.
+    var demand: SliceScheduler.Demand {
+        if hasWork { return canIssue ? .ready : .blocked }
+        return inFlight > 0 ? .running : .idle
+    }
 
     func resetWindow() {
         charged = 0

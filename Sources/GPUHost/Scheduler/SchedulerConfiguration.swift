@@ -104,17 +104,50 @@ public struct SchedulerConfiguration: Hashable, Sendable {
     }
 }
 
+/// The vGPU a client works for, and which of its contexts. A vGPU's standing (its share, its
+/// departure) is the sum over its clients, so callers group clients by owner; names are for
+/// people and may be anything.
+public struct ClientOwner: Hashable, Sendable, CustomStringConvertible {
+    /// The VM, where the vGPU's server knows it (the GPU daemon does; a vGPU inside the VM's
+    /// own process is the VM's anyway).
+    public var vm: String?
+    public var vgpu: String
+    /// The guest's compute context, for a para-vGPU (one client each); nil for a full vGPU,
+    /// whose single client serves all its channels.
+    public var context: UInt32?
+
+    public init(vm: String? = nil, vgpu: String, context: UInt32? = nil) {
+        self.vm = vm
+        self.vgpu = vgpu
+        self.context = context
+    }
+
+    /// Whether the client belongs to that vGPU, whichever context it serves.
+    public func belongs(toVM vm: String?, vgpu: String) -> Bool {
+        self.vm == vm && self.vgpu == vgpu
+    }
+
+    public var description: String {
+        [vm, vgpu, context.map { "ctx\($0)" }].compactMap { $0 }.joined(separator: "/")
+    }
+}
+
 /// What a client is allowed: its share weight (fixed share only) and its GPU memory quota.
 public struct ClientConfiguration: Hashable, Sendable {
+    /// For people: logs, metrics and the daemon's status.
     public var name: String
+    /// The vGPU the client serves; nil for a client that serves none (a benchmark, a
+    /// workload of the host's own).
+    public var owner: ClientOwner?
     /// Share weight under fixed share; ignored by the other policies.
     public var weight: Double
     /// Bytes of device memory the client may hold at once; an allocation beyond it is
     /// refused with `quotaExceeded`.
     public var memoryQuotaBytes: Int
 
-    public init(name: String, weight: Double = 1, memoryQuotaBytes: Int = Int.max) {
+    public init(name: String, owner: ClientOwner? = nil, weight: Double = 1, memoryQuotaBytes: Int = Int.max) {
         self.name = name
+        self.owner = owner
         self.weight = weight
         self.memoryQuotaBytes = memoryQuotaBytes
     }

@@ -19,6 +19,7 @@ public struct SliceLogEntry: Hashable, Sendable {
 public struct ClientRemoval: Hashable, Sendable {
     public var client: ClientID
     public var name: String
+    public var owner: ClientOwner?
     /// On the slice log's clock (ns since the scheduler started).
     public var revokedNanoseconds: UInt64
 }
@@ -35,6 +36,7 @@ public struct LatencySummary: Hashable, Sendable {
 public struct ClientMetrics: Hashable, Sendable {
     public var id: ClientID
     public var name: String
+    public var owner: ClientOwner?
     public var weight: Double
     /// The policy's entitlement now, as a fraction of device time (best effort: an equal
     /// part among the clients that have work).

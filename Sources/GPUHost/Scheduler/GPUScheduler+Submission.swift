@@ -1,0 +1,108 @@
+import Platform
+
+/// A batch's way through the scheduler: queued by its client, handed to the device when the
+/// policy gives the client a slice, charged when it retires.
+extension GPUScheduler {
+    /// Queues a batch for the client. Every buffer it names, in kernels and in uploads and
+    /// downloads alike, must be the client's own: the batch is validated against the client's
+    /// namespace here, in the caller's thread, so a bad batch costs its submitter an error and
+    /// nobody else anything. A batch's transfers run in the client's queue order like its
+    /// kernels (see `ClientState.canIssue`); its host memory must stay valid until the ticket
+    /// has an outcome (`UnsafeHostBytes`).
+    @discardableResult
+    public func submit(_ batch: CommandBatch, for client: ClientID,
+                       completion: (@Sendable (Result<ScheduledCompletion, SchedulerError>) -> Void)? = nil)
+        throws(SchedulerError) -> BatchTicket
+    {
+        monitor.lock()
+        defer { monitor.unlock() }
+        guard !stopping else { throw .stopped }
+        guard let state = clients[client], !state.removed else { throw .unknownClient(client) }
+        let owned = state.buffers
+        do throws(GPUError) {
+            _ = try batch.validate(capacity: { owned[$0] })
+        } catch {
+            throw .backend(error)
+        }
+        guard state.queue.count < configuration.maxQueuedBatchesPerClient else {
+            throw .queueFull(client, limit: configuration.maxQueuedBatchesPerClient)
+        }
+        let now = monotonicNanoseconds()
+        policy.workQueued(for: client, at: now) { self.demand(of: $0) }
+        let ticket = BatchTicket(client: client, callback: completion)
+        state.queue.append(PendingBatch(batch: batch, ticket: ticket, enqueuedAt: now))
+        state.demanded = true
+        workAvailable.signal()
+        return ticket
+    }
+
+    /// Call locked. The next batch to hand the device: more of the current slice while it
+    /// has room, else the first batch of a new slice for whichever client the policy picks.
+    func takeNextBatch(_ now: UInt64) -> InFlightBatch? {
+        let state: ClientState
+        if policy.mayContinueSlice(at: now, demand: { self.demand(of: $0) }),
+           let owner = policy.current.flatMap({ clients[$0.client] })
+        {
+            state = owner
+        } else {
+            policy.closeCurrentSlice(at: now, demand: { self.demand(of: $0) }, finished: { self.record($0) })
+            // The scheduler's per-decision overhead: the decision alone, not the slice's
+            // bookkeeping around it.
+            let started = monotonicNanoseconds()
+            let decision = policy.decide(at: now) { self.demand(of: $0) }
+            if decision.anyWork {
+                decisions += 1
+                decisionOverhead.record(monotonicNanoseconds() - started)
+            }
+            guard let picked = decision.client, let chosen = clients[picked] else { return nil }
+            policy.openSlice(for: picked, at: now)
+            state = chosen
+        }
+        guard let pending = state.queue.popFirst(), let dispatch = policy.dispatch() else { return nil }
+        let entry = InFlightBatch(client: state, dispatch: dispatch, ticket: pending.ticket, enqueuedAt: pending.enqueuedAt,
+                                  submittedAt: now)
+        state.inFlight += 1
+        if pending.batch.hasHostTransfers {
+            entry.carriesHostTransfers = true
+            state.transferBatchesInFlight += 1
+        }
+        let waited = now - min(pending.enqueuedAt, now)
+        queueing.record(waited)
+        state.latency.record(waited)
+        entry.batch = pending.batch
+        inFlight.append(entry)
+        return entry
+    }
+
+    /// Call locked. Charges a retired batch; returns the outcome for its ticket.
+    func retire(_ entry: InFlightBatch, _ outcome: Result<BatchCompletion, GPUError>,
+                at now: UInt64) -> Result<ScheduledCompletion, SchedulerError> {
+        let state = entry.client
+        state.inFlight -= 1
+        if entry.carriesHostTransfers { state.transferBatchesInFlight -= 1 }
+        defer { progress.broadcast() }
+        let completion: BatchCompletion
+        switch outcome {
+        case let .failure(error):
+            state.failed += 1
+            lastRetiredAt = now
+            policy.retire(entry.dispatch, charged: nil) { self.record($0) }
+            return .failure(.backend(error))
+        case let .success(value):
+            completion = value
+        }
+        // The device's own measurement when it has one; otherwise host time from when the
+        // batch could start (handed over, or the previous batch finished) to retirement.
+        let charged = completion.executionNanoseconds
+            ?? (now - min(now, max(entry.submittedAt, lastRetiredAt)))
+        lastRetiredAt = now
+        busy += charged
+        state.charged += charged
+        state.batches += 1
+        policy.retire(entry.dispatch, charged: charged) { self.record($0) }
+        return .success(ScheduledCompletion(
+            client: state.id, batch: completion, chargedNanoseconds: charged,
+            queueingNanoseconds: entry.submittedAt - min(entry.enqueuedAt, entry.submittedAt),
+            enqueuedAt: entry.enqueuedAt, submittedAt: entry.submittedAt, completedAt: now))
+    }
+}
