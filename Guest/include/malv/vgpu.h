@@ -160,6 +160,13 @@ static inline struct vgpu_ref vgpu_bytes(const struct vgpu_buf *b, uint64_t offs
 
 /* A stream buffer of `cap` bytes (DMA memory). False if out of memory. */
 bool vgpu_stream_init(struct vgpu_stream *s, uint32_t cap);
+/*
+ * A stream over the caller's `cap` bytes at `data` (the device must be able
+ * to read them when it is submitted). False if `cap` cannot hold the header.
+ * The recording functions below (lib/vgpu_stream.c) need nothing else, so a
+ * host program can build them to check the layouts (see docs/vgpu-protocol.md).
+ */
+bool vgpu_stream_init_at(struct vgpu_stream *s, void *data, uint32_t cap);
 void vgpu_stream_reset(struct vgpu_stream *s);
 /* Writes the header (magic, version, count) before sending; false if the stream is full or empty. */
 bool vgpu_stream_finish(struct vgpu_stream *s);

@@ -273,41 +273,113 @@ struct StreamBuilder {
         commands.append(w.bytes)
     }
 
-    mutating func sgemm(m: UInt32, n: UInt32, k: UInt32, alpha: Float = 1, beta: Float = 0,
+    // One encoder per opcode, written from docs/vgpu-protocol.md's table (not from the guest's
+    // C encoders): ComputeStreamAgreementTests checks that the three encoders agree.
+
+    mutating func sgemm(m: UInt32, n: UInt32, k: UInt32, transpose: UInt32 = 0, alpha: Float = 1, beta: Float = 0,
                         a: [UInt8], b: [UInt8], c: [UInt8]) {
-        var w = WireWriter()
-        for v in [m, n, k, 0] { w.u32(v) }
-        w.u32(alpha.bitPattern)
-        w.u32(beta.bitPattern)
-        w.append(a + b + c)
-        raw(ComputeStream.Opcode.sgemm.rawValue, w.bytes)
+        command(.sgemm, [m, n, k, transpose, alpha.bitPattern, beta.bitPattern], a, b, c)
     }
 
-    mutating func biasAdd(outer: UInt32, channels: UInt32, data: [UInt8], bias: [UInt8]) {
-        var w = WireWriter()
-        for v in [outer, channels, 1, 0] { w.u32(v) }
-        w.append(data + bias)
-        raw(ComputeStream.Opcode.biasAdd.rawValue, w.bytes)
+    mutating func biasAdd(outer: UInt32, channels: UInt32, inner: UInt32 = 1, data: [UInt8], bias: [UInt8]) {
+        command(.biasAdd, [outer, channels, inner, 0], data, bias)
+    }
+
+    /// `kind`: 0 ReLU, 1 GELU.
+    mutating func activation(_ kind: UInt32, count: UInt32, input: [UInt8], output: [UInt8]) {
+        command(.activation, [kind, count], input, output)
     }
 
     mutating func relu(count: UInt32, input: [UInt8], output: [UInt8]) {
-        var w = WireWriter()
-        w.u32(0)
-        w.u32(count)
-        w.append(input + output)
-        raw(ComputeStream.Opcode.activation.rawValue, w.bytes)
+        activation(0, count: count, input: input, output: output)
+    }
+
+    mutating func activationBackward(_ kind: UInt32, count: UInt32, input: [UInt8], outputGradient: [UInt8],
+                                     inputGradient: [UInt8]) {
+        command(.activationBackward, [kind, count], input, outputGradient, inputGradient)
+    }
+
+    mutating func softmax(rows: UInt32, columns: UInt32, input: [UInt8], output: [UInt8]) {
+        command(.softmax, [rows, columns], input, output)
+    }
+
+    mutating func softmaxCrossEntropy(rows: UInt32, classes: UInt32, gradientScale: Float, logits: [UInt8],
+                                      labels: [UInt8], loss: [UInt8], logitsGradient: [UInt8]) {
+        command(.softmaxCrossEntropy, [rows, classes, gradientScale.bitPattern, 0], logits, labels, loss, logitsGradient)
+    }
+
+    /// `op`: 0 sum, 1 max; `axis`: 0 per row, 1 per column.
+    mutating func reduce(op: UInt32, axis: UInt32, rows: UInt32, columns: UInt32, input: [UInt8], output: [UInt8]) {
+        command(.reduce, [op, axis, rows, columns], input, output)
+    }
+
+    mutating func axpy(count: UInt32, alpha: Float, x: [UInt8], y: [UInt8]) {
+        command(.axpy, [count, alpha.bitPattern], x, y)
     }
 
     mutating func scale(count: UInt32, alpha: Float, x: [UInt8]) {
-        var w = WireWriter()
-        w.u32(count)
-        w.u32(alpha.bitPattern)
-        w.append(x)
-        raw(ComputeStream.Opcode.scale.rawValue, w.bytes)
+        command(.scale, [count, alpha.bitPattern], x)
+    }
+
+    /// The 11 shape words of the convolutions.
+    static func words(_ shape: Conv2DShape) -> [UInt32] {
+        [shape.batch, shape.inChannels, shape.height, shape.width, shape.outChannels, shape.kernelHeight,
+         shape.kernelWidth, shape.strideY, shape.strideX, shape.padY, shape.padX].map { UInt32(truncatingIfNeeded: $0) }
+    }
+
+    /// An absent optional operand is an all-zero reference.
+    static let nullRef = [UInt8](repeating: 0, count: ComputeReference.size)
+
+    mutating func conv2dForward(shape: Conv2DShape, input: [UInt8], weight: [UInt8], bias: [UInt8]?, output: [UInt8]) {
+        command(.conv2dForward, Self.words(shape) + [bias == nil ? 0 : 1], input, weight, bias ?? Self.nullRef, output)
+    }
+
+    mutating func conv2dBackwardData(shape: Conv2DShape, outputGradient: [UInt8], weight: [UInt8],
+                                     inputGradient: [UInt8]) {
+        command(.conv2dBackwardData, Self.words(shape) + [0], outputGradient, weight, inputGradient)
+    }
+
+    mutating func conv2dBackwardFilter(shape: Conv2DShape, input: [UInt8], outputGradient: [UInt8],
+                                       weightGradient: [UInt8], biasGradient: [UInt8]?) {
+        command(.conv2dBackwardFilter, Self.words(shape) + [biasGradient == nil ? 0 : 1], input, outputGradient,
+                weightGradient, biasGradient ?? Self.nullRef)
+    }
+
+    /// `mean` and `std` hold `channels` values (1 ... 4); the slots past them are sent as 0.
+    mutating func normalizeU8(batch: UInt32, height: UInt32, width: UInt32, channels: UInt32, scale: Float,
+                              mean: [Float], std: [Float], input: [UInt8], output: [UInt8]) {
+        func slots(_ values: [Float]) -> [UInt32] {
+            (0 ..< 4).map { $0 < values.count ? values[$0].bitPattern : 0 }
+        }
+        command(.normalizeU8, [batch, height, width, channels, scale.bitPattern, 0] + slots(mean) + slots(std),
+                input, output)
+    }
+
+    mutating func crop(batch: UInt32, channels: UInt32, height: UInt32, width: UInt32, top: UInt32, left: UInt32,
+                       outHeight: UInt32, outWidth: UInt32, input: [UInt8], output: [UInt8]) {
+        command(.crop, [batch, channels, height, width, top, left, outHeight, outWidth], input, output)
+    }
+
+    mutating func flipHorizontal(batch: UInt32, channels: UInt32, height: UInt32, width: UInt32, input: [UInt8],
+                                 output: [UInt8]) {
+        command(.flipHorizontal, [batch, channels, height, width], input, output)
+    }
+
+    mutating func resizeBilinear(batch: UInt32, channels: UInt32, height: UInt32, width: UInt32, outHeight: UInt32,
+                                 outWidth: UInt32, input: [UInt8], output: [UInt8]) {
+        command(.resizeBilinear, [batch, channels, height, width, outHeight, outWidth], input, output)
     }
 
     mutating func copy(source: [UInt8], destination: [UInt8]) {
-        raw(ComputeStream.Opcode.copy.rawValue, source + destination)
+        command(.copy, [], source, destination)
+    }
+
+    /// The usual layout: u32 words, then buffer references.
+    private mutating func command(_ opcode: ComputeStream.Opcode, _ words: [UInt32], _ references: [UInt8]...) {
+        var w = WireWriter()
+        for v in words { w.u32(v) }
+        for reference in references { w.append(reference) }
+        raw(opcode.rawValue, w.bytes)
     }
 
     var bytes: [UInt8] {
