@@ -58,7 +58,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
     /// Stops the GPU scheduler this controller opened for hot-plugged vGPUs, if any (after
     /// the VM has ended).
     public func shutDownGPU() {
-        state.withLock { $0.ownsScheduler ? $0.scheduler : nil }?.shutdown()
+        state.withLock { $0.ownsScheduler ? $0.scheduler : nil }?.stop()
     }
 
     public func info() -> VMInfo {

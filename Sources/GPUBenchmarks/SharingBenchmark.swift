@@ -31,7 +31,7 @@ public enum SharingBenchmark {
                     let w = weights(count)
                     let scheduler = try GPUScheduler(backend: backend,
                                                      configuration: SchedulerConfiguration(policy: policy(policyName, weights: w)))
-                    defer { scheduler.shutdown() }
+                    defer { scheduler.stop() }
                     let clients = try w.enumerated().map { try LoadClient(scheduler, name: "vm\($0.offset)", weight: $0.element) }
                     for client in clients { client.start() }
                     Thread.sleep(forTimeInterval: 0.3)
@@ -73,7 +73,7 @@ public enum SharingBenchmark {
                 let w = weights(4)
                 let scheduler = try GPUScheduler(backend: backend,
                                                  configuration: SchedulerConfiguration(policy: policy(policyName, weights: w)))
-                defer { scheduler.shutdown() }
+                defer { scheduler.stop() }
                 var clients = try (0 ..< 3).map { try LoadClient(scheduler, name: "vm\($0)", weight: w[$0]) }
                 for client in clients { client.start() }
                 var last = [ClientID: UInt64]()

@@ -57,7 +57,7 @@ extension Malvvm.Bench {
             do { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector)) } catch {
                 throw RuntimeFailure(message: "GPU: \(error)")
             }
-            defer { scheduler.shutdown() }
+            defer { scheduler.stop() }
             // The GPU's own busy measure beside the scheduler's, where the NVIDIA driver is.
             let nvml = NVMLRun.start()
             let summary: DigitsMLP.Summary

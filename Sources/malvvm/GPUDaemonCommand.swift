@@ -70,7 +70,7 @@ struct GPUDaemonCommand: ParsableCommand {
             do { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector), configuration: configuration) } catch {
                 throw RuntimeFailure(message: "cannot open the GPU: \(error)")
             }
-            defer { scheduler.shutdown() }
+            defer { scheduler.stop() }
             do { try SocketPath.prepareDirectory((socketPath as NSString).deletingLastPathComponent) } catch {
                 throw RuntimeFailure(message: error.description)
             }

@@ -88,7 +88,7 @@ extension Malvvm {
             // are the GPU daemon's clients.
             var scheduler: GPUScheduler?
             var vgpus: [any VGPU] = []
-            defer { scheduler?.shutdown() }
+            defer { scheduler?.stop() }
             // Every vGPU stops (device threads, GPU memory, a daemon's connection) before the
             // scheduler it submits to.
             defer { vgpus.forEach { $0.stop() } }

@@ -26,7 +26,7 @@ import VirtioGPU
 
     deinit {
         daemon.stop()
-        scheduler.shutdown()
+        scheduler.stop()
     }
 
     var regions: [VGPUUser.MemoryRegion] {

@@ -215,7 +215,7 @@ struct HostTransferTests {
     func schedulerKeepsTransfersInTheClientsNamespace() throws {
         for (name, backend) in Backends.transferPaths {
             let scheduler = try GPUScheduler(backend: backend)
-            defer { scheduler.shutdown() }
+            defer { scheduler.stop() }
             let mine = try scheduler.addClient(ClientConfiguration(name: "mine"))
             let theirs = try scheduler.addClient(ClientConfiguration(name: "theirs"))
             let own = try scheduler.createBuffer(for: mine, byteCount: 64)
@@ -246,7 +246,7 @@ struct HostTransferTests {
     func schedulerOrdersTransfersWithTheClientsBatches() throws {
         for (name, backend) in Backends.transferPaths {
             let scheduler = try GPUScheduler(backend: backend, configuration: SchedulerConfiguration(maxBatchesInFlight: 4))
-            defer { scheduler.shutdown() }
+            defer { scheduler.stop() }
             let client = try scheduler.addClient(ClientConfiguration(name: "ordered"))
             let n = 4096
             let x = try scheduler.createBuffer(for: client, byteCount: n * 4)

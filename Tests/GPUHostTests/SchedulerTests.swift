@@ -12,7 +12,7 @@ struct SchedulerPolicyTests {
     func fixedShareWeights() throws {
         let scheduler = try GPUScheduler(backend: CPUBackend(),
                                          configuration: SchedulerConfiguration(policy: .fixedShare(totalWeight: 8)))
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let weights: [Double] = [1, 1, 2, 4]
         let clients = try weights.enumerated().map { try BackloggedClient(scheduler, name: "vm\($0.offset)", weight: $0.element, size: 32) }
         for client in clients { try client.start() }
@@ -38,7 +38,7 @@ struct SchedulerPolicyTests {
     func fixedShareIsNotWorkConserving() throws {
         let scheduler = try GPUScheduler(backend: CPUBackend(),
                                          configuration: SchedulerConfiguration(policy: .fixedShare(totalWeight: 4)))
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let busy = try BackloggedClient(scheduler, name: "busy", weight: 1, size: 32)
         _ = try scheduler.addClient(ClientConfiguration(name: "idle", weight: 1))
         #expect(throws: SchedulerError.shareUnavailable(requested: 3, available: 2)) {
@@ -60,7 +60,7 @@ struct SchedulerPolicyTests {
     @Test("equal share re-divides as clients come and go")
     func equalShareRedivides() throws {
         let scheduler = try GPUScheduler(backend: CPUBackend(), configuration: SchedulerConfiguration(policy: .equalShare))
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let a = try BackloggedClient(scheduler, name: "a", size: 32)
         let b = try BackloggedClient(scheduler, name: "b", size: 32)
         try a.start()
@@ -106,7 +106,7 @@ struct SchedulerPolicyTests {
     func bestEffortIsWorkConserving() throws {
         func activeShare(_ policy: SchedulingPolicy) throws -> (device: Double, split: [Double], idle: Double, heldBack: UInt64) {
             let scheduler = try GPUScheduler(backend: CPUBackend(), configuration: SchedulerConfiguration(policy: policy))
-            defer { scheduler.shutdown() }
+            defer { scheduler.stop() }
             let a = try BackloggedClient(scheduler, name: "a", size: 32)
             let b = try BackloggedClient(scheduler, name: "b", size: 32)
             let idle = try scheduler.addClient(ClientConfiguration(name: "idle"))
@@ -147,7 +147,7 @@ struct SchedulerPolicyTests {
         let scheduler = try GPUScheduler(
             backend: CPUBackend(),
             configuration: SchedulerConfiguration(policy: .bestEffort, timeSliceNanoseconds: 1_000_000, averagingFactor: 4))
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         // ~1.8 ms batches against a 1 ms slice: every slice overruns.
         let heavy = try BackloggedClient(scheduler, name: "heavy", size: 48)
         let light = try BackloggedClient(scheduler, name: "light", size: 32)
@@ -187,7 +187,7 @@ struct SchedulerPolicyTests {
     func chargeFollowsTheWork() throws {
         for backend in Backends.all {
             let scheduler = try GPUScheduler(backend: backend)
-            defer { scheduler.shutdown() }
+            defer { scheduler.stop() }
             var medians: [Int: UInt64] = [:]
             for size in [32, 96] {
                 let client = try BackloggedClient(scheduler, name: "sgemm\(size)", size: size)
@@ -208,7 +208,7 @@ struct SchedulerPolicyTests {
     func vulkanEqualShare() throws {
         let vulkan = try #require(Backends.vulkan)
         let scheduler = try GPUScheduler(backend: vulkan, configuration: SchedulerConfiguration(policy: .equalShare))
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let a = try BackloggedClient(scheduler, name: "a", size: 64)
         let b = try BackloggedClient(scheduler, name: "b", size: 64)
         let first = try scheduler.submit(a.batch, for: a.id).wait().get()
@@ -264,7 +264,7 @@ struct SchedulerIsolationTests {
     @Test("allocation beyond the quota is refused; other clients are unaffected")
     func quota() throws {
         let scheduler = try GPUScheduler(backend: CPUBackend())
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let small = try scheduler.addClient(ClientConfiguration(name: "small", memoryQuotaBytes: 1 << 20))
         let other = try scheduler.addClient(ClientConfiguration(name: "other", memoryQuotaBytes: 4 << 20))
         let first = try scheduler.createBuffer(for: small, byteCount: 512 << 10)
@@ -287,7 +287,7 @@ struct SchedulerIsolationTests {
     @Test("a client names only its own buffers")
     func namespaces() throws {
         let scheduler = try GPUScheduler(backend: CPUBackend())
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let alice = try scheduler.addClient(ClientConfiguration(name: "alice"))
         let mallory = try scheduler.addClient(ClientConfiguration(name: "mallory"))
         let secret = try scheduler.createBuffer(for: alice, byteCount: 16)
@@ -312,7 +312,7 @@ struct SchedulerIsolationTests {
     func removalCancels() throws {
         let recording = RecordingBackend(CPUBackend())
         let scheduler = try GPUScheduler(backend: recording)
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let victim = try BackloggedClient(scheduler, name: "victim", size: 48)
         let bystander = try BackloggedClient(scheduler, name: "bystander", size: 32)
         let buffers = victim.batch.kernels.flatMap { kernel -> [BufferID] in
@@ -354,11 +354,11 @@ struct SchedulerIsolationTests {
         let scheduler = try GPUScheduler(backend: CPUBackend())
         let client = try BackloggedClient(scheduler, name: "c", size: 48)
         let tickets = try (0 ..< 20).map { _ in try scheduler.submit(client.batch, for: client.id) }
-        scheduler.shutdown()
+        scheduler.stop()
         let stopped = tickets.map { $0.wait() }.filter { $0 == .failure(.stopped) }.count
         #expect(stopped > 0)
         #expect(throws: SchedulerError.stopped) { try scheduler.submit(client.batch, for: client.id) }
-        scheduler.shutdown()
+        scheduler.stop()
     }
 }
 

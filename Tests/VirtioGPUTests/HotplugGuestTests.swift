@@ -81,7 +81,7 @@ import VirtioGPU
     }
 
     @Test func aVGPUArrivesIsUsedAndLeavesTwiceWhileTheGuestRuns() throws {
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let guest = try RunningGuest(options: "hotplug_cycles=2 hotplug_timeout_ms=60000")
         for cycle in 1...2 {
             #expect(guest.console.waitFor("hotplug: waiting for a device (cycle \(cycle)"), "\(guest.console.text)")
@@ -114,7 +114,7 @@ import VirtioGPU
     /// forced, it is pulled (surprise removal), its GPU work and scheduler client go with it,
     /// and the guest carries on.
     @Test func aGuestThatKeepsTheDeviceGetsASurpriseRemovalOnlyWhenForced() throws {
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         let guest = try RunningGuest(options: "hotplug_release=ignore hotplug_timeout_ms=60000")
         #expect(guest.console.waitFor("hotplug: waiting for a device"), "\(guest.console.text)")
         let (slot, _) = try hotplugVGPU(into: guest.machine, name: "vgpu-stuck")

@@ -336,7 +336,7 @@ private let m = 4, n = 6, k = 8
 
     @Test func releasesSchedulerClientsWhenTheDeviceGoes() throws {
         let scheduler = try GPUScheduler(backend: CPUBackend())
-        defer { scheduler.shutdown() }
+        defer { scheduler.stop() }
         do {
             let driver = try GPUDriver(scheduler: scheduler)
             #expect(try driver.call(GPUDriver.createContext(1)) == Response.okNoData.rawValue)

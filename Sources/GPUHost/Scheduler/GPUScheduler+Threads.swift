@@ -3,7 +3,7 @@ import Platform
 extension GPUScheduler {
     /// Stops the scheduler thread after the batches on the device have retired; queued
     /// batches fail with `stopped`. Idempotent.
-    public func shutdown() {
+    public func stop() {
         monitor.lock()
         stopping = true
         var dropped: [PendingBatch] = []

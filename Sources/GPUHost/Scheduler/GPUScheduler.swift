@@ -26,7 +26,7 @@ import Platform
 /// from queue to device to ticket (`+Submission`), metrics (`+Metrics`) and the dispatching
 /// and retiring threads (`+Threads`).
 ///
-/// Call `shutdown()` when done: the scheduler thread keeps the scheduler alive until then.
+/// Call `stop()` when done: the scheduler thread keeps the scheduler alive until then.
 public final class GPUScheduler: @unchecked Sendable {
     public let backend: any ComputeBackend
     public let configuration: SchedulerConfiguration

@@ -63,7 +63,7 @@ final class GPUDriver {
 
     func shutdown() {
         device.stop()
-        scheduler.shutdown()
+        scheduler.stop()
     }
 
     // MARK: Raw requests
