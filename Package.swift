@@ -4,7 +4,7 @@ import PackageDescription
 // Dependencies flow one way (docs/architecture.md draws the graph):
 //   malvvm → ControlAPI → VGPUAssembly → VirtioGPU, FullVGPU, GPUDaemon → VGPUCore → GPUHost
 //   VirtioGPU, FullVGPU, GPUDaemon → Hypervisor → Platform, CKVM;  FullVGPU → GVMCS
-//   MLaaS → CMLaaS (the service C ABI), Platform; service modules → CMLaaS only
+//   malvvm, ControlAPI → MLaaS → CMLaaS (the service C ABI), Platform; service modules → CMLaaS only
 // The vGPU kinds (VirtioGPU, FullVGPU) never depend on each other; GPUDaemon serves para-vGPUs
 // (VirtioGPU) and knows nothing of the full-vGPU; only VGPUAssembly knows every kind.
 let package = Package(
@@ -164,6 +164,7 @@ let package = Package(
                 "VGPUCore",
                 "VGPUAssembly",
                 "GPUDaemon",
+                "MLaaS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -181,6 +182,7 @@ let package = Package(
                 "VGPUCore",
                 "VGPUAssembly",
                 "MLWorkloads",
+                "MLaaS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
