@@ -17,8 +17,22 @@ enum Modules {
     static let futureABI = "libmlaas-fixture-future-abi.so"
 
     /// One directory of good modules for the whole test process: each module file is mapped
-    /// once (modules stay mapped after unload) however many registries load it.
-    static let shared: String = try! directory(with: [preprocess, prefetch, notAService, futureABI])
+    /// once (modules stay mapped after unload) however many registries load it. It is the same
+    /// directory on every run, refreshed (copy, then rename into place: a new file, never one a
+    /// running process has mapped), so runs leave nothing behind.
+    static let shared: String = {
+        let directory = NSTemporaryDirectory() + "malvvm-mlaas-tests-\(geteuid())"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        chmod(directory, 0o755)
+        for file in [preprocess, prefetch, notAService, futureABI] {
+            let staging = directory + "/.\(file).\(getpid())"
+            try? FileManager.default.removeItem(atPath: staging)
+            try! FileManager.default.copyItem(atPath: products + "/" + file, toPath: staging)
+            chmod(staging, 0o755)
+            precondition(rename(staging, directory + "/" + file) == 0, "cannot refresh \(directory)/\(file)")
+        }
+        return directory
+    }()
 
     /// A new 0755 directory holding 0755 copies of `files` from the build products.
     static func directory(with files: [String]) throws -> String {
