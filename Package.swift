@@ -5,6 +5,7 @@ import PackageDescription
 //   malvvm → ControlAPI → VGPUAssembly → VirtioGPU, FullVGPU, GPUDaemon → VGPUCore → GPUHost
 //   VirtioGPU, FullVGPU, GPUDaemon → Hypervisor → Platform, CKVM;  FullVGPU → GVMCS
 //   malvvm → GPUBenchmarks → GPUHost (the `malvvm bench gpu` measurements)
+//   malvvm, ControlAPI → MLaaS → CMLaaS (the service C ABI), Platform; service modules → CMLaaS only
 // The vGPU kinds (VirtioGPU, FullVGPU) never depend on each other; GPUDaemon serves para-vGPUs
 // (VirtioGPU) and knows nothing of the full-vGPU; only VGPUAssembly knows every kind.
 let package = Package(
@@ -21,6 +22,14 @@ let package = Package(
         .library(name: "FullVGPU", targets: ["FullVGPU"]),
         .library(name: "VGPUCore", targets: ["VGPUCore"]),
         .library(name: "VGPUAssembly", targets: ["VGPUAssembly"]),
+        .library(name: "MLaaS", targets: ["MLaaS"]),
+        // MLaaS service modules (docs/mlaas.md): lib<name>.so beside the malvvm binary, loaded
+        // at run time through the C ABI in Sources/CMLaaS/include/malv_mlaas.h.
+        .library(name: "preprocess", type: .dynamic, targets: ["MLaaSPreprocess"]),
+        .library(name: "prefetch", type: .dynamic, targets: ["MLaaSPrefetch"]),
+        // Modules the MLaaS tests must refuse: no entry symbol; a future ABI version.
+        .library(name: "mlaas-fixture-not-a-service", type: .dynamic, targets: ["MLaaSFixtureNotAService"]),
+        .library(name: "mlaas-fixture-future-abi", type: .dynamic, targets: ["MLaaSFixtureFutureABI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -134,6 +143,16 @@ let package = Package(
         // `malvvm bench native` and scripts/bench-vgpu.
         .target(name: "MLWorkloads", dependencies: ["Platform", "GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
 
+        // MLaaS: service modules loaded at run time (dlopen, from an operator-owned directory only)
+        // through a versioned C ABI, and attached to the VMs that select them (docs/mlaas.md).
+        .target(name: "CMLaaS"),
+        .target(name: "MLaaS", dependencies: ["CMLaaS", "Platform", .product(name: "Logging", package: "swift-log")]),
+        // The services, each a dynamic library product; they see the host only through the ABI.
+        .target(name: "MLaaSPreprocess", dependencies: ["CMLaaS"]),
+        .target(name: "MLaaSPrefetch", dependencies: ["CMLaaS"]),
+        .target(name: "MLaaSFixtureNotAService", path: "Tests/MLaaSFixtures/NotAService"),
+        .target(name: "MLaaSFixtureFutureABI", path: "Tests/MLaaSFixtures/FutureABI"),
+
         // The REST control API every `malvvm run` serves on a Unix socket (docs/api/malvvm.yaml),
         // the VM controller behind it, and the client the CLI's ps/vgpu commands use.
         .target(
@@ -145,6 +164,7 @@ let package = Package(
                 "VGPUCore",
                 "VGPUAssembly",
                 "GPUDaemon",
+                "MLaaS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -163,6 +183,7 @@ let package = Package(
                 "VGPUAssembly",
                 "MLWorkloads",
                 "GPUBenchmarks",
+                "MLaaS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -182,6 +203,7 @@ let package = Package(
         .testTarget(name: "FullVGPUTests", dependencies: ["FullVGPU"]),
         .testTarget(name: "MLWorkloadsTests", dependencies: ["MLWorkloads"]),
         // Fixtures/: C the agreement test builds with the host's gcc (ComputeStreamAgreementTests).
+        .testTarget(name: "MLaaSTests", dependencies: ["MLaaS", "CMLaaS"]),
         .testTarget(name: "VirtioGPUTests",
                     dependencies: ["VirtioGPU", "VGPUCore", "Hypervisor", "Platform", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],
                     exclude: ["Fixtures"],

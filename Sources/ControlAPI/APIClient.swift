@@ -32,6 +32,13 @@ public struct APIClient: Sendable {
     public func daemonStatus() async throws(APIError) -> GPUDaemonStatus { try await call(.GET, "/status") }
     public func resetDaemonMetrics() async throws(APIError) { try await callNoContent(.PUT, "/metrics/reset") }
 
+    // MLaaS services, on either API.
+    public func mlaasServices() async throws(APIError) -> [MLaaSServiceInfo] { try await call(.GET, "/mlaas") }
+    public func loadService(_ request: LoadServiceRequest) async throws(APIError) -> MLaaSServiceInfo {
+        try await call(.POST, "/mlaas", body: request)
+    }
+    public func unloadService(name: String) async throws(APIError) { try await callNoContent(.DELETE, "/mlaas/\(escaped(name))") }
+
     private func escaped(_ component: String) -> String {
         component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? component
     }

@@ -142,7 +142,7 @@ public enum VMAPI {
             try await control.detachVGPU(id: try context.parameters.require("id"))
             return Response(status: .noContent)
         },
-    ]
+    ] + MLaaSAPI.routes { $0.mlaas }
 }
 
 /// A JSON response of `value`.

@@ -2,6 +2,7 @@ import Foundation
 import GPUDaemon
 import GPUHost
 import Hummingbird
+import MLaaS
 import VGPUCore
 
 /// The GPU daemon's API resources (docs/api/gpud.yaml), snake_case on the wire.
@@ -81,12 +82,15 @@ public struct GPUDaemonClient: Codable, Sendable, Equatable {
 /// What the daemon's API serves, over a running `VGPUServer`.
 public struct GPUDaemonController: Sendable {
     public let daemon: VGPUServer
+    /// The daemon's MLaaS services (docs/mlaas.md).
+    public let mlaas: MLaaSController
 
     /// Opened once: NVML's own initialisation is not cheap, and a status is asked for often.
     private let nvml: NVML?
 
-    public init(daemon: VGPUServer) {
+    public init(daemon: VGPUServer, mlaas: MLaaSController = MLaaSController(registry: ServiceRegistry(directory: .besideExecutable))) {
         self.daemon = daemon
+        self.mlaas = mlaas
         if case let .success(nvml) = NVML.open() { self.nvml = nvml } else { nvml = nil }
     }
 
@@ -144,7 +148,7 @@ public enum GPUDaemonAPI {
             control.resetMetrics()
             return Response(status: .noContent)
         },
-    ]
+    ] + MLaaSAPI.routes { $0.mlaas }
 
     /// The daemon's API socket when its vgpu-user socket is `vgpuSocket`: the same path
     /// with `.api` added, so users name one path for both.

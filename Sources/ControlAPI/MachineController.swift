@@ -3,6 +3,7 @@ import Foundation
 
 import GPUHost
 import Hypervisor
+import MLaaS
 import Synchronization
 import VGPUAssembly
 import VGPUCore
@@ -29,6 +30,9 @@ public final class MachineController: VMControl, @unchecked Sendable {
 
     public let name: String
     public let apiSocket: String
+    /// The VM's MLaaS services: loaded in this process, each attached to this VM.
+    public let services: MLaaSController
+    public var mlaas: any MLaaSControl { services }
     /// How long a detach waits for the guest to let go (Linux's pciehp takes ~5 s).
     public var detachTimeout: Duration = .seconds(15)
     private let machine: Machine
@@ -37,13 +41,17 @@ public final class MachineController: VMControl, @unchecked Sendable {
     private let state = Mutex(VGPUs())
 
     /// `scheduler` is the one the boot vGPUs share, if any; `makeScheduler` opens the GPU the
-    /// first time a vGPU is attached to a VM that booted without one.
+    /// first time a vGPU is attached to a VM that booted without one. `services` defaults to a
+    /// registry on the module directory beside the malvvm binary, attaching this VM.
     public init(name: String, apiSocket: String, machine: Machine, scheduler: GPUScheduler?,
-                makeScheduler: @escaping @Sendable () throws -> GPUScheduler) {
+                makeScheduler: @escaping @Sendable () throws -> GPUScheduler, services: MLaaSController? = nil) {
         self.name = name
         self.apiSocket = apiSocket
         self.machine = machine
         self.makeScheduler = makeScheduler
+        self.services = services ?? MLaaSController(
+            registry: ServiceRegistry(directory: .besideExecutable),
+            vm: .init(name: name, diskPaths: machine.configuration.disks.map(\.path)))
         state.withLock { $0.scheduler = scheduler }
     }
 

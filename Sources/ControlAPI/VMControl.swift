@@ -12,6 +12,8 @@ public protocol VMControl: Sendable {
     func attachVGPU(_ request: AttachVGPURequest) async throws(APIError) -> VGPUInfo
     /// Asks the guest to let go of the vGPU (attention button), waits, then removes it.
     func detachVGPU(id: String) async throws(APIError)
+    /// The VM's MLaaS services (docs/mlaas.md): the routes under /v1/mlaas.
+    var mlaas: any MLaaSControl { get }
 }
 
 /// A failed API call: its HTTP status and a one-line message for the client to print.

@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 import GPUDaemon
 import GPUHost
+import MLaaS
 import VGPUCore
 
 struct GPUDaemonCommand: ParsableCommand {
@@ -47,6 +48,10 @@ struct GPUDaemonCommand: ParsableCommand {
                 })
         var profiles: [VGPUProfile] = []
 
+        @Option(name: .long, help: ArgumentHelp("The operator's MLaaS module directory, where 'malvvm mlaas load' finds modules (default: the directory of the malvvm binary).",
+                                                valueName: "dir"))
+        var mlaasDir: ModuleDirectoryArgument?
+
         @OptionGroup var global: GlobalOptions
 
         func validate() throws {
@@ -55,6 +60,11 @@ struct GPUDaemonCommand: ParsableCommand {
 
         func run() throws {
             global.bootstrapLogging()
+            // An operator's module directory that is missing or unsafe stops the daemon at once.
+            let services = MLaaSController(registry: ServiceRegistry(directory: mlaasDir?.directory ?? .besideExecutable))
+            if mlaasDir != nil {
+                do { _ = try services.registry.directory.validate() } catch { throw RuntimeFailure(message: "mlaas: \(error)") }
+            }
             // Blocked before any thread starts, so every thread inherits the mask and sigwait
             // below is the only place they arrive.
             var signals = sigset_t()
@@ -81,10 +91,12 @@ struct GPUDaemonCommand: ParsableCommand {
                 throw RuntimeFailure(message: error.description)
             }
             defer { daemon.stop() }
+            defer { services.registry.unloadAll() }
             let apiSocket = GPUDaemonAPI.apiSocket(forVGPUSocket: socketPath)
             let server: APIServer
             do {
-                server = try APIServer(socketPath: apiSocket, control: GPUDaemonController(daemon: daemon), routes: GPUDaemonAPI.routes)
+                server = try APIServer(socketPath: apiSocket, control: GPUDaemonController(daemon: daemon, mlaas: services),
+                                       routes: GPUDaemonAPI.routes)
             } catch { throw RuntimeFailure(message: error.description) }
             defer { server.stop() }
             let slice = Double(configuration.timeSlice(forClients: 1)) / 1e6

@@ -6,7 +6,7 @@ struct Malvvm: ParsableCommand {
         commandName: "malvvm",
         abstract: "A KVM virtual machine monitor for machine-learning guests that share one GPU.",
         version: "0.1.0",
-        subcommands: [Run.self, GPUDaemonCommand.self, PS.self, VMCommand.self, VGPUCommand.self, GPUs.self, Bench.self]
+        subcommands: [Run.self, GPUDaemonCommand.self, PS.self, VMCommand.self, VGPUCommand.self, MLaaSCommand.self, GPUs.self, Bench.self]
     )
 }
 

@@ -6,6 +6,7 @@ import GPUDaemon
 import GPUHost
 import Hypervisor
 import Logging
+import MLaaS
 import VGPUAssembly
 import VGPUCore
 
@@ -59,6 +60,14 @@ extension Malvvm {
                                                 valueName: "path"))
         var apiSocket: String?
 
+        @Option(name: .long, help: ArgumentHelp("MLaaS services this VM selects, loaded from the module directory (libNAME.so) and attached to the VM (docs/mlaas.md).",
+                                                valueName: "name[,name]"))
+        var mlaas: ServiceNamesArgument?
+
+        @Option(name: .long, help: ArgumentHelp("The operator's MLaaS module directory (default: the directory of the malvvm binary).",
+                                                valueName: "dir"))
+        var mlaasDir: ModuleDirectoryArgument?
+
         @OptionGroup var global: GlobalOptions
 
         var machineConfiguration: MachineConfiguration {
@@ -104,9 +113,18 @@ extension Malvvm {
                 }
             }
             let selector = gpu.selector
+            let services = MLaaSController(registry: ServiceRegistry(directory: mlaasDir?.directory ?? .besideExecutable),
+                                           vm: .init(name: vmName, diskPaths: disk.map(\.configuration.path)))
+            // Services end (VM detached, unload, dlclose) before the VM's devices and GPU do.
+            defer { services.registry.unloadAll() }
+            do {
+                if mlaasDir != nil { _ = try services.registry.directory.validate() }
+                for name in mlaas?.names ?? [] { try services.enable(service: name) }
+            } catch { throw RuntimeFailure(message: "mlaas: \(error)") }
             let controller = MachineController(name: vmName, apiSocket: apiSocket ?? SocketPath.forVM(named: vmName),
                                                machine: machine, scheduler: scheduler,
-                                               makeScheduler: { try GPUScheduler(backend: try BackendFactory.make(selector)) })
+                                               makeScheduler: { try GPUScheduler(backend: try BackendFactory.make(selector)) },
+                                               services: services)
             vgpus.forEach(controller.adopt)
             defer { controller.shutDownGPU() }
             var server: APIServer?

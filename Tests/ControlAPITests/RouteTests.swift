@@ -33,6 +33,31 @@ final class FakeVM: VMControl {
         throw .unavailable("no GPU here")
     }
     func detachVGPU(id: String) async throws(APIError) { throw .notFound("no vGPU '\(id)' on VM 'fake'") }
+    let services = FakeServices()
+    var mlaas: any MLaaSControl { services }
+}
+
+/// MLaaS services without modules: one service, "fake", can be loaded.
+final class FakeServices: MLaaSControl {
+    let loaded = Mutex<[MLaaSServiceInfo]>([])
+
+    func services() -> [MLaaSServiceInfo] { loaded.withLock { $0 } }
+    func loadService(_ request: LoadServiceRequest) async throws(APIError) -> MLaaSServiceInfo {
+        guard request.path == "libfake.so" else { throw .badRequest("no module '\(request.path)'") }
+        return try loaded.withLock { list throws(APIError) in
+            guard list.isEmpty else { throw .conflict("a service named 'fake' is already loaded") }
+            var info = MLaaSServiceInfo(name: "fake", version: "1", kind: "os-for-ml", path: "/m/libfake.so")
+            info.vms = ["fake"]
+            list.append(info)
+            return info
+        }
+    }
+    func unloadService(name: String) async throws(APIError) {
+        try loaded.withLock { list throws(APIError) in
+            guard list.contains(where: { $0.name == name }) else { throw .notFound("no service '\(name)' is loaded") }
+            list.removeAll { $0.name == name }
+        }
+    }
 }
 
 @Suite(.serialized) final class RouteTests {
@@ -151,5 +176,26 @@ final class FakeVM: VMControl {
         #expect(missing.0 == 404 && errorLine(missing.1) == "no vGPU 'vgpu9' on VM 'fake'")
         let attach = try request("POST", "/vgpus", body: "{\"profile\": \"1g\"}")
         #expect(attach.0 == 503 && errorLine(attach.1) == "no GPU here", "\(attach)")
+    }
+
+    @Test func mlaasServicesAreListedLoadedAndUnloaded() throws {
+        #expect(try request("GET", "/mlaas") == (200, "[]"))
+        let load = try request("POST", "/mlaas", body: "{\"path\": \"libfake.so\"}")
+        #expect(load.0 == 201 && load.1.contains("\"name\":\"fake\"") && load.1.contains("\"vms\":[\"fake\"]"), "\(load)")
+        let again = try request("POST", "/mlaas", body: "{\"path\": \"libfake.so\"}")
+        #expect(again.0 == 409 && errorLine(again.1) == "a service named 'fake' is already loaded", "\(again)")
+        let list = try request("GET", "/mlaas")
+        #expect(list.0 == 200 && list.1.contains("\"kind\":\"os-for-ml\""), "\(list)")
+        #expect(try request("DELETE", "/mlaas/fake").0 == 204)
+        let gone = try request("DELETE", "/mlaas/fake")
+        #expect(gone.0 == 404 && errorLine(gone.1) == "no service 'fake' is loaded", "\(gone)")
+    }
+
+    @Test(arguments: [("{", "JSON"), ("{}", "path"), ("{\"path\": 1}", "path"), ("{\"path\": \"x\", \"attach\": true}", "attach"),
+                      ("{\"path\": \"/elsewhere/lib.so\"}", "no module")])
+    func badLoadsAre400WithAnErrorLine(body: String, mentions: String) throws {
+        let (status, text) = try request("POST", "/mlaas", body: body)
+        #expect(status == 400 && errorLine(text)?.lowercased().contains(mentions.lowercased()) == true, "\(body): \(status) \(text)")
+        #expect(vm.services.services().isEmpty)
     }
 }

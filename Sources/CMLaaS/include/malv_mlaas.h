@@ -1,0 +1,215 @@
+/*
+ * malv_mlaas.h — the C ABI between malvvm (the host: `malvvm run`, `malvvm gpud`) and an MLaaS
+ * service module (docs/mlaas.md).
+ *
+ * A service is a shared library that exports ONE symbol, MALV_MLAAS_ENTRY_SYMBOL:
+ *
+ *     const malv_mlaas_service *malv_mlaas_service_v1(void);
+ *
+ * It returns a descriptor with static storage duration (never freed, the same pointer on every
+ * call). The host loads a module with dlopen from its operator-owned module directory only,
+ * resolves the entry symbol, checks the descriptor (magic, ABI version, struct size, name,
+ * kind, entry points, reserved slots) and calls `initialize` once. Then, any number of times,
+ * `attach` (a VM selected the service), `configure` for an attached VM, and `detach`; finally
+ * `unload` (after every VM was detached) and dlclose.
+ *
+ * Versioning. MALV_MLAAS_ABI_VERSION is the one number both sides compare, exactly: a host
+ * refuses a module whose `abi_version` differs from its own (older or newer), and a module
+ * should refuse (MALV_MLAAS_E_VERSION from `initialize`) a host table whose `abi_version`
+ * differs from the one it was built with. Every struct that crosses the boundary carries
+ * `struct_size` (its sizeof on the writer's side), so a mismatch is caught even where a version
+ * number was not bumped. The reserved slots are NULL in ABI 1 (a host refuses a descriptor
+ * that sets one); the slice that gives them meaning bumps the version.
+ *
+ * Threading. The host never runs two lifecycle calls (initialize, attach, detach, unload) of
+ * one service at once, nor a lifecycle call beside a `configure`. `configure` calls for
+ * different VMs may run concurrently on different threads; calls for the same VM never do.
+ * Host callbacks may be called from any thread between `initialize` returning and `unload`
+ * returning.
+ *
+ * Memory. Strings the host passes (VM names, parameters) are valid only during the call; copy
+ * what you keep. Strings in the descriptor must have static storage. Keep the service's state
+ * in what `initialize` and `attach` return, not in globals: the host opens modules with
+ * RTLD_NODELETE (a Swift module cannot be unmapped: the Swift runtime keeps pointers into its
+ * metadata), so an unloaded module stays mapped, and loading it again reuses its globals.
+ *
+ * Errors are negative malv_mlaas_status values; 0 is success.
+ */
+#ifndef MALV_MLAAS_H
+#define MALV_MLAAS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The ABI this header describes. Bumped on any incompatible change. */
+#define MALV_MLAAS_ABI_VERSION 1u
+/** The one symbol a service module exports (its name carries the ABI's major version). */
+#define MALV_MLAAS_ENTRY_SYMBOL "malv_mlaas_service_v1"
+/** `magic` of a descriptor: "MLAS" in little-endian byte order. */
+#define MALV_MLAAS_MAGIC 0x53414c4du
+
+/** Longest service name (bytes, without the NUL): [a-z0-9][a-z0-9-]* , like a DNS label. */
+#define MALV_MLAAS_NAME_MAX 32
+/** Longest version string (bytes, without the NUL), printable ASCII. */
+#define MALV_MLAAS_VERSION_MAX 32
+/** Longest description (bytes, without the NUL). */
+#define MALV_MLAAS_DESCRIPTION_MAX 256
+/** Capacity of the error buffer the host hands to `configure` (bytes, with the NUL). */
+#define MALV_MLAAS_ERROR_MAX 256
+
+typedef int32_t malv_mlaas_status;
+#define MALV_MLAAS_OK 0
+#define MALV_MLAAS_E_INVALID (-1)     /* a malformed argument or parameter */
+#define MALV_MLAAS_E_NOT_FOUND (-2)   /* no such VM, range or item */
+#define MALV_MLAAS_E_RANGE (-3)       /* outside a granted range, or longer than a bound */
+#define MALV_MLAAS_E_NO_MEMORY (-4)
+#define MALV_MLAAS_E_IO (-5)          /* the host could not read what it was asked for */
+#define MALV_MLAAS_E_DETACHED (-6)    /* the VM is no longer attached to this service */
+#define MALV_MLAAS_E_UNSUPPORTED (-7) /* a capability this host (or slice) does not offer */
+#define MALV_MLAAS_E_VERSION (-8)     /* the other side speaks another ABI version */
+#define MALV_MLAAS_E_INTERNAL (-9)
+
+/** What a service does for whom (issue #17's two halves). */
+typedef enum malv_mlaas_kind {
+    /** The platform takes system-sensitive parts of a model's pipeline (preprocessing). */
+    MALV_MLAAS_KIND_OS_FOR_ML = 1,
+    /** A learned policy that helps the platform manage the VM (scheduling, read-ahead). */
+    MALV_MLAAS_KIND_ML_FOR_OS = 2,
+} malv_mlaas_kind;
+
+/** Levels of `malv_mlaas_host.log`. */
+typedef enum malv_mlaas_log_level {
+    MALV_MLAAS_LOG_ERROR = 0,
+    MALV_MLAAS_LOG_WARNING = 1,
+    MALV_MLAAS_LOG_INFO = 2,
+    MALV_MLAAS_LOG_DEBUG = 3,
+} malv_mlaas_log_level;
+
+/** Flags of a disk range. */
+#define MALV_MLAAS_RANGE_READ_ONLY 0x1u
+
+/**
+ * A byte range of one of the VM's own disks that the service may read through
+ * `malv_mlaas_host.read_range`. The handle is opaque: it means something only to the host that
+ * issued it, for the VM it was issued for, while that VM stays attached.
+ */
+typedef struct malv_mlaas_disk_range {
+    uint64_t handle;
+    /** The disk's position among the VM's virtio-blk disks (0 for the first --disk). */
+    uint32_t disk_index;
+    uint32_t flags;      /* MALV_MLAAS_RANGE_*; ABI 1 grants are always READ_ONLY */
+    /** Bytes in the range; reads address it from 0 to length. */
+    uint64_t length;
+} malv_mlaas_disk_range;
+
+/** A VM as `attach` sees it. Valid only during the call (copy what you keep). */
+typedef struct malv_mlaas_vm {
+    uint32_t struct_size;        /* sizeof(malv_mlaas_vm) */
+    uint32_t disk_range_count;
+    /** The host's handle for this VM; never 0; what callbacks take as `vm`. */
+    uint64_t handle;
+    /** The VM's name (NUL-terminated, at most 64 bytes). */
+    const char *name;
+    /** The ranges granted to the service for this VM (may be NULL when the count is 0). */
+    const malv_mlaas_disk_range *disk_ranges;
+} malv_mlaas_vm;
+
+/**
+ * What the host offers a service: passed to `initialize`, valid until `unload` returns. Callbacks
+ * take `host_context` as their first argument.
+ */
+typedef struct malv_mlaas_host {
+    uint32_t struct_size;   /* sizeof(malv_mlaas_host) */
+    uint32_t abi_version;   /* MALV_MLAAS_ABI_VERSION of the host */
+    void *host_context;
+
+    /** One line in the host's log (the host prefixes the service's name; at most 1 KiB kept). */
+    void (*log)(void *host_context, int32_t level, const char *message);
+
+    /**
+     * Reads `length` bytes at `offset` of a granted range of VM `vm` into `buffer`. Returns the
+     * bytes read (fewer only at the end of the backing file), or a negative malv_mlaas_status:
+     * E_NOT_FOUND (unknown range or VM), E_DETACHED (the VM was detached), E_RANGE (offset +
+     * length beyond the range, or length above `max_read_bytes`), E_IO, E_INVALID (NULL buffer).
+     * The host reads the disk's backing file read-only; the guest's own I/O is not disturbed.
+     */
+    int64_t (*read_range)(void *host_context, uint64_t vm, uint64_t range, uint64_t offset,
+                          void *buffer, uint64_t length);
+    /** The most one read_range call returns. */
+    uint64_t max_read_bytes;
+
+    /* Reserved: NULL in ABI 1; the next slice fills them without moving the fields above. */
+    /** GPUHost kernels on the VM's context buffers (NORMALIZE_U8, CROP, FLIP, RESIZE_BILINEAR, ...). */
+    const void *reserved_gpu_kernels;
+    /** Hooks into the GPU scheduler (per-client batch duration predictions, slice choice). */
+    const void *reserved_scheduler_hooks;
+    /** Hooks into virtio-blk (read-ahead on the VM's request stream). */
+    const void *reserved_block_hooks;
+    const void *reserved[4];
+} malv_mlaas_host;
+
+/** A service module's descriptor: what MALV_MLAAS_ENTRY_SYMBOL returns. */
+typedef struct malv_mlaas_service {
+    uint32_t magic;         /* MALV_MLAAS_MAGIC */
+    uint32_t abi_version;   /* MALV_MLAAS_ABI_VERSION the module was built with */
+    uint32_t struct_size;   /* sizeof(malv_mlaas_service) */
+    uint32_t kind;          /* malv_mlaas_kind */
+    /** [a-z0-9][a-z0-9-]*, at most MALV_MLAAS_NAME_MAX bytes: unique among loaded services. */
+    const char *name;
+    /** Printable ASCII, at most MALV_MLAAS_VERSION_MAX bytes, e.g. "0.1.0". */
+    const char *version;
+    /** One line for `malvvm mlaas list`, at most MALV_MLAAS_DESCRIPTION_MAX bytes (may be NULL). */
+    const char *description;
+
+    /**
+     * Called once after loading. Check `host->abi_version` and `host->struct_size`, keep `host`
+     * (valid until unload returns) and put the service's state in `*service_state`.
+     * A non-zero status fails the load: the host dlcloses the module without calling unload.
+     */
+    malv_mlaas_status (*initialize)(const malv_mlaas_host *host, void **service_state);
+
+    /**
+     * A VM selected the service. Put per-VM state in `*vm_state`. A non-zero status refuses the
+     * VM (then no detach follows).
+     */
+    malv_mlaas_status (*attach)(void *service_state, const malv_mlaas_vm *vm, void **vm_state);
+
+    /**
+     * Parameters for an attached VM (what the guest's "enable NAME with parameters" carries in
+     * the next slice): `parameters` is `length` bytes whose format the service defines. On an
+     * error, write one line (NUL-terminated, at most `error_capacity` bytes) to `error`.
+     * May be NULL: the service takes no parameters.
+     */
+    malv_mlaas_status (*configure)(void *service_state, void *vm_state, const void *parameters,
+                                   uint64_t length, char *error, uint64_t error_capacity);
+
+    /**
+     * The VM is detached (it ended, deselected the service, or the service is being unloaded):
+     * release `vm_state`. After this returns the VM's handle and ranges are invalid. Cannot fail.
+     */
+    void (*detach)(void *service_state, void *vm_state);
+
+    /** The last call: every VM was detached. Release `service_state` and stop every thread. */
+    void (*unload)(void *service_state);
+
+    /* Reserved: NULL in ABI 1 (the host refuses a module that sets them). */
+    /** The guest's "disable" request (next slice). */
+    const void *reserved_disable;
+    const void *reserved[5];
+} malv_mlaas_service;
+
+/** The entry symbol's type. */
+typedef const malv_mlaas_service *(*malv_mlaas_entry_fn)(void);
+
+/** A short English name of a status ("out of range"), never NULL. */
+const char *malv_mlaas_status_string(malv_mlaas_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MALV_MLAAS_H */

@@ -1,0 +1,155 @@
+import Dispatch
+import Foundation
+import Hummingbird
+import MLaaS
+
+/// A loaded MLaaS service as both APIs show it (docs/api/*.yaml, MLaaSService).
+public struct MLaaSServiceInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var version: String
+    /// "os-for-ml" or "ml-for-os".
+    public var kind: String
+    public var description: String?
+    /// The module file it was loaded from.
+    public var path: String
+    /// The VMs attached to it.
+    public var vms: [String]
+
+    public init(name: String, version: String, kind: String, description: String? = nil, path: String, vms: [String] = []) {
+        self.name = name
+        self.version = version
+        self.kind = kind
+        self.description = description
+        self.path = path
+        self.vms = vms
+    }
+
+    public init(_ info: ServiceInfo) {
+        name = info.name
+        version = info.version
+        kind = info.kind.rawValue
+        description = info.description
+        path = info.path
+        vms = info.vms
+    }
+}
+
+/// POST /v1/mlaas.
+public struct LoadServiceRequest: Codable, Sendable, Equatable, StrictlyDecodable {
+    /// An absolute path inside the server's module directory, or a file name in it
+    /// (`libpreprocess.so`, or the service name `preprocess`).
+    public var path: String
+
+    public init(path: String) { self.path = path }
+
+    public static let allowedKeys: Set<String> = ["path"]
+}
+
+/// What the MLaaS routes ask of a VM's process or the GPU daemon.
+public protocol MLaaSControl: Sendable {
+    func services() -> [MLaaSServiceInfo]
+    func loadService(_ request: LoadServiceRequest) async throws(APIError) -> MLaaSServiceInfo
+    func unloadService(name: String) async throws(APIError)
+}
+
+/// The MLaaS side of one process: its `ServiceRegistry`, and in a VM's process the VM that
+/// every loaded service is attached to (its disks granted whole, read-only).
+public final class MLaaSController: MLaaSControl {
+    /// The VM a `malvvm run` attaches its services to.
+    public struct AttachedVM: Sendable {
+        public var name: String
+        /// The VM's disks' backing files, in --disk order.
+        public var diskPaths: [String]
+
+        public init(name: String, diskPaths: [String]) {
+            self.name = name
+            self.diskPaths = diskPaths
+        }
+    }
+
+    public let registry: ServiceRegistry
+    public let vm: AttachedVM?
+
+    public init(registry: ServiceRegistry, vm: AttachedVM? = nil) {
+        self.registry = registry
+        self.vm = vm
+    }
+
+    /// `--mlaas NAME`: loads `lib<NAME>.so` from the module directory and attaches the VM.
+    public func enable(service name: String) throws(MLaaSError) {
+        _ = try attachVM(to: try registry.load(service: name))
+    }
+
+    public func services() -> [MLaaSServiceInfo] { registry.list().map(MLaaSServiceInfo.init) }
+
+    public func loadService(_ request: LoadServiceRequest) async throws(APIError) -> MLaaSServiceInfo {
+        // A service's initialize (and attach) may take a while: not on the server's threads.
+        let outcome: Result<ServiceInfo, MLaaSError> = await offThread { () throws(MLaaSError) -> ServiceInfo in
+            try self.attachVM(to: try self.registry.load(request.path))
+        }
+        switch outcome {
+        case let .success(info): return MLaaSServiceInfo(info)
+        case let .failure(error): throw APIError(error)
+        }
+    }
+
+    public func unloadService(name: String) async throws(APIError) {
+        let outcome: Result<Void, MLaaSError> = await offThread { () throws(MLaaSError) in try self.registry.unload(name) }
+        if case let .failure(error) = outcome { throw APIError(error) }
+    }
+
+    /// Attaches this process's VM (if any) to a service just loaded; a service that refuses the
+    /// VM is unloaded again, so a failed load leaves nothing behind.
+    private func attachVM(to loaded: ServiceInfo) throws(MLaaSError) -> ServiceInfo {
+        guard let vm else { return loaded }
+        do throws(MLaaSError) {
+            try registry.attach(service: loaded.name, vm: try VMDescription.grantingWholeDisks(name: vm.name, paths: vm.diskPaths))
+        } catch {
+            try? registry.unload(loaded.name)
+            throw error
+        }
+        return registry.list().first { $0.name == loaded.name } ?? loaded
+    }
+
+    private func offThread<T: Sendable>(_ body: @escaping @Sendable () throws(MLaaSError) -> T) async -> Result<T, MLaaSError> {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                do throws(MLaaSError) { continuation.resume(returning: .success(try body())) } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+    }
+}
+
+extension APIError {
+    /// A registry error as an HTTP status: unknown names 404, clashes 409, a module's own
+    /// failure 500, everything about the request (paths, files, descriptors) 400.
+    public init(_ error: MLaaSError) {
+        switch error {
+        case .unknownService, .notAttached: self = .notFound(error.description)
+        case .duplicateName, .alreadyAttached, .staleImage: self = .conflict(error.description)
+        case .initFailed, .attachFailed, .badGrant, .serviceUnloaded, .refused: self = .failed(error.description)
+        case .moduleDirectory, .notInModuleDirectory, .insecureModule, .noSuchModule, .cannotLoad, .notAService,
+             .wrongABIVersion, .invalidDescriptor, .nameMismatch, .invalidName:
+            self = .badRequest(error.description)
+        }
+    }
+}
+
+/// The MLaaS routes, the same in the VM's API and the daemon's (docs/api/malvvm.yaml, gpud.yaml).
+enum MLaaSAPI {
+    static func routes<Control: Sendable>(_ mlaas: @escaping @Sendable (Control) -> any MLaaSControl) -> [APIRoute<Control>] {
+        [
+            APIRoute(method: .get, path: "/mlaas") { _, _, control in try json(mlaas(control).services()) },
+            APIRoute(method: .post, path: "/mlaas") { request, _, control in
+                let load = try StrictJSON.decode(LoadServiceRequest.self, from: try await APIServer.body(of: request))
+                return try json(try await mlaas(control).loadService(load), status: .created)
+            },
+            APIRoute(method: .delete, path: "/mlaas/{name}") { _, context, control in
+                try await mlaas(control).unloadService(name: try context.parameters.require("name"))
+                return Response(status: .noContent)
+            },
+        ]
+    }
+}

@@ -1,0 +1,162 @@
+import CMLaaS
+import Glibc
+import Logging
+import Platform
+
+/// A byte range of one of a VM's disks that a service may read (read-only, through the host's
+/// `read_range`). ABI 1 grants each of a VM's disks whole; the next slice narrows a grant to
+/// the dataset range the guest names.
+public struct DiskGrant: Sendable, Equatable {
+    /// The disk's position among the VM's virtio-blk disks (0 for the first --disk).
+    public var diskIndex: Int
+    /// The disk's backing file (or block device).
+    public var path: String
+    public var offset: UInt64
+    public var length: UInt64
+
+    public init(diskIndex: Int, path: String, offset: UInt64, length: UInt64) {
+        self.diskIndex = diskIndex
+        self.path = path
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// A VM as services see it: its name and the disk ranges they may read.
+public struct VMDescription: Sendable, Equatable {
+    public var name: String
+    public var disks: [DiskGrant]
+
+    public init(name: String, disks: [DiskGrant] = []) {
+        self.name = name
+        self.disks = disks
+    }
+
+    /// A VM whose disks (backing files in --disk order) are each granted whole.
+    public static func grantingWholeDisks(name: String, paths: [String]) throws(MLaaSError) -> VMDescription {
+        var grants: [DiskGrant] = []
+        for (index, path) in paths.enumerated() {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw .badGrant("cannot open disk \(index) '\(path)' for services: \(ModuleDirectory.errnoString())") }
+            let end = lseek(fd, 0, SEEK_END)
+            close(fd)
+            guard end >= 0 else { throw .badGrant("cannot size disk \(index) '\(path)': \(ModuleDirectory.errnoString())") }
+            grants.append(DiskGrant(diskIndex: index, path: path, offset: 0, length: UInt64(end)))
+        }
+        return VMDescription(name: name, disks: grants)
+    }
+}
+
+/// A granted range with its own read-only descriptor, open while the VM is attached (a read in
+/// flight holds a reference, so a detach never closes the descriptor under it).
+final class OpenGrant: @unchecked Sendable {
+    let handle: UInt64
+    let grant: DiskGrant
+    let fd: Int32
+
+    init(handle: UInt64, grant: DiskGrant) throws(MLaaSError) {
+        let fd = open(grant.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .badGrant("cannot open disk \(grant.diskIndex) '\(grant.path)': \(ModuleDirectory.errnoString())") }
+        let end = lseek(fd, 0, SEEK_END)
+        let (last, overflow) = grant.offset.addingReportingOverflow(grant.length)
+        guard end >= 0, !overflow, last <= UInt64(end) else {
+            close(fd)
+            throw .badGrant("disk \(grant.diskIndex) grant \(grant.offset)+\(grant.length) is beyond the end of '\(grant.path)'")
+        }
+        self.handle = handle
+        self.grant = grant
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// pread within the grant; bounds were checked by the caller.
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawPointer, length: Int) -> Int64 {
+        var done = 0
+        while done < length {
+            let n = pread(fd, buffer + done, length - done, off_t(grant.offset + offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return Int64(MALV_MLAAS_E_IO)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return Int64(done)
+    }
+}
+
+/// What one loaded service may reach through its host table: the VMs attached to it and their
+/// grants. The C callbacks find it through `host_context`.
+final class HostContext: @unchecked Sendable {
+    /// The most one read_range returns (16 MiB).
+    static let maxReadBytes: UInt64 = 16 << 20
+
+    let logger: Logger
+    private let lock = Monitor()
+    private var grants: [UInt64: [UInt64: OpenGrant]] = [:]
+    private var detached: Set<UInt64> = []
+
+    init(serviceName: String) {
+        logger = Logger(label: "malvvm.mlaas.\(serviceName)")
+    }
+
+    func attach(vm: UInt64, grants open: [OpenGrant]) {
+        lock.withLock { grants[vm] = Dictionary(uniqueKeysWithValues: open.map { ($0.handle, $0) }) }
+    }
+
+    func detach(vm: UInt64) {
+        lock.withLock {
+            grants[vm] = nil
+            detached.insert(vm)
+        }
+    }
+
+    func read(vm: UInt64, range: UInt64, offset: UInt64, buffer: UnsafeMutableRawPointer?, length: UInt64) -> Int64 {
+        guard let buffer else { return Int64(MALV_MLAAS_E_INVALID) }
+        let found: OpenGrant? = lock.withLock { grants[vm]?[range] }
+        guard let grant = found else {
+            let gone = lock.withLock { detached.contains(vm) }
+            return Int64(gone ? MALV_MLAAS_E_DETACHED : MALV_MLAAS_E_NOT_FOUND)
+        }
+        guard length <= Self.maxReadBytes, offset <= grant.grant.length, length <= grant.grant.length - offset else {
+            return Int64(MALV_MLAAS_E_RANGE)
+        }
+        if length == 0 { return 0 }
+        return grant.read(at: offset, into: buffer, length: Int(length))
+    }
+
+    func log(level: Int32, message: UnsafePointer<CChar>?) {
+        guard let message else { return }
+        let length = strnlen(message, 1024)
+        let text = String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self)
+            .map { $0.isNewline ? " " : $0 }
+        let line = Logger.Message(stringLiteral: String(text))
+        switch level {
+        case Int32(MALV_MLAAS_LOG_ERROR.rawValue): logger.error(line)
+        case Int32(MALV_MLAAS_LOG_WARNING.rawValue): logger.warning(line)
+        case Int32(MALV_MLAAS_LOG_INFO.rawValue): logger.info(line)
+        default: logger.debug(line)
+        }
+    }
+
+    /// A host table for the service; valid until `free` (after the service's unload returned).
+    func makeTable() -> UnsafeMutablePointer<malv_mlaas_host> {
+        let table = UnsafeMutablePointer<malv_mlaas_host>.allocate(capacity: 1)
+        table.initialize(to: malv_mlaas_host())
+        table.pointee.struct_size = UInt32(MemoryLayout<malv_mlaas_host>.size)
+        table.pointee.abi_version = ServiceABI.version
+        table.pointee.host_context = Unmanaged.passUnretained(self).toOpaque()
+        table.pointee.log = { context, level, message in
+            guard let context else { return }
+            Unmanaged<HostContext>.fromOpaque(context).takeUnretainedValue().log(level: level, message: message)
+        }
+        table.pointee.read_range = { context, vm, range, offset, buffer, length in
+            guard let context else { return Int64(MALV_MLAAS_E_INVALID) }
+            return Unmanaged<HostContext>.fromOpaque(context).takeUnretainedValue()
+                .read(vm: vm, range: range, offset: offset, buffer: buffer, length: length)
+        }
+        table.pointee.max_read_bytes = Self.maxReadBytes
+        return table
+    }
+}

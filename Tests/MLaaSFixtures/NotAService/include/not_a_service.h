@@ -1,0 +1,2 @@
+#pragma once
+int mlaas_fixture_answer(void);
