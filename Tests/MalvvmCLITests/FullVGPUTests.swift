@@ -88,13 +88,19 @@ import Testing
         let (on, onReport) = try Self.boot("test=fullvgpubench bench_ms=20")
         let (off, offReport) = try Self.boot("test=fullvgpubench bench_ms=20", controls: ",mmio-bitmap=off")
         #expect(on.status == 0 && off.status == 0, "\(on.stdout.suffix(300)) \(off.stdout.suffix(300))")
-        func perSubmission(_ report: [String: Any]) -> Double {
+        func submissions(_ report: [String: Any]) -> Int {
             let vgpu = (report["vgpus"] as? [[String: Any]])?.first ?? [:]
-            let submissions = (vgpu["statistics"] as? [String: Any])?["submissions"] as? Int ?? 0
-            return Double(Self.counters(report)["register_exits"] as? Int ?? 0) / Double(max(submissions, 1))
+            return (vgpu["statistics"] as? [String: Any])?["submissions"] as? Int ?? 0
         }
-        #expect(perSubmission(onReport) < 0.05, "\(Self.counters(onReport))")
-        #expect(perSubmission(offReport) > 0.9, "\(Self.counters(offReport))")
+        func registerExits(_ report: [String: Any]) -> Int { Self.counters(report)["register_exits"] as? Int ?? 0 }
+        // Bitmap on: only the driver's set-up writes trap (a dozen), however many submissions
+        // fit in the run; a count, not a ratio, so a loaded host that fits fewer submissions
+        // into 20 ms cannot fail it.
+        #expect(submissions(onReport) >= 20, "\(Self.counters(onReport))")
+        #expect(registerExits(onReport) <= 16, "\(Self.counters(onReport))")
+        // Bitmap off: every RING_HEAD read of every submission exits.
+        #expect(registerExits(offReport) >= submissions(offReport) && submissions(offReport) >= 20,
+                "\(Self.counters(offReport))")
     }
 
     @Test(arguments: ["doorbell-exiting=on", "mmio-bitmap=off", "nested-paging=off", "posted-completions=off"])
