@@ -115,9 +115,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func write(_ buffer: BufferID, byteOffset: Int, from bytes: UnsafeRawBufferPointer) throws(GPUError)
     func read(_ buffer: BufferID, byteOffset: Int, into bytes: UnsafeMutableRawBufferPointer) throws(GPUError)
 
-    /// Validates and enqueues a batch; returns before it has run on asynchronous devices.
-    /// A batch's uploads have been read from host memory when this returns.
-    func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID
+    /// Checks that a validated batch still fits this backend's buffers (`ValidatedBatch.fits`)
+    /// and enqueues it; returns before it has run on asynchronous devices. A batch's uploads
+    /// have been read from host memory when this returns.
+    func submit(_ batch: ValidatedBatch) throws(GPUError) -> SubmissionID
     /// Whether the device has finished the batch; its downloads reach host memory only in
     /// `wait`.
     func isComplete(_ submission: SubmissionID) throws(GPUError) -> Bool
@@ -130,6 +131,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
 extension ComputeBackend {
     /// One queue unless the backend says otherwise.
     public var lanes: Int { 1 }
+
+    /// Validates `batch` in full against this backend's buffers and enqueues it.
+    public func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID {
+        try submit(try ValidatedBatch(batch, capacity: { capacity(of: $0) }))
+    }
 
     /// Polls `isComplete` (a backend that runs batches inside `submit`, like the CPU
     /// reference, answers at once); sleeps 20 µs between rounds until the timeout.

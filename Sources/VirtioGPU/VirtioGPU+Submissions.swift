@@ -81,13 +81,14 @@ extension VirtioGPU {
             throw error.response
         case let .success(value): (context, batch) = value
         }
-        // Shapes, bounds and aliasing: GPUHost's own validation, before anything runs.
-        let operands: [[KernelOperand]]
-        do throws(GPUError) { operands = try batch.validate(capacity: { capacities[$0] }) } catch {
+        // Shapes, bounds and aliasing: GPUHost's own validation, before anything runs, and the
+        // only full one on the batch's way (the scheduler and the backend check it still fits).
+        let validated: ValidatedBatch
+        do throws(GPUError) { validated = try ValidatedBatch(batch, capacity: { capacities[$0] }) } catch {
             logger.debug("vGPU submission refused: \(error)", metadata: ["device": "\(name)"])
             throw .errorInvalidParameter
         }
-        for operand in operands.joined() where syncs[operand.range.buffer] != nil {
+        for operand in validated.operands.joined() where syncs[operand.range.buffer] != nil {
             let bytes = UInt64(operand.byteRange.lowerBound) ..< UInt64(operand.byteRange.upperBound)
             if operand.access.reads { syncs[operand.range.buffer]!.uploads.append(bytes) }
             if operand.access.writes { syncs[operand.range.buffer]!.downloads.append(bytes) }
@@ -124,13 +125,13 @@ extension VirtioGPU {
             guard isCurrent(generation) else { return finish(nil, VGPUStatistics()) }
             guard plan.isEmpty else {
                 var cost = VGPUStatistics()
-                return finish(run(batch, plan, for: context, cost: &cost), cost)
+                return finish(run(validated, plan, for: context, cost: &cost), cost)
             }
             // No guest pages to copy in or out: queue the batch and let the completion thread
             // wait for it, so the context stays backlogged in the scheduler (its share is used)
             // while the guest's next submission is decoded.
             let ticket: BatchTicket
-            do { ticket = try scheduler.submit(batch, for: context.client) } catch {
+            do { ticket = try scheduler.submit(validated, for: context.client) } catch {
                 logger.warning("vGPU submission failed: \(error)", metadata: ["device": "\(name)", "context": "\(context.name)"])
                 return finish(.errorUnspecified, VGPUStatistics())
             }
@@ -158,7 +159,7 @@ extension VirtioGPU {
     /// `cost.uploadNanoseconds`/`downloadNanoseconds` are the backend's host copies (into
     /// staging or mapped buffers at submit, out of them at wait); the device's copies between
     /// staging and GPU memory are GPU work and lie in `gpuNanoseconds`.
-    private func run(_ batch: CommandBatch, _ plan: [GuestSync], for context: Context,
+    private func run(_ batch: ValidatedBatch, _ plan: [GuestSync], for context: Context,
                      cost: inout VGPUStatistics) -> VirtioGPUProtocol.Response {
         var batch = batch
         do throws(GuestMemoryError) {

@@ -252,7 +252,7 @@ final class RecordingBackend: ComputeBackend, @unchecked Sendable {
     func read(_ buffer: BufferID, byteOffset: Int, into bytes: UnsafeMutableRawBufferPointer) throws(GPUError) {
         try inner.read(buffer, byteOffset: byteOffset, into: bytes)
     }
-    func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID { try inner.submit(batch) }
+    func submit(_ batch: ValidatedBatch) throws(GPUError) -> SubmissionID { try inner.submit(batch) }
     func isComplete(_ submission: SubmissionID) throws(GPUError) -> Bool { try inner.isComplete(submission) }
     func wait(_ submission: SubmissionID, timeoutNanoseconds: UInt64) throws(GPUError) -> BatchCompletion {
         try inner.wait(submission, timeoutNanoseconds: timeoutNanoseconds)
@@ -306,6 +306,41 @@ struct SchedulerIsolationTests {
         // Alice's own use works.
         let own = Kernel.scale(ScaleParams(count: 4, alpha: 2, x: BufferRange(secret, count: 4)))
         _ = try scheduler.submit(CommandBatch([own]), for: alice).wait().get()
+    }
+
+    /// A batch validated elsewhere (the para-vGPU's decoder) is only checked to fit here: a
+    /// client still names only its own buffers, and the backend refuses a buffer gone since.
+    @Test("a validated batch is held to its client's buffers and the backend's")
+    func validatedBatchesStillFit() throws {
+        let backend = CPUBackend()
+        let scheduler = try GPUScheduler(backend: backend)
+        defer { scheduler.stop() }
+        let alice = try scheduler.addClient(ClientConfiguration(name: "alice"))
+        let mallory = try scheduler.addClient(ClientConfiguration(name: "mallory"))
+        let secret = try scheduler.createBuffer(for: alice, byteCount: 16)
+        let mine = try scheduler.createBuffer(for: mallory, byteCount: 16)
+        // Validated against a view that claims alice's buffer: the scheduler still refuses it.
+        let steal = try ValidatedBatch(CommandBatch([.axpy(AxpyParams(count: 4, alpha: 1, x: BufferRange(secret, count: 4),
+                                                                       y: BufferRange(mine, count: 4)))]),
+                                       capacity: { _ in 16 })
+        #expect(throws: SchedulerError.backend(.invalidKernel(index: 0, .unknownBuffer(kernel: "axpy", operand: "x", buffer: secret)))) {
+            try scheduler.submit(steal, for: mallory)
+        }
+        // Validated against a larger buffer than the client has: out of bounds here.
+        let big = try ValidatedBatch(CommandBatch([.scale(ScaleParams(count: 8, alpha: 2, x: BufferRange(mine, count: 8)))]),
+                                     capacity: { _ in 64 })
+        #expect(throws: SchedulerError.self) { try scheduler.submit(big, for: mallory) }
+        let own = try ValidatedBatch(CommandBatch([.scale(ScaleParams(count: 4, alpha: 2, x: BufferRange(mine, count: 4)))]),
+                                     capacity: { _ in 16 })
+        _ = try scheduler.submit(own, for: mallory).wait().get()
+        // The backend checks the buffers that exist when the batch reaches it.
+        let gone = try backend.createBuffer(byteCount: 16, placement: .deviceLocal)
+        let late = try ValidatedBatch(CommandBatch([.scale(ScaleParams(count: 4, alpha: 2, x: BufferRange(gone, count: 4)))]),
+                                      capacity: { backend.capacity(of: $0) })
+        try backend.destroyBuffer(gone)
+        #expect(throws: GPUError.invalidKernel(index: 0, .unknownBuffer(kernel: "scale", operand: "x", buffer: gone))) {
+            try backend.submit(late)
+        }
     }
 
     @Test("removing a client cancels its queued work and zeroes and frees its memory")

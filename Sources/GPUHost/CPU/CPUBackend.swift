@@ -64,11 +64,12 @@ public final class CPUBackend: ComputeBackend {
         }
     }
 
-    public func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID {
+    public func submit(_ validated: ValidatedBatch) throws(GPUError) -> SubmissionID {
         try state.withLock { (state: inout State) throws(GPUError) -> SubmissionID in
-            // Validate the whole batch first: a batch either runs entirely or not at all.
+            // Check the whole batch first: a batch either runs entirely or not at all.
             let buffers = state.buffers
-            _ = try batch.validate(capacity: { buffers[$0]?.byteCount })
+            try validated.fits(capacity: { buffers[$0]?.byteCount })
+            let batch = validated.batch
             // Uploads, kernels and downloads all run here, in that order: the batch is done,
             // downloads included, before `wait` is even called.
             let uploadStart = monotonicNanoseconds()

@@ -2,7 +2,7 @@ import Histogram
 
 /// A batch waiting in a client's queue.
 struct PendingBatch {
-    var batch: CommandBatch
+    var batch: ValidatedBatch
     var ticket: BatchTicket
     var enqueuedAt: UInt64
 }
@@ -17,7 +17,7 @@ final class InFlightBatch {
     let enqueuedAt: UInt64
     let submittedAt: UInt64
     /// Held only until the backend has it.
-    var batch: CommandBatch?
+    var batch: ValidatedBatch?
     /// The batch moves bytes between host memory and its buffers (see `ClientState.canIssue`).
     var carriesHostTransfers = false
     var submission: SubmissionID?

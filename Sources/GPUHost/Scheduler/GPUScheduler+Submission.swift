@@ -14,13 +14,35 @@ extension GPUScheduler {
                        completion: (@Sendable (Result<ScheduledCompletion, SchedulerError>) -> Void)? = nil)
         throws(SchedulerError) -> BatchTicket
     {
+        try enqueue(for: client, completion: completion) { owned throws(GPUError) in
+            try ValidatedBatch(batch, capacity: { owned[$0] })
+        }
+    }
+
+    /// Queues a batch validated where it entered the host (the para-vGPU's decoder): only
+    /// checked here to fit the client's own buffers (`ValidatedBatch.fits`), not validated again.
+    @discardableResult
+    public func submit(_ batch: ValidatedBatch, for client: ClientID,
+                       completion: (@Sendable (Result<ScheduledCompletion, SchedulerError>) -> Void)? = nil)
+        throws(SchedulerError) -> BatchTicket
+    {
+        try enqueue(for: client, completion: completion) { owned throws(GPUError) in
+            try batch.fits(capacity: { owned[$0] })
+            return batch
+        }
+    }
+
+    /// The batch `check` returns, after it passed against the client's buffers, queued.
+    private func enqueue(for client: ClientID,
+                         completion: (@Sendable (Result<ScheduledCompletion, SchedulerError>) -> Void)?,
+                         check: ([BufferID: Int]) throws(GPUError) -> ValidatedBatch) throws(SchedulerError) -> BatchTicket {
         monitor.lock()
         defer { monitor.unlock() }
         guard !stopping else { throw .stopped }
         guard let state = clients[client], !state.removed else { throw .unknownClient(client) }
-        let owned = state.buffers
+        let batch: ValidatedBatch
         do throws(GPUError) {
-            _ = try batch.validate(capacity: { owned[$0] })
+            batch = try check(state.buffers)
         } catch {
             throw .backend(error)
         }

@@ -57,7 +57,7 @@ extension GPUScheduler {
         while true {
             let now = monotonicNanoseconds()
             if !stopping, deviceHasRoom, let entry = takeNextBatch(now) {
-                var batch = entry.batch ?? CommandBatch()
+                var batch = entry.batch ?? .empty
                 // Each client on a queue of its own (as far as the device has them): one
                 // client's batches keep their order, different clients' run side by side.
                 batch.lane = Int(entry.client.id.rawValue) % max(1, backend.lanes)

@@ -330,10 +330,12 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
     /// One lane per queue of the compute family (up to `VulkanDevice.maxLanes`).
     public var lanes: Int { vk.queues.count }
 
-    public func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID {
+    public func submit(_ validated: ValidatedBatch) throws(GPUError) -> SubmissionID {
         try state.withLock { (state: inout State) throws(GPUError) -> SubmissionID in
             let buffers = state.buffers
-            let operandLists = try batch.validate(capacity: { buffers[$0]?.byteCount })
+            try validated.fits(capacity: { buffers[$0]?.byteCount })
+            let batch = validated.batch
+            let operandLists = validated.operands
             var dispatches: [ShaderDispatch] = []
             for (kernel, operands) in zip(batch.kernels, operandLists) {
                 dispatches += kernel.shaderDispatches(operands: operands, maxGroupsX: device.maxComputeWorkGroupCount.first ?? 65535)
