@@ -222,7 +222,7 @@ if Context.environment["MALVVM_FUZZ"] == "1" {
         ("ComputeStream", ["VGPUCore", "GPUHost"]),
         ("FullVGPU", ["FullVGPU", "Hypervisor", "GPUHost", "VGPUCore", .product(name: "Logging", package: "swift-log")]),
         ("ELFLoader", ["Hypervisor"]),
-        ("VGPUUser", ["GPUDaemon", "CFDPassing", "Hypervisor", "GPUHost", "VGPUCore"]),
+        ("VGPUUser", ["GPUDaemon", "CFDPassing", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
         ("RESTBodies", ["ControlAPI", "VGPUAssembly", "VGPUCore"]),
     ]
     for (name, dependencies) in fuzzTargets {

@@ -1,4 +1,5 @@
 import CFDPassing
+import CKVM
 import Foundation
 import FuzzSupport
 @testable import GPUDaemon
@@ -56,12 +57,12 @@ func seeds() -> [[UInt8]] {
 func descriptor(_ spec: UInt8, image: [UInt8]) -> Int32? {
     switch spec & 7 {
     case 0, 2:
-        let fd = memfd_create("fuzz-guest", UInt32(MFD_CLOEXEC | MFD_ALLOW_SEALING))
+        let fd = ckvm_memfd_create("fuzz-guest", CKVM_MFD_CLOEXEC | CKVM_MFD_ALLOW_SEALING)
         guard fd >= 0 else { return nil }
         let size = (Int(spec >> 3) + 1) << 16
         _ = ftruncate(fd, off_t(size))
         _ = image.prefix(size).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        if spec & 7 == 0 { _ = fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) }
+        if spec & 7 == 0 { _ = ckvm_memfd_seal_size(fd) }
         return fd
     case 3: return open("/dev/null", O_RDWR | O_CLOEXEC)
     case 4:
@@ -74,7 +75,7 @@ func descriptor(_ spec: UInt8, image: [UInt8]) -> Int32? {
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else { return nil }
         close(fds[1])
         return fds[0]
-    default: return eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+    default: return ckvm_eventfd(0)
     }
 }
 
