@@ -17,7 +17,7 @@ import VGPUCore
 // (offset u16); 3: a doorbell write (tail u32)].
 
 let kernelPath = NSTemporaryDirectory() + "malvvm-fuzz-kernel-\(getpid()).elf"
-FileManager.default.createFile(atPath: kernelPath, contents: Data(minimalPVHELF(elf64: true)))
+_ = FileManager.default.createFile(atPath: kernelPath, contents: Data(minimalPVHELF(elf64: true)))
 let machine = try! Machine(configuration: MachineConfiguration(kernelPath: kernelPath, memorySize: 32 << 20),
                            console: ConsoleWriter(sink: { _ in }))
 unlink(kernelPath)
@@ -38,13 +38,13 @@ func write32(_ offset: UInt16, _ value: UInt32) -> [UInt8] {
 
 func seeds() -> [[UInt8]] {
     var image = ByteImage()
-    image.put(UInt64(0), at: 0x1_0000)           // completion page, tail shadow
-    image.put(UInt32(1), at: 0x1_1000)
+    image.put(UInt64(0), at: 0x1000)             // completion page, tail shadow
+    image.put(UInt32(1), at: 0x2000)
     var prefix = ByteImage()
     prefix.append(UInt16(image.bytes.count)); prefix.append(image.bytes)
     let base = UInt32(imageBase)
-    let setup = write32(0x110, base) + write32(0x114, 0) + write32(0x118, 16) + write32(0x120, base + 0x2_0000)
-        + write32(0x124, 0) + write32(0x128, base + 0x1_0000) + write32(0x12c, 0) + write32(0x130, base + 0x1_1000)
+    let setup = write32(0x110, base) + write32(0x114, 0) + write32(0x118, 16) + write32(0x120, base + 0x3000)
+        + write32(0x124, 0) + write32(0x128, base + 0x1000) + write32(0x12c, 0) + write32(0x130, base + 0x2000)
         + write32(0x134, 0) + write32(0x140, 1)
     var doorbell = ByteImage(); doorbell.append(UInt8(3)); doorbell.append(UInt32(1))
     var reads = ByteImage()
