@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost", "Platform"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
-        .testTarget(name: "FullVGPUTests", dependencies: ["FullVGPU"]),
+        .testTarget(name: "FullVGPUTests", dependencies: ["FullVGPU", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "MLWorkloadsTests", dependencies: ["MLWorkloads"]),
         .testTarget(name: "VirtioGPUTests",
                     dependencies: ["VirtioGPU", "VGPUCore", "Hypervisor", "Platform", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],

@@ -273,8 +273,15 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
     /// The fence at byte 40 of the completion page: where both completion paths leave it.
     private var completedFence: UInt64 {
         let page = registers.withLock { $0.running || $0.faulted ? $0.completionPage : 0 }
-        guard page != 0 else { return 0 }
-        return (try? memory.guest.read(UInt64.self, at: GuestAddress(page + PostedCompletionDescriptor.fenceOffset))) ?? 0
+        guard page != 0, let address = Self.fenceAddress(page) else { return 0 }
+        return (try? memory.guest.read(UInt64.self, at: address)) ?? 0
+    }
+
+    /// The fence's address in the completion page the guest wrote, which may be anything
+    /// (near 2^64 too: an overflowing sum here crashed the VMM, found by fuzzing).
+    static func fenceAddress(_ page: UInt64) -> GuestAddress? {
+        let (address, overflow) = page.addingReportingOverflow(PostedCompletionDescriptor.fenceOffset)
+        return overflow ? nil : GuestAddress(address)
     }
 
     private func writeRegister(_ offset: UInt32, _ value: UInt32) {
@@ -499,7 +506,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
     /// Posted completions off: the hypervisor does what the unit would have, at the cost of an exit.
     private func completeFence(_ fence: UInt64, vector: Int) {
         let page = registers.withLock { $0.completionPage }
-        try? memory.guest.write(fence, at: GuestAddress(page + PostedCompletionDescriptor.fenceOffset))
+        if let address = Self.fenceAddress(page) { try? memory.guest.write(fence, at: address) }
         counters.hypervisorCompletions += 1
         raise(FullVGPUInterrupt.completion, vector: vector)
     }
