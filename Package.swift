@@ -200,7 +200,7 @@ let package = Package(
         .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost", "Platform"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
-        .testTarget(name: "FullVGPUTests", dependencies: ["FullVGPU"]),
+        .testTarget(name: "FullVGPUTests", dependencies: ["FullVGPU", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "MLWorkloadsTests", dependencies: ["MLWorkloads"]),
         // Fixtures/: C the agreement test builds with the host's gcc (ComputeStreamAgreementTests).
         .testTarget(name: "MLaaSTests", dependencies: ["MLaaS", "CMLaaS"]),
@@ -210,3 +210,51 @@ let package = Package(
                     swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )
+
+// Fuzzing (scripts/fuzz; README "Hardening: fuzzing"). With MALVVM_FUZZ=1 in the environment
+// the package also declares one libFuzzer executable per guest- or client-facing parser
+// (Fuzz/<Target>/main.swift, on the driver in Fuzz/Support), and compiles every Swift module of
+// ours with AddressSanitizer, libFuzzer's coverage instrumentation (`-sanitize=fuzzer` given to
+// the frontend only, so the driver does not link libFuzzer's own main()) and -enable-testing
+// (the targets reach internal entry points, such as a device's queue processing without a
+// device thread, with @testable imports instead of widening the modules' API). Dependencies
+// (swift-nio, Hummingbird, ...) are built as usual: ASan works with uninstrumented code, and
+// their coverage is not what we fuzz. The executables link libclang_rt.fuzzer_no_main (path in
+// MALVVM_FUZZ_RUNTIME) and call LLVMFuzzerRunDriver from their own main, which SwiftPM's
+// renaming of an executable's entry point then keeps working.
+// Without MALVVM_FUZZ nothing of this exists: plain `swift build`/`swift test` never compile
+// the fuzz targets, so they cannot break them (scripts/test runs scripts/fuzz briefly, which
+// keeps them compiling). scripts/fuzz builds in its own scratch path (.build-fuzz).
+if Context.environment["MALVVM_FUZZ"] == "1" {
+    let cTargets: Set<String> = ["CKVM", "CPlatform", "CVulkan", "CDRM", "CPCI", "CGPUInventory", "CFDPassing"]
+    for target in package.targets where !cTargets.contains(target.name) && target.type == .regular {
+        target.swiftSettings = (target.swiftSettings ?? []) + [
+            .unsafeFlags(["-sanitize=address", "-Xfrontend", "-sanitize=fuzzer", "-enable-testing"]),
+            .define("FUZZING"),
+        ]
+    }
+    let runtime = Context.environment["MALVVM_FUZZ_RUNTIME"] ?? "libclang_rt.fuzzer_no_main-x86_64.a"
+    let fuzzSettings: [SwiftSetting] = [
+        .unsafeFlags(["-sanitize=address", "-Xfrontend", "-sanitize=fuzzer"]), .define("FUZZING"), .swiftLanguageMode(.v5),
+    ]
+    package.targets.append(.target(name: "FuzzSupport", path: "Fuzz/Support", swiftSettings: fuzzSettings))
+    // scripts/fuzz names each by its directory: Fuzz/ELFLoader is `elf-loader`, built as FuzzELFLoader.
+    let fuzzTargets: [(String, [Target.Dependency])] = [
+        ("Virtqueue", ["Hypervisor"]),
+        ("VirtioBlock", ["Hypervisor"]),
+        ("VirtioGPU", ["VirtioGPU", "VGPUCore", "Hypervisor", "GPUHost", .product(name: "Logging", package: "swift-log")]),
+        ("ComputeStream", ["VGPUCore", "GPUHost"]),
+        ("FullVGPU", ["FullVGPU", "Hypervisor", "GPUHost", "VGPUCore", .product(name: "Logging", package: "swift-log")]),
+        ("ELFLoader", ["Hypervisor"]),
+        ("VGPUUser", ["GPUDaemon", "CFDPassing", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
+        ("RESTBodies", ["ControlAPI", "VGPUAssembly", "VGPUCore"]),
+    ]
+    for (name, dependencies) in fuzzTargets {
+        package.targets.append(.executableTarget(
+            name: "Fuzz\(name)", dependencies: ["FuzzSupport"] + dependencies, path: "Fuzz/\(name)",
+            swiftSettings: fuzzSettings,
+            linkerSettings: [.unsafeFlags(["-sanitize=address", "-Xlinker", "--whole-archive", "-Xlinker", runtime,
+                                           "-Xlinker", "--no-whole-archive"]),
+                             .linkedLibrary("stdc++")]))
+    }
+}

@@ -173,7 +173,7 @@ extension FullVGPUDevice {
     /// Posted completions off: the hypervisor does what the unit would have, at the cost of an exit.
     private func completeFence(_ fence: UInt64, vector: Int) {
         let page = registers.withLock { $0.completionPage }
-        try? memory.guest.write(fence, at: GuestAddress(page + PostedCompletionDescriptor.fenceOffset))
+        if let address = Self.fenceAddress(page) { try? memory.guest.write(fence, at: address) }
         counters.hypervisorCompletions += 1
         raise(FullVGPUInterrupt.completion, vector: vector)
     }

@@ -123,8 +123,15 @@ extension FullVGPUDevice {
     /// The fence at byte 40 of the completion page: where both completion paths leave it.
     private var completedFence: UInt64 {
         let page = registers.withLock { $0.running || $0.faulted ? $0.completionPage : 0 }
-        guard page != 0 else { return 0 }
-        return (try? memory.guest.read(UInt64.self, at: GuestAddress(page + PostedCompletionDescriptor.fenceOffset))) ?? 0
+        guard page != 0, let address = Self.fenceAddress(page) else { return 0 }
+        return (try? memory.guest.read(UInt64.self, at: address)) ?? 0
+    }
+
+    /// The fence's address in the completion page the guest wrote, which may be anything
+    /// (near 2^64 too: an overflowing sum here crashed the VMM, found by fuzzing).
+    static func fenceAddress(_ page: UInt64) -> GuestAddress? {
+        let (address, overflow) = page.addingReportingOverflow(PostedCompletionDescriptor.fenceOffset)
+        return overflow ? nil : GuestAddress(address)
     }
 
     private func writeRegister(_ offset: UInt32, _ value: UInt32) {
