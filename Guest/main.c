@@ -16,6 +16,7 @@ static const struct guest_test tests[] = {
     { "vgpu-hostile", test_vgpu_hostile, "para-vGPU: malformed requests, streams and chains; a second context keeps working" },
     { "vgpubench", test_vgpubench, "para-vGPU submission latency and throughput per batch size" },
     { "vgpuload", test_vgpuload, "para-vGPU: keep submissions in flight for a while (sharing measurements)" },
+    { "mlaas", test_mlaas, "para-vGPU MLaaS requests: list, enable preprocess (valid, malformed), unknown, disable" },
     { "train", test_train, "para-vGPU: train an MLP on the digits disk image (scripts/make-dataset)" },
     { "hotplug", test_hotplug, "PCIe native hot-plug: a vGPU arrives, is used, is detached" },
     { "fullvgpu", test_fullvgpu, "full-vGPU: ring commands and kernel streams against the CPU" },

@@ -181,7 +181,7 @@ static void bad_ids(void)
     uint8_t cap[40];
     expect("GET_CAPSET id 1 (virgl)", virtio_gpu_get_capset(&gpu.dev, 1, 1, cap, sizeof cap),
            VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
-    expect("GET_CAPSET version 2", virtio_gpu_get_capset(&gpu.dev, VIRTIO_GPU_CAPSET_MALVVM_COMPUTE, 2, cap, sizeof cap),
+    expect("GET_CAPSET version 3", virtio_gpu_get_capset(&gpu.dev, VIRTIO_GPU_CAPSET_MALVVM_COMPUTE, 3, cap, sizeof cap),
            VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
     struct virtio_gpu_ctrl_hdr unknown = { .type = 0x0999 };
     expect("unknown control type 0x999",

@@ -2,6 +2,8 @@ import Dispatch
 import Foundation
 import Hummingbird
 import MLaaS
+import Synchronization
+import VGPUCore
 
 /// A loaded MLaaS service as both APIs show it (docs/api/*.yaml, MLaaSService).
 public struct MLaaSServiceInfo: Codable, Sendable, Equatable {
@@ -69,10 +71,16 @@ public final class MLaaSController: MLaaSControl {
 
     public let registry: ServiceRegistry
     public let vm: AttachedVM?
+    /// The services the VM's guest may use through its vGPUs (`run --mlaas`), in that order.
+    public let permitted: [String]
+    /// The services the guest enabled, each with the binding it enabled: a service unloaded
+    /// and loaded again is not enabled until the guest asks again.
+    private let enabled = Mutex<[String: ServiceBinding]>([:])
 
-    public init(registry: ServiceRegistry, vm: AttachedVM? = nil) {
+    public init(registry: ServiceRegistry, vm: AttachedVM? = nil, permitted: [String] = []) {
         self.registry = registry
         self.vm = vm
+        self.permitted = permitted
     }
 
     /// `--mlaas NAME`: loads `lib<NAME>.so` from the module directory and attaches the VM.
@@ -118,6 +126,70 @@ public final class MLaaSController: MLaaSControl {
                     continuation.resume(returning: .failure(error))
                 }
             }
+        }
+    }
+}
+
+/// The guest's MLaaS requests through its vGPUs (docs/vgpu-protocol.md, "MLaaS requests").
+extension MLaaSController: MLaaSGuestPort {
+    public func mlaasServices() -> [MLaaSGuestService] {
+        let loaded = registry.list()
+        return permitted.map { name in
+            let binding = self.binding(name)
+            let info = loaded.first { $0.name == name }
+            let kind: UInt32 = switch info?.kind {
+            case .osForML?: 1
+            case .mlForOS?: 2
+            case nil: 0
+            }
+            return MLaaSGuestService(name: name, kind: binding == nil ? 0 : kind, loaded: binding != nil,
+                                     enabled: binding.map { b in enabled.withLock { $0[name] === b } } ?? false)
+        }
+    }
+
+    public func mlaasEnable(_ name: String, parameters: [UInt8]) throws(MLaaSGuestError) {
+        let binding = try permittedBinding(name)
+        do throws(MLaaSError) { try binding.configure(bytes: parameters) } catch {
+            throw Self.guestError(error, name)
+        }
+        enabled.withLock { $0[name] = binding }
+    }
+
+    public func mlaasDisable(_ name: String) throws(MLaaSGuestError) {
+        let binding = try permittedBinding(name)
+        // ABI 1 has no disable entry point (its slot is reserved): the service keeps the VM
+        // attached and its last configuration; the guest's enable is withdrawn.
+        let was = enabled.withLock { $0.removeValue(forKey: name) }
+        guard was === binding else {
+            throw MLaaSGuestError(.notEnabled, "service '\(name)' is not enabled")
+        }
+    }
+
+    private func binding(_ name: String) -> ServiceBinding? {
+        guard let vm else { return nil }
+        return registry.binding(service: name, vm: vm.name)
+    }
+
+    /// The binding of a service this VM may use: not permitted (in `--mlaas`), no module of
+    /// that name in the directory, or not loaded now are the guest's errors.
+    private func permittedBinding(_ name: String) throws(MLaaSGuestError) -> ServiceBinding {
+        guard permitted.contains(name) else {
+            let file = registry.directory.path + "/" + ModuleDirectory.fileName(forService: name)
+            let known = registry.list().contains { $0.name == name } || FileManager.default.fileExists(atPath: file)
+            throw known ? MLaaSGuestError(.notPermitted, "service '\(name)' is not permitted for this VM")
+                        : MLaaSGuestError(.unknownService, "no service '\(name)'")
+        }
+        guard let binding = binding(name) else {
+            throw MLaaSGuestError(.notLoaded, "service '\(name)' is not loaded")
+        }
+        return binding
+    }
+
+    static func guestError(_ error: MLaaSError, _ name: String) -> MLaaSGuestError {
+        switch error {
+        case let .refused(_, reason): MLaaSGuestError(.refused, "\(name): \(reason)")
+        case .serviceUnloaded, .notAttached, .unknownService: MLaaSGuestError(.notLoaded, "service '\(name)' is not loaded")
+        default: MLaaSGuestError(.internalError, error.description)
         }
     }
 }

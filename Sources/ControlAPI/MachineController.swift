@@ -57,6 +57,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
 
     /// Records a vGPU attached before boot.
     public func adopt(_ device: any VGPU) {
+        device.bindMLaaS(services)
         state.withLock {
             $0.attached.append(AttachedVGPU(id: device.name, device: device, hotplugged: false))
             $0.nextIndex += 1
@@ -133,6 +134,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
             default: throw .unavailable("\(error)")
             }
         }
+        device.bindMLaaS(services)
         let vgpu = AttachedVGPU(id: id, device: device, hotplugged: true)
         state.withLock { $0.attached.append(vgpu) }
         return describe(vgpu)

@@ -20,8 +20,12 @@ public protocol VGPU: AnyObject, Sendable {
     /// connection closed, and the daemon does all that). Called when the VM ends or after the
     /// vGPU left the VM; calling it again does nothing.
     func stop()
+    /// Gives the guest the VM's MLaaS services through this vGPU (nil: none). A kind that
+    /// carries no MLaaS requests ignores it (the default).
+    func bindMLaaS(_ port: (any MLaaSGuestPort)?)
 }
 
 extension VGPU {
     public var mechanismCounters: (any Encodable & Sendable)? { nil }
+    public func bindMLaaS(_ port: (any MLaaSGuestPort)?) {}
 }

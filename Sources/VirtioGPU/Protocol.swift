@@ -45,6 +45,12 @@ public enum VirtioGPUProtocol {
 
         case updateCursor = 0x0300
         case moveCursor = 0x0301
+
+        /// malvvm's MLaaS requests (capset 0x4d version 2; docs/vgpu-protocol.md), in a range
+        /// far from virtio's ('M' 0x4d in the high byte).
+        case mlaasList = 0x4d00
+        case mlaasEnable = 0x4d01
+        case mlaasDisable = 0x4d02
     }
 
     /// Response codes (the same enum, 0x11xx success and 0x12xx errors).
@@ -53,6 +59,8 @@ public enum VirtioGPUProtocol {
         case okDisplayInfo = 0x1101
         case okCapsetInfo = 0x1102
         case okCapset = 0x1103
+        /// MLAAS_LIST's answer (ours, beside MLaaS's request range).
+        case okMLaaSList = 0x4d80
 
         case errorUnspecified = 0x1200
         case errorOutOfMemory = 0x1201

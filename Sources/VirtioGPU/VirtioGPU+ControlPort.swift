@@ -175,7 +175,7 @@ extension VirtioGPU {
             let id = try r.field32()
             let version = try r.field32()
             guard id == Self.computeCapsetID, version <= Self.computeCapsetVersion else { throw .errorInvalidParameter }
-            return .respond(encode(header.response(.okCapset), capset()))
+            return .respond(encode(header.response(.okCapset), capset(version: version)))
         case .contextCreate:
             // Without CONTEXT_INIT, context_init is padding and every context would be virgl.
             guard request.features & VirtioGPUProtocol.Feature.contextInit != 0 else { throw .errorInvalidParameter }
@@ -213,6 +213,8 @@ extension VirtioGPU {
             throw .errorUnspecified
         case .updateCursor, .moveCursor:
             throw .errorUnspecified  // cursor commands belong on the cursor queue
+        case .mlaasList, .mlaasEnable, .mlaasDisable:
+            return .respond(try mlaas(request, command, bytes))
         }
     }
 }

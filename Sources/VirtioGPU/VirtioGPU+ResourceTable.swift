@@ -13,10 +13,12 @@ extension VirtioGPU {
     // MARK: Capset
 
     /// Our capset (docs/vgpu-protocol.md, "Capset"): what a guest library needs to know to
-    /// build command streams this device accepts.
-    func capset() -> [UInt8] {
+    /// build command streams this device accepts. Version 1 is unchanged for old guests;
+    /// version 2 uses the reserved last word for MLaaS flags (bit 0: this vGPU carries the
+    /// VM's MLaaS requests).
+    func capset(version: UInt32 = VirtioGPU.computeCapsetVersion) -> [UInt8] {
         var w = WireWriter(capacity: Self.capsetSize)
-        w.u32(Self.computeCapsetVersion)
+        w.u32(version >= 2 ? 2 : 1)
         w.u32(UInt32(ComputeStream.version))
         var opcodes: UInt32 = 0
         for opcode in ComputeStream.Opcode.allCases { opcodes |= 1 << UInt32(opcode.rawValue) }
@@ -26,7 +28,7 @@ extension VirtioGPU {
         w.u32(UInt32(clamping: profile.maxContexts))
         w.u64(UInt64(profile.memoryBytes))
         w.u32(scheduler.backend.kind == .vulkan ? 1 : 0)
-        w.u32(0)
+        w.u32(version >= 2 && mlaasLock.withLock({ mlaasPort }) != nil ? Self.capsetMLaaSRequests : 0)
         return w.bytes
     }
 

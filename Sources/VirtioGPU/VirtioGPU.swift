@@ -29,7 +29,9 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     /// CROSS_DOMAIN, DRM; crosvm/rutabaga and gfxstream use the next few), and CTX_CREATE's
     /// context_init carries the id in 8 bits: 0x4d ('M') is far from that sequence and fits.
     public static let computeCapsetID: UInt32 = 0x4d
-    public static let computeCapsetVersion: UInt32 = 1
+    /// The newest capset version: 2 adds the MLaaS requests (`VirtioGPU+MLaaS`); a guest that
+    /// asks for version 1 gets version 1's capset, byte for byte.
+    public static let computeCapsetVersion: UInt32 = 2
     static let capsetSize = 40
     /// QEMU's bound on backing entries per resource (16384 × 4 KiB pages = 64 MiB of
     /// scattered pages; larger blobs use larger entries).
@@ -94,6 +96,9 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     /// context's completion threads return chains on that one ring.
     let portLock = Monitor()
     var port = Port()
+    /// The VM's MLaaS services, as the guest asks for them (`bindMLaaS`); nil: none.
+    let mlaasLock = Monitor()
+    var mlaasPort: (any MLaaSGuestPort)?
 
     public convenience init(scheduler: GPUScheduler, profile: VGPUProfile, memory: GuestMemory, name: String = "vgpu0",
                             owner: ClientOwner? = nil, logger: Logger = Logger(label: "malvvm.vgpu")) {

@@ -114,7 +114,8 @@ extension Malvvm {
             }
             let selector = gpu.selector
             let services = MLaaSController(registry: ServiceRegistry(directory: mlaasDir?.directory ?? .besideExecutable),
-                                           vm: .init(name: vmName, diskPaths: disk.map(\.configuration.path)))
+                                           vm: .init(name: vmName, diskPaths: disk.map(\.configuration.path)),
+                                           permitted: mlaas?.names ?? [])
             // Services end (VM detached, unload, dlclose) before the VM's devices and GPU do.
             defer { services.registry.unloadAll() }
             do {

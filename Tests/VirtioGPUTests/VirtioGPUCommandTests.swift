@@ -57,7 +57,7 @@ import Testing
         #expect(info.type == Response.okCapsetInfo.rawValue)
         var r = WireReader(infoBytes, at: 24)
         #expect(try r.u32() == VirtioGPU.computeCapsetID)
-        #expect(try r.u32() == 1)  // max version
+        #expect(try r.u32() == 2)  // max version: 2 adds the MLaaS requests
         let size = try r.u32()
         #expect(size == 40)
 
@@ -73,10 +73,12 @@ import Testing
         #expect(try c.u32() == UInt32(ComputeStream.maxStreamBytes))
         #expect(try c.u32() == 4)
         #expect(try c.u64() == 256 << 20)
+        #expect(try c.u32() == 0)  // CPU backend
+        #expect(try c.u32() == 0)  // reserved in version 1
 
         #expect(try driver.call(GPUDriver.simple(.getCapsetInfo, [1, 0])) == Response.errorInvalidParameter.rawValue)
         #expect(try driver.call(GPUDriver.simple(.getCapset, [4, 1])) == Response.errorInvalidParameter.rawValue)
-        #expect(try driver.call(GPUDriver.simple(.getCapset, [VirtioGPU.computeCapsetID, 2]))
+        #expect(try driver.call(GPUDriver.simple(.getCapset, [VirtioGPU.computeCapsetID, 3]))
             == Response.errorInvalidParameter.rawValue)
     }
 

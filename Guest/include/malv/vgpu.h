@@ -129,6 +129,35 @@ const char *vgpu_status_name(uint32_t status);
 /* "program: what: STATUS", with the device's reason when the transport broke (e.g. DEVICE_NEEDS_RESET). */
 void vgpu_print_failure(const char *program, const char *what, const struct vgpu *g, uint32_t status);
 
+/*
+ * MLaaS (capset version 2, docs/vgpu-protocol.md "MLaaS requests"): the
+ * services this VM is permitted. Each call returns a status; on a device error
+ * `err` (may be NULL) gets the reason code and the device's one-line message.
+ */
+enum vgpu_mlaas_status {
+    VGPU_MLAAS_MALFORMED = 1, VGPU_MLAAS_UNKNOWN = 2, VGPU_MLAAS_NOT_PERMITTED = 3, VGPU_MLAAS_NOT_LOADED = 4,
+    VGPU_MLAAS_REFUSED = 5, VGPU_MLAAS_NOT_ENABLED = 6, VGPU_MLAAS_UNAVAILABLE = 7, VGPU_MLAAS_INTERNAL = 8,
+};
+struct vgpu_mlaas_error {
+    uint32_t status;            /* enum vgpu_mlaas_status, 0 if the device gave none */
+    char message[VIRTIO_GPU_MLAAS_MAX_MESSAGE + 1];
+};
+struct vgpu_mlaas_service {
+    char name[VIRTIO_GPU_MLAAS_NAME_BYTES + 1];
+    uint32_t kind;              /* 1 OS-for-ML, 2 ML-for-OS, 0 not loaded */
+    bool loaded, enabled;
+};
+/* Whether the device offers capset version 2 with the MLaaS flag set (asks GET_CAPSET v2). */
+bool vgpu_mlaas_available(struct vgpu *g);
+/* Up to `cap` (<= 8) services into `out`; `*count` listed, `*total` permitted. */
+uint32_t vgpu_mlaas_list(struct vgpu *g, struct vgpu_mlaas_service *out, uint32_t cap, uint32_t *count,
+                         uint32_t *total, struct vgpu_mlaas_error *err);
+/* `params` (len <= 4096 bytes, the service's own format) go to the service's configure. */
+uint32_t vgpu_mlaas_enable(struct vgpu *g, const char *name, const void *params, uint32_t len,
+                           struct vgpu_mlaas_error *err);
+uint32_t vgpu_mlaas_disable(struct vgpu *g, const char *name, struct vgpu_mlaas_error *err);
+const char *vgpu_mlaas_status_name(uint32_t status);
+
 /* A context (GPU scheduler client) with the next free id; fences on `ring` (-1: device-wide). */
 uint32_t vgpu_ctx_create(struct vgpu *g, struct vgpu_ctx *c, const char *name, int ring);
 uint32_t vgpu_ctx_destroy(struct vgpu_ctx *c);

@@ -48,11 +48,16 @@
 #define VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D      0x0205
 #define VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D    0x0206
 #define VIRTIO_GPU_CMD_SUBMIT_3D                0x0207
+/* malvvm's MLaaS requests (capset 0x4d version 2, docs/vgpu-protocol.md) */
+#define VIRTIO_GPU_CMD_MALVVM_MLAAS_LIST        0x4d00
+#define VIRTIO_GPU_CMD_MALVVM_MLAAS_ENABLE      0x4d01
+#define VIRTIO_GPU_CMD_MALVVM_MLAAS_DISABLE     0x4d02
 
 #define VIRTIO_GPU_RESP_OK_NODATA               0x1100
 #define VIRTIO_GPU_RESP_OK_DISPLAY_INFO         0x1101
 #define VIRTIO_GPU_RESP_OK_CAPSET_INFO          0x1102
 #define VIRTIO_GPU_RESP_OK_CAPSET               0x1103
+#define VIRTIO_GPU_RESP_OK_MALVVM_MLAAS_LIST    0x4d80
 #define VIRTIO_GPU_RESP_ERR_UNSPEC              0x1200
 #define VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY       0x1201
 #define VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID  0x1202
@@ -72,6 +77,9 @@
 /* malvvm's compute capset */
 #define VIRTIO_GPU_CAPSET_MALVVM_COMPUTE 0x4d
 #define VIRTIO_GPU_CAPSET_MALVVM_VERSION 1
+/* Version 2: the MLaaS requests; `reserved` becomes mlaas_flags. */
+#define VIRTIO_GPU_CAPSET_MALVVM_VERSION_MLAAS 2
+#define VIRTIO_GPU_CAPSET_MLAAS_REQUESTS (1u << 0)
 
 /* Driver-side statuses (never device response codes). */
 #define VIRTIO_GPU_STATUS_OK            0
@@ -147,7 +155,40 @@ struct __attribute__((packed)) virtio_gpu_compute_capset {
     uint32_t max_contexts;
     uint64_t memory_bytes;
     uint32_t backend;           /* 0 CPU reference, 1 Vulkan */
+    uint32_t reserved;          /* version 2: mlaas_flags (VIRTIO_GPU_CAPSET_MLAAS_REQUESTS) */
+};
+
+/* MLaaS requests (capset version 2). Names are NUL-padded, [a-z0-9][a-z0-9-]*. */
+#define VIRTIO_GPU_MLAAS_NAME_BYTES     32
+#define VIRTIO_GPU_MLAAS_MAX_PARAMS     4096
+#define VIRTIO_GPU_MLAAS_MAX_LIST       8
+#define VIRTIO_GPU_MLAAS_MAX_MESSAGE    200
+struct __attribute__((packed)) virtio_gpu_mlaas_enable {
+    struct virtio_gpu_ctrl_hdr hdr;
+    char name[VIRTIO_GPU_MLAAS_NAME_BYTES];
+    uint32_t parameters_length;         /* <= 4096 bytes, following this structure */
     uint32_t reserved;
+};
+struct __attribute__((packed)) virtio_gpu_mlaas_disable {
+    struct virtio_gpu_ctrl_hdr hdr;
+    char name[VIRTIO_GPU_MLAAS_NAME_BYTES];
+};
+struct __attribute__((packed)) virtio_gpu_mlaas_entry {
+    char name[VIRTIO_GPU_MLAAS_NAME_BYTES];
+    uint32_t kind;                      /* 1 OS-for-ML, 2 ML-for-OS, 0 not loaded */
+    uint32_t flags;                     /* bit 0 loaded, bit 1 enabled */
+};
+struct __attribute__((packed)) virtio_gpu_resp_mlaas_list {
+    struct virtio_gpu_ctrl_hdr hdr;
+    uint32_t count, total;
+    struct virtio_gpu_mlaas_entry entries[VIRTIO_GPU_MLAAS_MAX_LIST];
+};
+/* An error response to an MLaaS request (as much as the response room holds). */
+struct __attribute__((packed)) virtio_gpu_resp_mlaas_error {
+    struct virtio_gpu_ctrl_hdr hdr;     /* type: VIRTIO_GPU_RESP_ERR_* */
+    uint32_t mlaas_status;              /* VGPU_MLAAS_* reason */
+    uint32_t message_length;
+    char message[VIRTIO_GPU_MLAAS_MAX_MESSAGE];
 };
 
 #define VIRTIO_GPU_SLOTS        64
