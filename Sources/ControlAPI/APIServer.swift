@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import Platform
 import ServiceLifecycle
+import Synchronization
 
 /// Serves a REST API (HTTP/1.1, JSON) on a Unix socket, in the manner of Firecracker's and
 /// Cloud Hypervisor's API sockets: the VM control API (docs/api/malvvm.yaml, `VMAPI.routes`) or
@@ -172,12 +173,12 @@ struct JSONErrorMiddleware: RouterMiddleware {
     }
 }
 
-final class LockedBox<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value
-    init(_ value: Value) { stored = value }
+/// A value shared with an escaping closure (a `Mutex` cannot be captured by one).
+final class LockedBox<Value: Sendable>: Sendable {
+    private let stored: Mutex<Value>
+    init(_ value: Value) { stored = Mutex(value) }
     var value: Value {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
+        get { stored.withLock { $0 } }
+        set { stored.withLock { $0 = newValue } }
     }
 }
