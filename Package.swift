@@ -148,8 +148,10 @@ let package = Package(
         .target(name: "CMLaaS"),
         .target(name: "MLaaS", dependencies: ["CMLaaS", "Platform", .product(name: "Logging", package: "swift-log")]),
         // The services, each a dynamic library product; they see the host only through the ABI.
-        .target(name: "MLaaSPreprocess", dependencies: ["CMLaaS"]),
-        .target(name: "MLaaSPrefetch", dependencies: ["CMLaaS"]),
+        // What every Swift service module needs on the ABI's side; linked into each module.
+        .target(name: "MLaaSServiceSupport", dependencies: ["CMLaaS"]),
+        .target(name: "MLaaSPreprocess", dependencies: ["CMLaaS", "MLaaSServiceSupport"]),
+        .target(name: "MLaaSPrefetch", dependencies: ["CMLaaS", "MLaaSServiceSupport"]),
         .target(name: "MLaaSFixtureNotAService", path: "Tests/MLaaSFixtures/NotAService"),
         .target(name: "MLaaSFixtureFutureABI", path: "Tests/MLaaSFixtures/FutureABI"),
 

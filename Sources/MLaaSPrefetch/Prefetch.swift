@@ -1,4 +1,5 @@
 import CMLaaS
+import MLaaSServiceSupport
 
 // The `prefetch` service (ml-for-os), built as libprefetch.so (docs/mlaas.md).
 //
@@ -19,13 +20,6 @@ final class PrefetchVM {
     let disks: Int
     var disk = 0, order = 1, window = 8
     init(disks: Int) { self.disks = disks }
-}
-
-func writeError(_ message: String, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: UInt64) {
-    guard let buffer, capacity > 0 else { return }
-    let bytes = Array(message.utf8.prefix(Int(min(capacity, 4096)) - 1))
-    for (index, byte) in bytes.enumerated() { buffer[index] = CChar(bitPattern: byte) }
-    buffer[bytes.count] = 0
 }
 
 /// Parses the parameters into `vm`, or returns why not.
@@ -51,19 +45,11 @@ func configure(_ vm: PrefetchVM, _ text: String) -> String? {
 }
 
 nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<malv_mlaas_service> = {
-    let d = UnsafeMutablePointer<malv_mlaas_service>.allocate(capacity: 1)
-    d.initialize(to: malv_mlaas_service())
-    d.pointee.magic = UInt32(MALV_MLAAS_MAGIC)
-    d.pointee.abi_version = UInt32(MALV_MLAAS_ABI_VERSION)
-    d.pointee.struct_size = UInt32(MemoryLayout<malv_mlaas_service>.size)
-    d.pointee.kind = UInt32(MALV_MLAAS_KIND_ML_FOR_OS.rawValue)
-    d.pointee.name = staticCString("prefetch")
-    d.pointee.version = staticCString("0.1.0")
-    d.pointee.description = staticCString("Markov-chain read-ahead for virtio-blk (this slice: a skeleton that validates its parameters)")
+    let d = makeServiceDescriptor(kind: MALV_MLAAS_KIND_ML_FOR_OS, name: "prefetch", version: "0.1.0",
+                                  description: "Markov-chain read-ahead for virtio-blk (this slice: a skeleton that validates its parameters)")
     d.pointee.initialize = { host, serviceState in
         guard let host, let serviceState else { return MALV_MLAAS_E_INVALID }
-        guard host.pointee.abi_version == UInt32(MALV_MLAAS_ABI_VERSION),
-              host.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_host>.size) else { return MALV_MLAAS_E_VERSION }
+        guard hostSpeaksThisABI(host) else { return MALV_MLAAS_E_VERSION }
         serviceState.pointee = nil  // nothing service-wide yet
         return MALV_MLAAS_OK
     }
@@ -91,10 +77,6 @@ nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<malv_mlaas_serv
     d.pointee.unload = { _ in }
     return d
 }()
-
-private func staticCString(_ literal: StaticString) -> UnsafePointer<CChar> {
-    UnsafeRawPointer(literal.utf8Start).assumingMemoryBound(to: CChar.self)
-}
 
 @_cdecl("malv_mlaas_service_v1")
 public func malvMLaaSServiceV1() -> UnsafePointer<malv_mlaas_service> {

@@ -1,4 +1,5 @@
 import CMLaaS
+import MLaaSServiceSupport
 
 // The `preprocess` service (os-for-ml), built as libpreprocess.so (docs/mlaas.md).
 //
@@ -165,29 +166,12 @@ struct Pipeline {
 }
 
 /// Writes `message` as one NUL-terminated line into the host's error buffer.
-func writeError(_ message: String, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: UInt64) {
-    guard let buffer, capacity > 0 else { return }
-    let bytes = Array(message.utf8.prefix(Int(min(capacity, 4096)) - 1))
-    bytes.withUnsafeBufferPointer { source in
-        UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress!, byteCount: source.count)
-    }
-    buffer[bytes.count] = 0
-}
-
 nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<malv_mlaas_service> = {
-    let d = UnsafeMutablePointer<malv_mlaas_service>.allocate(capacity: 1)
-    d.initialize(to: malv_mlaas_service())
-    d.pointee.magic = UInt32(MALV_MLAAS_MAGIC)
-    d.pointee.abi_version = UInt32(MALV_MLAAS_ABI_VERSION)
-    d.pointee.struct_size = UInt32(MemoryLayout<malv_mlaas_service>.size)
-    d.pointee.kind = UInt32(MALV_MLAAS_KIND_OS_FOR_ML.rawValue)
-    d.pointee.name = staticCString("preprocess")
-    d.pointee.version = staticCString("0.1.0")
-    d.pointee.description = staticCString("data preprocessing offloaded to the host (this slice: pipeline validation only; the GPU pipeline is next)")
+    let d = makeServiceDescriptor(kind: MALV_MLAAS_KIND_OS_FOR_ML, name: "preprocess", version: "0.1.0",
+                                  description: "data preprocessing offloaded to the host (this slice: pipeline validation only; the GPU pipeline is next)")
     d.pointee.initialize = { host, serviceState in
         guard let host, let serviceState else { return MALV_MLAAS_E_INVALID }
-        guard host.pointee.abi_version == UInt32(MALV_MLAAS_ABI_VERSION),
-              host.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_host>.size) else { return MALV_MLAAS_E_VERSION }
+        guard hostSpeaksThisABI(host) else { return MALV_MLAAS_E_VERSION }
         serviceState.pointee = Unmanaged.passRetained(PreprocessService(host: host)).toOpaque()
         return MALV_MLAAS_OK
     }
@@ -244,10 +228,6 @@ nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<malv_mlaas_serv
 }()
 
 /// A C string with static storage (a string literal's bytes live in the image).
-private func staticCString(_ literal: StaticString) -> UnsafePointer<CChar> {
-    UnsafeRawPointer(literal.utf8Start).assumingMemoryBound(to: CChar.self)
-}
-
 /// The entry symbol (malv_mlaas.h): the same descriptor on every call.
 @_cdecl("malv_mlaas_service_v1")
 public func malvMLaaSServiceV1() -> UnsafePointer<malv_mlaas_service> {
