@@ -72,7 +72,7 @@ import Testing
             #expect(detach.status == 0, "\(detach.stderr)")
             if cycle == 1 {
                 let again = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu0"])
-                #expect(again.status == 1 && again.stderrLines.count == 1 && again.stderr.contains("already detached"),
+                #expect(again.status == MalvvmExit.failure && again.stderrLines.count == 1 && again.stderr.contains("already detached"),
                         "\(again.stderr)")
                 #expect(vm.waitForOutput("waiting for a device (cycle 2"), "\(vm.output)")
             }
@@ -84,14 +84,14 @@ import Testing
     @Test func aBootVGPUCannotBeDetachedAndSlotsRunOut() throws {
         let vm = try BackgroundVM(vgpu: true)
         let boot = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu0"])
-        #expect(boot.status == 1 && boot.stderr.contains("attached at boot"), "\(boot.stderr)")
+        #expect(boot.status == MalvvmExit.failure && boot.stderr.contains("attached at boot"), "\(boot.stderr)")
         // Four hot-plug slots by default: the fifth attach finds none.
         for index in 1 ... 4 {
             let attach = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "1g"])
             #expect(attach.stdoutLines.first == "vgpu\(index)", "\(attach.stderr)")
         }
         let full = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "1g"])
-        #expect(full.status == 1 && full.stderrLines.count == 1 && full.stderr.contains("no free hot-plug slot"), "\(full.stderr)")
+        #expect(full.status == MalvvmExit.failure && full.stderrLines.count == 1 && full.stderr.contains("no free hot-plug slot"), "\(full.stderr)")
         #expect(try vm.shutdown() == 0)
     }
 
@@ -116,7 +116,7 @@ import Testing
         #expect(try vm.malvvm(["vm", "pause", vm.socket]).status == 0)
         #expect(try vm.http("GET", "/vm").1.contains("\"state\":\"paused\""))
         let again = try vm.malvvm(["vm", "pause", vm.socket])
-        #expect(again.status == 1 && again.stderrLines == ["malvvm: error: the VM is already paused"], "\(again.stderr)")
+        #expect(again.status == MalvvmExit.failure && again.stderrLines == ["malvvm: error: the VM is already paused"], "\(again.stderr)")
         #expect(try vm.malvvm(["vm", "resume", vm.socket]).status == 0)
         #expect(try vm.http("GET", "/vm").1.contains("\"state\":\"running\""))
         let (status, body) = try vm.http("PUT", "/vm/resume")
@@ -159,18 +159,18 @@ import Testing
 
     @Test func clientMistakesAreOneLineErrors() throws {
         let missing = try Harness.malvvm(["vgpu", "attach", "no-such-vm-\(getpid())", "--profile", "4g"])
-        #expect(missing.status == 1 && missing.stderrLines.count == 1, "\(missing.stderr)")
+        #expect(missing.status == MalvvmExit.failure && missing.stderrLines.count == 1, "\(missing.stderr)")
         #expect(missing.stderr.contains("no VM API socket"))
         let profile = try Harness.malvvm(["vgpu", "attach", "any", "--profile", "5x"])
-        #expect(profile.status == 2 && profile.stderrLines.count == 1, "\(profile.stderr)")
+        #expect(profile.status == MalvvmExit.usage && profile.stderrLines.count == 1, "\(profile.stderr)")
         let name = try Harness.malvvm(["run", "--kernel", Harness.guest, "--name", "../escape"])
-        #expect(name.status == 2 && name.stderrLines.count == 1, "\(name.stderr)")
+        #expect(name.status == MalvvmExit.usage && name.stderrLines.count == 1, "\(name.stderr)")
     }
 
     @Test func aSecondVMCannotTakeALiveSocket() throws {
         let vm = try BackgroundVM(vgpu: false)
         let second = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", vm.socket, "--cmdline", "test=hello"])
-        #expect(second.status == 1 && second.stderr.contains("already serving"), "\(second.stderr)")
+        #expect(second.status == MalvvmExit.failure && second.stderr.contains("already serving"), "\(second.stderr)")
         #expect(try vm.shutdown() == 0)
     }
 
@@ -183,9 +183,9 @@ import Testing
         chmod(runtime + "/malvvm", 0o777)
         let environment = ["/usr/bin/env", "XDG_RUNTIME_DIR=\(runtime)"]
         let squatted = try Harness.malvvm(["run", "--kernel", Harness.guest, "--name", "sq", "--cmdline", "test=hello"], wrapper: environment)
-        #expect(squatted.status == 1 && squatted.stderrLines.count == 1 && squatted.stderr.contains("mode 777"), "\(squatted.stderr)")
+        #expect(squatted.status == MalvvmExit.failure && squatted.stderrLines.count == 1 && squatted.stderr.contains("mode 777"), "\(squatted.stderr)")
         let gpud = try Harness.malvvm(["gpud", "--gpu", "cpu"], timeout: 30, wrapper: environment)
-        #expect(gpud.status == 1 && gpud.stderrLines.count == 1 && gpud.stderr.contains("mode 777"), "\(gpud.stderr)")
+        #expect(gpud.status == MalvvmExit.failure && gpud.stderrLines.count == 1 && gpud.stderr.contains("mode 777"), "\(gpud.stderr)")
 
         try FileManager.default.removeItem(atPath: runtime + "/malvvm")
         let vm = try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", "fresh", "--cmdline", "test=idle"],
