@@ -109,13 +109,7 @@ struct GPUDaemonCommand: ParsableCommand {
         func run() throws {
             let client = APIClient(socketPath: GPUDaemonAPI.apiSocket(forVGPUSocket: socket ?? GPUDaemonAPI.defaultSocket), peer: "GPU daemon")
             let status = try callAPI { () throws(APIError) in try await client.daemonStatus() }
-            if json {
-                let encoder = JSONEncoder()
-                encoder.keyEncodingStrategy = .convertToSnakeCase
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(status), as: UTF8.self))
-                return
-            }
+            if json { return try printJSON(status) }
             print(String(format: "GPU %@  policy %@  slice %.1f ms  utilisation %.1f %%  Jain %.4f  window %.1f s  pid %d",
                          status.gpu, status.policy, status.timeSliceMilliseconds, status.utilisation * 100, status.jainIndex,
                          status.windowSeconds, status.pid))

@@ -241,11 +241,8 @@ func writeMetrics(_ machine: Machine, exit: MachineExit, status: Int32, schedule
                         vgpus: vgpus.map { VGPUSummary(name: $0.name, kind: $0.kind, statistics: $0.statistics,
                                                         gvm: $0.mechanismCounters) },
                         nvml: nvml)
-    let encoder = JSONEncoder()
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
     do {
-        try (encoder.encode(report) + Data("\n".utf8)).write(to: URL(fileURLWithPath: path))
+        try (jsonEncoder().encode(report) + Data("\n".utf8)).write(to: URL(fileURLWithPath: path))
     } catch {
         throw RuntimeFailure(message: "cannot write metrics to '\(path)': \(error.localizedDescription)")
     }

@@ -111,6 +111,56 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: vm.socket), "the socket is removed when the VM ends")
     }
 
+    /// `ps --json`, `vm info` and `vgpu list --json`: one JSON document each, snake_case keys,
+    /// paths unescaped, the fields the table shows and more.
+    @Test func psVMInfoAndVGPUListPrintJSON() throws {
+        let vm = try BackgroundVM()
+        let ps = try Harness.malvvm(["ps", "--dir", vm.directory, "--json"])
+        #expect(ps.status == 0, "\(ps.stderr)")
+        let vms = try #require(try JSONSerialization.jsonObject(with: Data(ps.stdout.utf8)) as? [[String: Any]], "\(ps.stdout)")
+        #expect(vms.count == 1)
+        let entry = try #require(vms.first)
+        #expect(entry["name"] as? String == vm.name && entry["state"] as? String == "running", "\(entry)")
+        #expect(entry["api_socket"] as? String == vm.socket && entry["kernel"] as? String == Harness.guest, "\(entry)")
+        #expect(entry["memory_bytes"] as? Int == 256 << 20 && entry["vgpus"] as? Int == 1 && entry["vcpus"] as? Int == 1, "\(entry)")
+        #expect((entry["pid"] as? Int ?? 0) > 0 && entry["uptime_seconds"] as? Double != nil && entry["command_line"] as? String == "test=idle")
+        #expect(!ps.stdout.contains("\\/"), "slashes escaped: \(ps.stdout)")
+
+        // vm info is the same object, and decodes as the API's VMInfo would.
+        struct Info: Decodable {
+            let name: String, pid: Int32, state: String, memoryBytes: UInt64, vcpus: Int, kernel: String
+            let commandLine: String, apiSocket: String, uptimeSeconds: Double, vgpus: Int
+        }
+        let text = try vm.malvvm(["vm", "info", vm.socket])
+        #expect(text.status == 0 && !text.stdout.contains("\\/"), "\(text.stdout)")
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let info = try decoder.decode(Info.self, from: Data(text.stdout.utf8))
+        #expect(info.name == vm.name && info.apiSocket == vm.socket && info.kernel == Harness.guest && info.state == "running")
+        #expect(Int(info.pid) == entry["pid"] as? Int && info.memoryBytes == 256 << 20 && info.vgpus == 1)
+        let infoKeys = try #require(try JSONSerialization.jsonObject(with: Data(text.stdout.utf8)) as? [String: Any]).keys
+        #expect(Set(infoKeys) == Set(entry.keys))
+
+        let list = try vm.malvvm(["vgpu", "list", vm.socket, "--json"])
+        #expect(list.status == 0, "\(list.stderr)")
+        let vgpus = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]], "\(list.stdout)")
+        let vgpu = try #require(vgpus.first)
+        #expect(vgpus.count == 1 && vgpu["id"] as? String == "vgpu0" && vgpu["kind"] as? String == "para", "\(vgpu)")
+        #expect(vgpu["hotplugged"] as? Bool == false && (vgpu["pci_address"] as? String)?.hasSuffix(":01.0") == true, "\(vgpu)")
+        let profile = vgpu["profile"] as? [String: Any]
+        #expect(profile?["name"] as? String == "2g" && profile?["memory_bytes"] as? Int == 2 << 30 && profile?["weight"] as? Double == 2,
+                "\(String(describing: profile))")
+        let statistics = vgpu["statistics"] as? [String: Any]
+        #expect(statistics?["submissions"] as? Int == 0 && statistics?["gpu_nanoseconds"] as? Int != nil, "\(String(describing: statistics))")
+
+        // The tables carry the same values, memory in the one format the CLI uses.
+        let table = try Harness.malvvm(["ps", "--dir", vm.directory])
+        #expect(table.stdoutLines.first { $0.hasPrefix(vm.name) }?.contains("256 MiB") == true, "\(table.stdout)")
+        let vgpuTable = try vm.malvvm(["vgpu", "list", vm.socket])
+        #expect(vgpuTable.stdoutLines.first { $0.hasPrefix("vgpu0") }?.contains("2 GiB") == true, "\(vgpuTable.stdout)")
+        #expect(try vm.shutdown() == 0)
+    }
+
     @Test func pauseAndResumeChangeTheStateAndRefuseTheWrongOrder() throws {
         let vm = try BackgroundVM(vgpu: false)
         #expect(try vm.malvvm(["vm", "pause", vm.socket]).status == 0)

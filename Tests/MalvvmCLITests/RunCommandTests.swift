@@ -225,6 +225,40 @@ import Testing
         #expect(nvmlLines.allSatisfy { $0.hasPrefix(driverPresent ? "nvml: GPU " : "NVML: libnvidia-ml.so.1 not found") }, "\(nvmlLines)")
     }
 
+    /// `gpus --json`: the same GPUs and notes as the table, and NVML's readings or why none.
+    @Test func jsonListsTheSameGPUsAsTheTable() throws {
+        let table = try Harness.malvvm(["gpus"])
+        let result = try Harness.malvvm(["gpus", "--json"])
+        #expect(result.status == 0 && result.stderr.isEmpty, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+        let gpus = try #require(report["gpus"] as? [[String: Any]], "\(report)")
+        // One table row per GPU, between the header and the notes.
+        let rows = table.stdoutLines.dropFirst(2).prefix { $0.first?.isNumber == true }
+        #expect(gpus.count == rows.count, "\(gpus) vs \(table.stdout)")
+        let vulkan = gpus.flatMap { $0["vulkan"] as? [[String: Any]] ?? [] }
+        #expect(!vulkan.isEmpty, "lavapipe at least: \(gpus)")
+        for device in vulkan {
+            #expect(device["name"] as? String != nil && device["api_version"] as? String != nil && device["type"] as? String != nil, "\(device)")
+            #expect(device["vendor_id"] as? Int != nil && (device["memory_heaps"] as? [[String: Any]])?.isEmpty == false, "\(device)")
+            #expect(table.stdout.contains(device["type"] as? String ?? "?"))
+        }
+        for gpu in gpus {
+            #expect(gpu["drm"] as? [Any] != nil && gpu["vulkan"] as? [Any] != nil, "\(gpu)")
+            if let pci = gpu["pci"] as? [String: Any] {
+                #expect(pci["bound_to_vfio"] as? Bool != nil && pci["address"] as? String == gpu["pci_address"] as? String, "\(pci)")
+            }
+        }
+        // A note per source that found nothing, as the table prints it.
+        for (key, prefix) in [("pci_note", "PCI: "), ("drm_note", "DRM: "), ("vulkan_note", "Vulkan: ")] {
+            #expect(table.stdoutLines.contains(prefix + (report[key] as? String ?? "")) == (report[key] != nil), "\(key)")
+        }
+        #expect(report["drm_available"] as? Bool != nil && report["pci_devices_scanned"] as? Int != nil)
+        let nvml = try #require(report["nvml"] as? [String: Any])
+        let driverPresent = dlopen("libnvidia-ml.so.1", RTLD_NOW) != nil
+        #expect(nvml["available"] as? Bool == driverPresent && nvml["devices"] as? [Any] != nil, "\(nvml)")
+        if !driverPresent { #expect((nvml["reason"] as? String)?.contains("libnvidia-ml.so.1") == true, "\(nvml)") }
+    }
+
     /// `--metrics` carries the NVML report: the devices sampled over the run, or why none.
     @Test func metricsSayWhatNVMLSaw() throws {
         let path = NSTemporaryDirectory() + "malvvm-nvml-\(getpid())-\(UInt32.random(in: 0 ... .max)).json"
