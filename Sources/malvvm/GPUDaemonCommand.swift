@@ -8,9 +8,14 @@ import GPUHost
 import VGPUCore
 
 struct GPUDaemonCommand: ParsableCommand {
+    /// `gpud` itself takes no options: they are its default subcommand's, `serve`. ArgumentParser
+    /// answers a lone `--help` with the help of the command it belongs to, before falling back to
+    /// the default subcommand, so `malvvm gpud --help` used to list only the two subcommands and
+    /// none of --policy, --slice, --socket. With no help names of its own, `gpud --help` goes on
+    /// to `serve`, whose help shows every option (`malvvm help gpud` still lists the subcommands).
     static let configuration = CommandConfiguration(
         commandName: "gpud", abstract: "The GPU daemon: one process that owns a GPU and serves the vGPUs of every VM on the host.",
-        subcommands: [Serve.self, Status.self], defaultSubcommand: Serve.self)
+        subcommands: [Serve.self, Status.self], defaultSubcommand: Serve.self, helpNames: [])
 
     struct Serve: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -19,7 +24,11 @@ struct GPUDaemonCommand: ParsableCommand {
             VMs connect on the socket PATH (the vgpu-user protocol: guest memory, doorbells and \
             interrupts are shared with the daemon, so GPU work never passes through the VM's process); \
             the daemon's REST API (docs/api/gpud.yaml) is served on PATH.api.
-            """)
+
+            'serve' is the default: 'malvvm gpud --policy equal-share' is 'malvvm gpud serve --policy \
+            equal-share'. 'malvvm gpud status' reports on a running daemon (--help for its options).
+            """,
+            helpNames: [.short, .long])
 
         @Option(name: .long, help: ArgumentHelp("The GPU: a Vulkan device index or name, 'cpu' for the CPU reference (default: the best Vulkan device).",
                                                 valueName: "gpu"))
@@ -98,7 +107,8 @@ struct GPUDaemonCommand: ParsableCommand {
     }
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The daemon's GPU, policy, utilisation and each vGPU's share.")
+        static let configuration = CommandConfiguration(abstract: "The daemon's GPU, policy, utilisation and each vGPU's share.",
+                                                        helpNames: [.short, .long])
 
         @Option(name: .long, help: ArgumentHelp("The daemon's socket (default: gpud.sock in the socket directory).", valueName: "path"))
         var socket: String?

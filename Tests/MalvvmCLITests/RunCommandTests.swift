@@ -207,6 +207,25 @@ import Testing
         for line in ["0-63", "64", "70", "71", "128+N"] { #expect(run.stdout.contains(line), "\(line): \(run.stdout)") }
         #expect(try Harness.malvvm(["--version"]).stdout.hasPrefix("0."))
     }
+
+    /// `gpud`'s options are its default subcommand's (serve): `gpud --help` shows them all.
+    @Test(arguments: [["gpud", "--help"], ["gpud", "-h"], ["gpud", "serve", "--help"]])
+    func gpudHelpShowsEveryOption(arguments: [String]) throws {
+        let help = try Harness.malvvm(arguments)
+        #expect(help.status == 0 && help.stderr.isEmpty, "\(help.stderr)")
+        for option in ["--gpu <gpu>", "--policy <policy>", "--total-weight <weight>", "--slice <time>", "--socket <path>",
+                       "--profile <name:spec>", "--log-level <log-level>", "-h, --help"] {
+            #expect(help.stdout.contains(option), "\(option) missing: \(help.stdout)")
+        }
+        #expect(help.stdout.contains("malvvm gpud status"), "\(help.stdout)")
+    }
+
+    @Test func gpudStatusHelpAndTheSubcommandList() throws {
+        let status = try Harness.malvvm(["gpud", "status", "--help"])
+        #expect(status.status == 0 && status.stdout.contains("--socket <path>") && status.stdout.contains("--json"), "\(status.stdout)")
+        let list = try Harness.malvvm(["help", "gpud"])
+        #expect(list.status == 0 && list.stdout.contains("serve (default)") && list.stdout.contains("status"), "\(list.stdout)")
+    }
 }
 
 @Suite struct GPUsCommandTests {
