@@ -208,6 +208,22 @@ import Testing
         #expect(try Harness.malvvm(["--version"]).stdout.hasPrefix("0."))
     }
 
+    /// `--version` names the commit the binary was built from (scripts/build-info, which
+    /// scripts/setup runs): "0.1.0 (1a2b3c4)", "-dirty" if tracked files had changes.
+    @Test func versionNamesTheCommit() throws {
+        let result = try Harness.malvvm(["--version"])
+        #expect(result.status == 0 && result.stderr.isEmpty)
+        let git = try Harness.run("/usr/bin/git", ["-C", Harness.packageRoot.path, "rev-parse", "--short", "HEAD"])
+        guard git.status == 0 else {
+            // Not a git checkout (a tarball): nothing to name.
+            #expect(result.stdout == "0.1.0 (unknown commit)\n", "\(result.stdout)")
+            return
+        }
+        let head = git.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(["0.1.0 (\(head))\n", "0.1.0 (\(head)-dirty)\n"].contains(result.stdout),
+                "\(result.stdout) at HEAD \(head): run scripts/build-info (scripts/setup does) and build again")
+    }
+
     /// `gpud`'s options are its default subcommand's (serve): `gpud --help` shows them all.
     @Test(arguments: [["gpud", "--help"], ["gpud", "-h"], ["gpud", "serve", "--help"]])
     func gpudHelpShowsEveryOption(arguments: [String]) throws {
