@@ -20,12 +20,12 @@ public enum DeviceSelector: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-public enum DeviceType: String, Hashable, Sendable {
+public enum DeviceType: String, Hashable, Sendable, Encodable {
     case discreteGPU, integratedGPU, virtualGPU, cpu, other
 }
 
 /// PCI location as the kernel prints it (`0000:65:00.0`), from VK_EXT_pci_bus_info.
-public struct PCIAddress: Hashable, Sendable, CustomStringConvertible {
+public struct PCIAddress: Hashable, Sendable, CustomStringConvertible, Encodable {
     public var domain: UInt32
     public var bus: UInt32
     public var device: UInt32
@@ -45,9 +45,15 @@ public struct PCIAddress: Hashable, Sendable, CustomStringConvertible {
         }
         return "\(hex(domain, 4)):\(hex(bus, 2)):\(hex(device, 2)).\(hex(function, 1))"
     }
+
+    /// In JSON as the kernel prints it: "0000:65:00.0".
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
 }
 
-public struct MemoryHeapInfo: Hashable, Sendable {
+public struct MemoryHeapInfo: Hashable, Sendable, Encodable {
     public var size: UInt64
     public var deviceLocal: Bool
 
@@ -59,7 +65,7 @@ public struct MemoryHeapInfo: Hashable, Sendable {
 
 /// What a device is, for listing, selection and logs. Everything is read from the driver,
 /// nothing assumed.
-public struct DeviceInfo: Hashable, Sendable {
+public struct DeviceInfo: Hashable, Sendable, Encodable {
     /// Position in the Vulkan enumeration (stable for one boot of one driver set).
     public var index: Int
     public var name: String

@@ -19,8 +19,10 @@ extension Malvvm.Bench {
             discussion: """
             Prints the guest's per-epoch lines ('train: epoch N loss X train-acc Y% test-acc Z% time T ms'), \
             'train: final test accuracy Z%', and a 'bench:' summary with total seconds, train images/s and GPU \
-            utilisation (the scheduler's busy/wall). Exits 0 when the test accuracy reaches 95 %, else 1, like \
-            the guest. scripts/bench-vgpu compares it with the same job in a VM.
+            utilisation (the scheduler's busy/wall). stdout is the guest's own output line for line (a failed \
+            job ends in 'train: FAIL', as the guest's does); a failure also says why on stderr, in one \
+            'malvvm: error:' line, and exits 70 (the guest exits 1: malvvm's own codes stay above a guest's). \
+            Exits 0 when the test accuracy reaches 95 %. scripts/bench-vgpu compares it with the same job in a VM.
             """
         )
 
@@ -48,9 +50,7 @@ extension Malvvm.Bench {
             global.bootstrapLogging()
             let data: DigitsDataset
             do { data = try DigitsDataset.load(path: dataset) } catch {
-                print("train: \(error.description)")
-                print("train: FAIL")
-                throw ExitCode(1)
+                throw failed(error.description)
             }
             print("train: \(data.summary)")
             let scheduler: GPUScheduler
@@ -73,9 +73,7 @@ extension Malvvm.Bench {
                     fflush(nil)
                 }
             } catch {
-                print("train: \(error.description)")
-                print("train: FAIL")
-                throw ExitCode(1)
+                throw failed(error.description)
             }
             let seconds = Double(summary.totalNanoseconds) / 1e9
             print("train: \(summary.submissions) submissions (\(summary.commands) commands) in \(summary.totalNanoseconds / 1_000_000) ms, "
@@ -86,9 +84,20 @@ extension Malvvm.Bench {
                   + "GPU utilisation \(format("%.1f", summary.gpuUtilisation * 100))% "
                   + "(busy \(summary.gpuBusyNanoseconds / 1_000_000) ms of \(summary.gpuWindowNanoseconds / 1_000_000) ms)")
             nvml.finish().lines.forEach { print($0) }
-            print("train: \(summary.passed ? "PASS" : "FAIL")")
+            guard summary.passed else {
+                throw failed(nil, because: "final test accuracy \(format("%.2f", summary.finalTestAccuracy))% is below 95%")
+            }
+            print("train: PASS")
             fflush(nil)
-            if !summary.passed { throw ExitCode(1) }
+        }
+
+        /// The job failed: its lines on stdout as the guest prints them (`line` first, if any,
+        /// then 'train: FAIL'), and the reason as a runtime failure (stderr, exit 70).
+        func failed(_ line: String?, because reason: String? = nil) -> RuntimeFailure {
+            if let line { print("train: \(line)") }
+            print("train: FAIL")
+            fflush(nil)
+            return RuntimeFailure(message: "bench native: \(reason ?? line ?? "the job failed")")
         }
     }
 }

@@ -25,7 +25,7 @@ extension Malvvm.Bench.GPU {
         }
     }
 
-    /// A benchmark's failure is a runtime failure (exit 1), not a usage mistake.
+    /// A benchmark's failure is a runtime failure (exit 70), not a usage mistake.
     static func measuring<T>(_ body: () throws(GPUBenchmarkError) -> T) throws -> T {
         do { return try body() } catch { throw RuntimeFailure(message: error.description) }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import ControlAPI
 import Dispatch
 import Foundation
+import Hypervisor
 import VGPUCore
 
 /// A running VM, named on the command line: a name in the default socket directory, or the
@@ -38,22 +39,6 @@ final class LockedResult<T: Sendable>: @unchecked Sendable {
     func get() -> Result<T, APIError>? { lock.withLock { value } }
 }
 
-/// Fixed-width columns, the first left-aligned.
-func printTable(_ header: [String], _ rows: [[String]]) {
-    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
-    for row in [header] + rows {
-        let cells = row.enumerated().map { index, cell in
-            index == 0 ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[index] - cell.count) + cell
-        }
-        print(cells.joined(separator: "  "))
-    }
-}
-
-func formatMemory(_ bytes: UInt64) -> String {
-    bytes >= 1 << 30 && bytes % (1 << 30) == 0 ? "\(bytes >> 30)G" : "\(bytes >> 20)M"
-}
-
 struct PS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ps", abstract: "List the running VMs (those serving an API socket in the socket directory).")
@@ -62,14 +47,18 @@ struct PS: ParsableCommand {
                                             valueName: "dir"))
     var dir: String?
 
+    @Flag(name: .long, help: "Print the VMs as a JSON array of 'malvvm vm info' objects.")
+    var json = false
+
     func run() throws {
         let sockets = SocketPath.sockets(in: dir ?? SocketPath.defaultDirectory)
         // A socket nobody answers on was left by a VM that died: not a running VM.
         let infos = sockets.filter(SocketPath.isLive).compactMap { path in
             try? callAPI { () throws(APIError) in try await APIClient(socketPath: path, timeout: .seconds(5)).vmInfo() }
         }
+        if json { return try printJSON(infos) }
         printTable(["NAME", "PID", "STATE", "MEMORY", "VGPUS", "UPTIME", "API SOCKET"], infos.map { vm in
-            [vm.name, "\(vm.pid)", vm.state.rawValue, formatMemory(vm.memoryBytes), "\(vm.vgpus)",
+            [vm.name, "\(vm.pid)", vm.state.rawValue, MemorySize.format(vm.memoryBytes), "\(vm.vgpus)",
              String(format: "%.0fs", vm.uptimeSeconds), vm.apiSocket]
         })
     }
@@ -85,11 +74,7 @@ struct VMCommand: ParsableCommand {
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
         func run() throws {
             let client = APIClient(socketPath: vm.socketPath)
-            let info = try callAPI { () throws(APIError) in try await client.vmInfo() }
-            let encoder = JSONEncoder()
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(info), as: UTF8.self))
+            try printJSON(try callAPI { () throws(APIError) in try await client.vmInfo() })
         }
     }
 
@@ -129,11 +114,14 @@ struct VGPUCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The VM's vGPUs, with their submission counters.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
+        @Flag(name: .long, help: "Print the vGPUs as a JSON array (docs/api/malvvm.yaml's VGPUInfo objects, statistics included).")
+        var json = false
         func run() throws {
             let client = APIClient(socketPath: vm.socketPath)
             let vgpus = try callAPI { () throws(APIError) in try await client.vgpus() }
+            if json { return try printJSON(vgpus) }
             printTable(["ID", "KIND", "PROFILE", "MEMORY", "WEIGHT", "PCI", "HOTPLUGGED", "SUBMISSIONS", "GPU MS"], vgpus.map { v in
-                [v.id, v.kind, v.profile.name, formatMemory(v.profile.memoryBytes), String(format: "%g", v.profile.weight),
+                [v.id, v.kind, v.profile.name, MemorySize.format(v.profile.memoryBytes), String(format: "%g", v.profile.weight),
                  v.pciAddress, v.hotplugged ? "yes" : "no", "\(v.statistics?.submissions ?? 0)",
                  String(format: "%.1f", Double(v.statistics?.gpuNanoseconds ?? 0) / 1e6)]
             })

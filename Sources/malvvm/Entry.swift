@@ -2,7 +2,7 @@ import ArgumentParser
 import Glibc
 
 /// The process entry: parse, run, and map every failure to one line on stderr and an exit code
-/// (2 for a usage mistake, 1 for a runtime failure), never a trap or a backtrace.
+/// (`MalvvmExit`), never a trap or a backtrace.
 @main
 enum Entry {
     static func main() {
@@ -11,21 +11,48 @@ enum Entry {
             try command.run()
         } catch let failure as RuntimeFailure {
             Terminal.error(failure.message)
-            exit(1)
+            exit(MalvvmExit.failure)
         } catch let exitCode as ExitCode {
             exit(exitCode.rawValue)
         } catch {
             // Help and --version are "errors" with a success code: let ArgumentParser print them.
-            guard Malvvm.exitCode(for: error) != .success else { Malvvm.exit(withError: error) }
+            let code = Malvvm.exitCode(for: error)
+            guard code != .success else { Malvvm.exit(withError: error) }
             var message = Malvvm.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
             if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+            // ArgumentParser says EX_USAGE for what it could not parse or validate; anything
+            // else a command threw is a failure while running.
+            guard code == .validationFailure else {
+                Terminal.error(message)
+                exit(MalvvmExit.failure)
+            }
             Terminal.error("\(message) (see 'malvvm --help')")
-            exit(2)
+            exit(MalvvmExit.usage)
         }
     }
 }
 
-/// A failure while running (not a usage mistake): exit code 1.
+/// malvvm's exit codes. A guest's own code (`malvvm run`) passes through when it is 0...63, so
+/// malvvm's own outcomes sit above that range (sysexits.h's numbers) and can never be taken for
+/// a guest's; a guest code ≥ 64 is reported as 63 (its exact value is on stderr and in the
+/// `--metrics` file). 128+N: stopped by signal N.
+enum MalvvmExit {
+    /// The highest guest code that passes through unchanged; higher ones exit with it.
+    static let guestCodeLimit: Int32 = 63
+    /// EX_USAGE: a command-line mistake.
+    static let usage: Int32 = 64
+    /// EX_SOFTWARE: malvvm failed while running (no /dev/kvm, a missing file, a refused API call).
+    static let failure: Int32 = 70
+    /// EX_OSERR: the guest cannot go on (triple fault, KVM internal error; registers printed).
+    static let guestFault: Int32 = 71
+
+    /// The process's exit status for the guest's debug-exit value.
+    static func status(forGuestCode code: UInt32) -> Int32 {
+        code <= UInt32(guestCodeLimit) ? Int32(code) : guestCodeLimit
+    }
+}
+
+/// A failure while running (not a usage mistake): exit code 70.
 struct RuntimeFailure: Error {
     let message: String
 }

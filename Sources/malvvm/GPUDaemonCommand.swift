@@ -9,9 +9,14 @@ import MLaaS
 import VGPUCore
 
 struct GPUDaemonCommand: ParsableCommand {
+    /// `gpud` itself takes no options: they are its default subcommand's, `serve`. ArgumentParser
+    /// answers a lone `--help` with the help of the command it belongs to, before falling back to
+    /// the default subcommand, so `malvvm gpud --help` used to list only the two subcommands and
+    /// none of --policy, --slice, --socket. With no help names of its own, `gpud --help` goes on
+    /// to `serve`, whose help shows every option (`malvvm help gpud` still lists the subcommands).
     static let configuration = CommandConfiguration(
         commandName: "gpud", abstract: "The GPU daemon: one process that owns a GPU and serves the vGPUs of every VM on the host.",
-        subcommands: [Serve.self, Status.self], defaultSubcommand: Serve.self)
+        subcommands: [Serve.self, Status.self], defaultSubcommand: Serve.self, helpNames: [])
 
     struct Serve: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -20,7 +25,11 @@ struct GPUDaemonCommand: ParsableCommand {
             VMs connect on the socket PATH (the vgpu-user protocol: guest memory, doorbells and \
             interrupts are shared with the daemon, so GPU work never passes through the VM's process); \
             the daemon's REST API (docs/api/gpud.yaml) is served on PATH.api.
-            """)
+
+            'serve' is the default: 'malvvm gpud --policy equal-share' is 'malvvm gpud serve --policy \
+            equal-share'. 'malvvm gpud status' reports on a running daemon (--help for its options).
+            """,
+            helpNames: [.short, .long])
 
         @Option(name: .long, help: ArgumentHelp("The GPU: a Vulkan device index or name, 'cpu' for the CPU reference (default: the best Vulkan device).",
                                                 valueName: "gpu"))
@@ -110,7 +119,8 @@ struct GPUDaemonCommand: ParsableCommand {
     }
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The daemon's GPU, policy, utilisation and each vGPU's share.")
+        static let configuration = CommandConfiguration(abstract: "The daemon's GPU, policy, utilisation and each vGPU's share.",
+                                                        helpNames: [.short, .long])
 
         @Option(name: .long, help: ArgumentHelp("The daemon's socket (default: gpud.sock in the socket directory).", valueName: "path"))
         var socket: String?
@@ -121,13 +131,7 @@ struct GPUDaemonCommand: ParsableCommand {
         func run() throws {
             let client = APIClient(socketPath: GPUDaemonAPI.apiSocket(forVGPUSocket: socket ?? GPUDaemonAPI.defaultSocket), peer: "GPU daemon")
             let status = try callAPI { () throws(APIError) in try await client.daemonStatus() }
-            if json {
-                let encoder = JSONEncoder()
-                encoder.keyEncodingStrategy = .convertToSnakeCase
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(status), as: UTF8.self))
-                return
-            }
+            if json { return try printJSON(status) }
             print(String(format: "GPU %@  policy %@  slice %.1f ms  utilisation %.1f %%  Jain %.4f  window %.1f s  pid %d",
                          status.gpu, status.policy, status.timeSliceMilliseconds, status.utilisation * 100, status.jainIndex,
                          status.windowSeconds, status.pid))

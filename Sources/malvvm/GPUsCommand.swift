@@ -14,19 +14,34 @@ extension Malvvm {
             """
         )
 
+        @Flag(name: .long, help: "Print the GPUs, the sources' notes and NVML's readings as one JSON object.")
+        var json = false
+
         @OptionGroup var global: GlobalOptions
+
+        /// `--json`: the inventory's fields (gpus, notes) and NVML's readings side by side.
+        struct Report: Encodable {
+            let inventory: GPUInventory
+            let nvml: NVMLSnapshot
+
+            enum CodingKeys: CodingKey { case nvml }
+
+            func encode(to encoder: any Encoder) throws {
+                try inventory.encode(to: encoder)
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(nvml, forKey: .nvml)
+            }
+        }
 
         func run() throws {
             global.bootstrapLogging()
-            let table = GPUInventory.discover().renderTable()
-            print(table, terminator: table.hasSuffix("\n") ? "" : "\n")
+            let inventory = GPUInventory.discover()
             // The driver's own utilisation and memory, as nvidia-smi shows them.
-            switch NVML.open() {
-            case let .success(nvml):
-                for reading in nvml.read() { print("\(reading.summary) (driver \(nvml.driverVersion))") }
-            case let .failure(unavailable):
-                print(unavailable.description)
-            }
+            let nvml = NVMLSnapshot.read()
+            if json { return try printJSON(Report(inventory: inventory, nvml: nvml)) }
+            let table = inventory.renderTable()
+            print(table, terminator: table.hasSuffix("\n") ? "" : "\n")
+            nvml.lines.forEach { print($0) }
         }
     }
 }

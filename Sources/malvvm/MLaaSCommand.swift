@@ -31,9 +31,13 @@ struct MLaaSCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The loaded services: name, version, kind, attached VMs, module file.")
         @OptionGroup var target: Target
+        @Flag(name: .long, help: "Print the services as a JSON array, as the API returns them.")
+        var json = false
+
         func run() throws {
             let client = target.client
             let services = try callAPI { () throws(APIError) in try await client.mlaasServices() }
+            if json { return try printJSON(services) }
             printTable(["NAME", "VERSION", "KIND", "VMS", "PATH"], services.map { s in
                 [s.name, s.version, s.kind, s.vms.isEmpty ? "-" : s.vms.joined(separator: ","), s.path]
             })

@@ -5,7 +5,7 @@ struct Malvvm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "malvvm",
         abstract: "A KVM virtual machine monitor for machine-learning guests that share one GPU.",
-        version: "0.1.0",
+        version: MalvvmVersion.description,
         subcommands: [Run.self, GPUDaemonCommand.self, PS.self, VMCommand.self, VGPUCommand.self, MLaaSCommand.self, GPUs.self, Bench.self]
     )
 }

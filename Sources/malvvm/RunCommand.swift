@@ -16,8 +16,19 @@ extension Malvvm {
             abstract: "Boot a guest kernel and print its serial console; exits with the guest's exit code.",
             discussion: """
             The guest ends the VM by writing a value v to the debug-exit port 0xf4 (QEMU's \
-            isa-debug-exit); malvvm then exits with v. A triple fault or KVM internal error prints the \
-            vCPU registers and exits 1; SIGINT/SIGTERM stop the VM and exit 128+signal.
+            isa-debug-exit).
+
+            Exit codes (malvvm's own never look like a guest's):
+              0-63    the guest's v, unchanged; 0 also when the guest powers off or the
+                      VM is shut down through its API
+              63      also a guest v >= 64: stderr names v, and --metrics records it
+                      as guest_exit_code
+              64      a command-line mistake (EX_USAGE)
+              70      malvvm failed while running: no /dev/kvm, an unreadable or
+                      non-PVH kernel, a missing disk, a socket in use (EX_SOFTWARE)
+              71      the guest faulted (triple fault, KVM internal error); the vCPU
+                      registers are printed
+              128+N   stopped by signal N (SIGINT, SIGTERM)
             """
         )
 
@@ -139,31 +150,43 @@ extension Malvvm {
             let nvml = metrics != nil ? NVMLRun.start() : nil
             let exit: MachineExit
             do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
-            if let metrics { try writeMetrics(machine, scheduler: scheduler, vgpus: vgpus, nvml: nvml?.finish(), to: metrics) }
+            let status: Int32
+            switch exit {
+            case let .guestExit(code): status = MalvvmExit.status(forGuestCode: code)
+            case .guestShutdown, .shutdownRequested: status = 0
+            case let .stopped(signal): status = 128 + signal
+            case .fault: status = MalvvmExit.guestFault
+            }
+            if let metrics {
+                try writeMetrics(machine, exit: exit, status: status, scheduler: scheduler, vgpus: vgpus, nvml: nvml?.finish(),
+                                 to: metrics)
+            }
 
             switch exit {
             case let .guestExit(code):
-                throw ExitCode(Int32(truncatingIfNeeded: code & 0xff))
+                if Int32(exactly: code) != status {
+                    Terminal.note("the guest exited with code \(code) (reported as \(status))")
+                }
             case .guestShutdown:
-                return
+                break
             case .shutdownRequested:
                 Terminal.note("VM shut down through the control API")
-                return
             case let .stopped(signal):
                 Terminal.note("VM stopped by signal \(signal)")
-                throw ExitCode(128 + signal)
             case let .fault(reason, details):
                 Terminal.error("guest fault: \(reason)")
                 FileHandleWriter.standardError.write(details + "\n")
-                throw ExitCode(1)
             }
+            if status != 0 { throw ExitCode(status) }
         }
     }
 }
 
-/// The run's counters as one JSON object: KVM's and malvvm's exit counters, the GPU
-/// scheduler's utilisation, and each vGPU's submission costs (keys in snake_case).
-func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU], nvml: NVMLReport?, to path: String) throws {
+/// The run's counters as one JSON object: how the VM ended (the guest's exact exit code, the
+/// process's status), KVM's and malvvm's exit counters, the GPU scheduler's utilisation, and
+/// each vGPU's submission costs (keys in snake_case).
+func writeMetrics(_ machine: Machine, exit: MachineExit, status: Int32, scheduler: GPUScheduler?, vgpus: [any VGPU],
+                  nvml: NVMLReport?, to path: String) throws {
     struct SchedulerSummary: Encodable {
         let policy: String
         let windowNanoseconds: UInt64
@@ -188,12 +211,33 @@ func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU
         }
     }
     struct Report: Encodable {
+        /// What the guest wrote to the debug-exit port, whole (null when it ended otherwise).
+        let guestExitCode: UInt32?
+        /// guest_exit, guest_shutdown, shutdown_requested, signal or fault.
+        let end: String
+        /// What `malvvm run` exits with.
+        let exitStatus: Int32
         let kvm: [String: UInt64]
         let vmm: [String: UInt64]
         let scheduler: SchedulerSummary?
         let vgpus: [VGPUSummary]
         /// The GPU's own utilisation over the run, or why it could not be read.
         let nvml: NVMLReport?
+
+        enum CodingKeys: CodingKey { case guestExitCode, end, exitStatus, kvm, vmm, scheduler, vgpus, nvml }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            // Always there, null when the guest did not end through the debug-exit port.
+            try container.encode(guestExitCode, forKey: .guestExitCode)
+            try container.encode(end, forKey: .end)
+            try container.encode(exitStatus, forKey: .exitStatus)
+            try container.encode(kvm, forKey: .kvm)
+            try container.encode(vmm, forKey: .vmm)
+            try container.encodeIfPresent(scheduler, forKey: .scheduler)
+            try container.encode(vgpus, forKey: .vgpus)
+            try container.encodeIfPresent(nvml, forKey: .nvml)
+        }
     }
     let exits = machine.statistics
     let vmm: [String: UInt64] = ["port_io_exits": exits.portIO, "mmio_exits": exits.mmio, "interrupted": exits.interrupted,
@@ -204,15 +248,20 @@ func writeMetrics(_ machine: Machine, scheduler: GPUScheduler?, vgpus: [any VGPU
         return SchedulerSummary(policy: metrics.policy.name, windowNanoseconds: metrics.windowNanoseconds,
                                 busyNanoseconds: metrics.busyNanoseconds, utilisation: metrics.utilisation)
     }
-    let report = Report(kvm: machine.kvmStatistics(), vmm: vmm, scheduler: summary,
+    let (guestExitCode, end): (UInt32?, String) = switch exit {
+    case let .guestExit(code): (code, "guest_exit")
+    case .guestShutdown: (nil, "guest_shutdown")
+    case .shutdownRequested: (nil, "shutdown_requested")
+    case .stopped: (nil, "signal")
+    case .fault: (nil, "fault")
+    }
+    let report = Report(guestExitCode: guestExitCode, end: end, exitStatus: status, kvm: machine.kvmStatistics(), vmm: vmm,
+                        scheduler: summary,
                         vgpus: vgpus.map { VGPUSummary(name: $0.name, kind: $0.kind, statistics: $0.statistics,
                                                         gvm: $0.mechanismCounters) },
                         nvml: nvml)
-    let encoder = JSONEncoder()
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
     do {
-        try (encoder.encode(report) + Data("\n".utf8)).write(to: URL(fileURLWithPath: path))
+        try (jsonEncoder().encode(report) + Data("\n".utf8)).write(to: URL(fileURLWithPath: path))
     } catch {
         throw RuntimeFailure(message: "cannot write metrics to '\(path)': \(error.localizedDescription)")
     }

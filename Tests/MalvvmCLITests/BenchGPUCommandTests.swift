@@ -35,9 +35,9 @@ import Testing
         ["bench", "gpu", "run", "--json", "x.json"],
         ["bench", "gpu", "plan"],
     ])
-    func usageMistakesAreOneLineAndExitTwo(arguments: [String]) throws {
+    func usageMistakesAreOneLineAndExitUsage(arguments: [String]) throws {
         let result = try Harness.malvvm(arguments)
-        #expect(result.status == 2, "\(arguments): \(result.stderr)")
+        #expect(result.status == MalvvmExit.usage, "\(arguments): \(result.stderr)")
         #expect(result.stderrLines.count == 1 && result.stderrLines[0].hasPrefix("malvvm: error: "), "\(result.stderr)")
     }
 }

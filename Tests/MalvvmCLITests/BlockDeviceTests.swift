@@ -70,10 +70,10 @@ import Testing
 
     @Test func diskMistakesGetOneLine() throws {
         let missing = try Harness.malvvm(["run", "--kernel", Harness.guest, "--disk", "/nonexistent/disk.img"])
-        #expect(missing.status == 1)
+        #expect(missing.status == MalvvmExit.failure)
         #expect(missing.stderrLines == ["malvvm: error: cannot open disk '/nonexistent/disk.img': No such file or directory"])
         let badOption = try Harness.malvvm(["run", "--kernel", Harness.guest, "--disk", "/tmp/x.img,fast"])
-        #expect(badOption.status == 2)
+        #expect(badOption.status == MalvvmExit.usage)
         #expect(badOption.stderrLines.count == 1)
     }
 }
@@ -91,13 +91,13 @@ import Testing
     @Test(arguments: [["--vgpu", "profile=5x"], ["--vgpu", "4g,weight=-1"], ["--vgpu", "4g,colour=red"]])
     func badSpecsAreUsageErrors(arguments: [String]) throws {
         let result = try Harness.malvvm(["run", "--kernel", Harness.guest] + arguments)
-        #expect(result.status == 2)
+        #expect(result.status == MalvvmExit.usage)
         #expect(result.stderrLines.count == 1, "\(result.stderr)")
     }
 
     @Test func aGPUThatDoesNotExistIsARuntimeError() throws {
         let result = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "4g", "--gpu", "no-such-gpu"])
-        #expect(result.status == 1)
+        #expect(result.status == MalvvmExit.failure)
         #expect(result.stderrLines.count == 1, "\(result.stderr)")
     }
 }
@@ -172,5 +172,29 @@ import Testing
                                         "--cmdline", "test=train epochs=3"], timeout: 300)
         #expect(Self.epochs(native.stdout).count == 3, "\(native.stdout) \(native.stderr)")
         #expect(Self.epochs(native.stdout) == Self.epochs(guest.stdout))
+    }
+
+    /// A job that fails prints what the guest prints (ending in 'train: FAIL') on stdout, and the
+    /// reason once on stderr; it exits 70, where the guest exits 1.
+    @Test func aFailedJobSaysWhyOnStderrAndExits70() throws {
+        // One epoch of six big batches cannot reach 95 % (the job is deterministic on the CPU).
+        let weak = try Harness.malvvm(["bench", "native", "--gpu", "cpu", "--epochs", "1", "--batch", "256",
+                                       "--dataset", TrainingTests.dataset], timeout: 300)
+        let guest = try Harness.malvvm(["run", "--kernel", Harness.guest, "--memory", "512M",
+                                        "--disk", TrainingTests.dataset + ",readonly", "--vgpu", "profile=4g", "--gpu", "cpu",
+                                        "--cmdline", "test=train epochs=1 batch=256"], timeout: 300)
+        #expect(guest.status == 1 && guest.stdoutLines.contains("train: FAIL"), "\(guest.stdout.suffix(400))")
+        #expect(weak.status == MalvvmExit.failure, "\(weak.stdout.suffix(400)) \(weak.stderr)")
+        #expect(weak.stdoutLines.contains("train: FAIL") && !weak.stdout.contains("PASS"), "\(weak.stdout)")
+        let accuracy = try #require(weak.stdoutLines.first { $0.hasPrefix("train: final test accuracy ") })
+        #expect(accuracy == guest.stdoutLines.first { $0.hasPrefix("train: final test accuracy ") })
+        #expect(weak.stderrLines.count == 1 && weak.stderr.hasPrefix("malvvm: error: bench native: final test accuracy ")
+                && weak.stderr.contains("is below 95%"), "\(weak.stderr)")
+
+        let missing = try Harness.malvvm(["bench", "native", "--gpu", "cpu", "--dataset", "/nonexistent/digits.img"])
+        #expect(missing.status == MalvvmExit.failure, "\(missing.stderr)")
+        #expect(missing.stdoutLines.filter { !$0.isEmpty }.last == "train: FAIL", "\(missing.stdout)")
+        #expect(missing.stderrLines.count == 1 && missing.stderr.hasPrefix("malvvm: error: bench native: ")
+                && missing.stderr.contains("/nonexistent/digits.img"), "\(missing.stderr)")
     }
 }

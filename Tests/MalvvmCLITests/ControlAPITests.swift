@@ -72,7 +72,7 @@ import Testing
             #expect(detach.status == 0, "\(detach.stderr)")
             if cycle == 1 {
                 let again = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu0"])
-                #expect(again.status == 1 && again.stderrLines.count == 1 && again.stderr.contains("already detached"),
+                #expect(again.status == MalvvmExit.failure && again.stderrLines.count == 1 && again.stderr.contains("already detached"),
                         "\(again.stderr)")
                 #expect(vm.waitForOutput("waiting for a device (cycle 2"), "\(vm.output)")
             }
@@ -84,14 +84,14 @@ import Testing
     @Test func aBootVGPUCannotBeDetachedAndSlotsRunOut() throws {
         let vm = try BackgroundVM(vgpu: true)
         let boot = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu0"])
-        #expect(boot.status == 1 && boot.stderr.contains("attached at boot"), "\(boot.stderr)")
+        #expect(boot.status == MalvvmExit.failure && boot.stderr.contains("attached at boot"), "\(boot.stderr)")
         // Four hot-plug slots by default: the fifth attach finds none.
         for index in 1 ... 4 {
             let attach = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "1g"])
             #expect(attach.stdoutLines.first == "vgpu\(index)", "\(attach.stderr)")
         }
         let full = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "1g"])
-        #expect(full.status == 1 && full.stderrLines.count == 1 && full.stderr.contains("no free hot-plug slot"), "\(full.stderr)")
+        #expect(full.status == MalvvmExit.failure && full.stderrLines.count == 1 && full.stderr.contains("no free hot-plug slot"), "\(full.stderr)")
         #expect(try vm.shutdown() == 0)
     }
 
@@ -111,12 +111,62 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: vm.socket), "the socket is removed when the VM ends")
     }
 
+    /// `ps --json`, `vm info` and `vgpu list --json`: one JSON document each, snake_case keys,
+    /// paths unescaped, the fields the table shows and more.
+    @Test func psVMInfoAndVGPUListPrintJSON() throws {
+        let vm = try BackgroundVM()
+        let ps = try Harness.malvvm(["ps", "--dir", vm.directory, "--json"])
+        #expect(ps.status == 0, "\(ps.stderr)")
+        let vms = try #require(try JSONSerialization.jsonObject(with: Data(ps.stdout.utf8)) as? [[String: Any]], "\(ps.stdout)")
+        #expect(vms.count == 1)
+        let entry = try #require(vms.first)
+        #expect(entry["name"] as? String == vm.name && entry["state"] as? String == "running", "\(entry)")
+        #expect(entry["api_socket"] as? String == vm.socket && entry["kernel"] as? String == Harness.guest, "\(entry)")
+        #expect(entry["memory_bytes"] as? Int == 256 << 20 && entry["vgpus"] as? Int == 1 && entry["vcpus"] as? Int == 1, "\(entry)")
+        #expect((entry["pid"] as? Int ?? 0) > 0 && entry["uptime_seconds"] as? Double != nil && entry["command_line"] as? String == "test=idle")
+        #expect(!ps.stdout.contains("\\/"), "slashes escaped: \(ps.stdout)")
+
+        // vm info is the same object, and decodes as the API's VMInfo would.
+        struct Info: Decodable {
+            let name: String, pid: Int32, state: String, memoryBytes: UInt64, vcpus: Int, kernel: String
+            let commandLine: String, apiSocket: String, uptimeSeconds: Double, vgpus: Int
+        }
+        let text = try vm.malvvm(["vm", "info", vm.socket])
+        #expect(text.status == 0 && !text.stdout.contains("\\/"), "\(text.stdout)")
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let info = try decoder.decode(Info.self, from: Data(text.stdout.utf8))
+        #expect(info.name == vm.name && info.apiSocket == vm.socket && info.kernel == Harness.guest && info.state == "running")
+        #expect(Int(info.pid) == entry["pid"] as? Int && info.memoryBytes == 256 << 20 && info.vgpus == 1)
+        let infoKeys = try #require(try JSONSerialization.jsonObject(with: Data(text.stdout.utf8)) as? [String: Any]).keys
+        #expect(Set(infoKeys) == Set(entry.keys))
+
+        let list = try vm.malvvm(["vgpu", "list", vm.socket, "--json"])
+        #expect(list.status == 0, "\(list.stderr)")
+        let vgpus = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]], "\(list.stdout)")
+        let vgpu = try #require(vgpus.first)
+        #expect(vgpus.count == 1 && vgpu["id"] as? String == "vgpu0" && vgpu["kind"] as? String == "para", "\(vgpu)")
+        #expect(vgpu["hotplugged"] as? Bool == false && (vgpu["pci_address"] as? String)?.hasSuffix(":01.0") == true, "\(vgpu)")
+        let profile = vgpu["profile"] as? [String: Any]
+        #expect(profile?["name"] as? String == "2g" && profile?["memory_bytes"] as? Int == 2 << 30 && profile?["weight"] as? Double == 2,
+                "\(String(describing: profile))")
+        let statistics = vgpu["statistics"] as? [String: Any]
+        #expect(statistics?["submissions"] as? Int == 0 && statistics?["gpu_nanoseconds"] as? Int != nil, "\(String(describing: statistics))")
+
+        // The tables carry the same values, memory in the one format the CLI uses.
+        let table = try Harness.malvvm(["ps", "--dir", vm.directory])
+        #expect(table.stdoutLines.first { $0.hasPrefix(vm.name) }?.contains("256 MiB") == true, "\(table.stdout)")
+        let vgpuTable = try vm.malvvm(["vgpu", "list", vm.socket])
+        #expect(vgpuTable.stdoutLines.first { $0.hasPrefix("vgpu0") }?.contains("2 GiB") == true, "\(vgpuTable.stdout)")
+        #expect(try vm.shutdown() == 0)
+    }
+
     @Test func pauseAndResumeChangeTheStateAndRefuseTheWrongOrder() throws {
         let vm = try BackgroundVM(vgpu: false)
         #expect(try vm.malvvm(["vm", "pause", vm.socket]).status == 0)
         #expect(try vm.http("GET", "/vm").1.contains("\"state\":\"paused\""))
         let again = try vm.malvvm(["vm", "pause", vm.socket])
-        #expect(again.status == 1 && again.stderrLines == ["malvvm: error: the VM is already paused"], "\(again.stderr)")
+        #expect(again.status == MalvvmExit.failure && again.stderrLines == ["malvvm: error: the VM is already paused"], "\(again.stderr)")
         #expect(try vm.malvvm(["vm", "resume", vm.socket]).status == 0)
         #expect(try vm.http("GET", "/vm").1.contains("\"state\":\"running\""))
         let (status, body) = try vm.http("PUT", "/vm/resume")
@@ -159,18 +209,18 @@ import Testing
 
     @Test func clientMistakesAreOneLineErrors() throws {
         let missing = try Harness.malvvm(["vgpu", "attach", "no-such-vm-\(getpid())", "--profile", "4g"])
-        #expect(missing.status == 1 && missing.stderrLines.count == 1, "\(missing.stderr)")
+        #expect(missing.status == MalvvmExit.failure && missing.stderrLines.count == 1, "\(missing.stderr)")
         #expect(missing.stderr.contains("no VM API socket"))
         let profile = try Harness.malvvm(["vgpu", "attach", "any", "--profile", "5x"])
-        #expect(profile.status == 2 && profile.stderrLines.count == 1, "\(profile.stderr)")
+        #expect(profile.status == MalvvmExit.usage && profile.stderrLines.count == 1, "\(profile.stderr)")
         let name = try Harness.malvvm(["run", "--kernel", Harness.guest, "--name", "../escape"])
-        #expect(name.status == 2 && name.stderrLines.count == 1, "\(name.stderr)")
+        #expect(name.status == MalvvmExit.usage && name.stderrLines.count == 1, "\(name.stderr)")
     }
 
     @Test func aSecondVMCannotTakeALiveSocket() throws {
         let vm = try BackgroundVM(vgpu: false)
         let second = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", vm.socket, "--cmdline", "test=hello"])
-        #expect(second.status == 1 && second.stderr.contains("already serving"), "\(second.stderr)")
+        #expect(second.status == MalvvmExit.failure && second.stderr.contains("already serving"), "\(second.stderr)")
         #expect(try vm.shutdown() == 0)
     }
 
@@ -183,9 +233,9 @@ import Testing
         chmod(runtime + "/malvvm", 0o777)
         let environment = ["/usr/bin/env", "XDG_RUNTIME_DIR=\(runtime)"]
         let squatted = try Harness.malvvm(["run", "--kernel", Harness.guest, "--name", "sq", "--cmdline", "test=hello"], wrapper: environment)
-        #expect(squatted.status == 1 && squatted.stderrLines.count == 1 && squatted.stderr.contains("mode 777"), "\(squatted.stderr)")
+        #expect(squatted.status == MalvvmExit.failure && squatted.stderrLines.count == 1 && squatted.stderr.contains("mode 777"), "\(squatted.stderr)")
         let gpud = try Harness.malvvm(["gpud", "--gpu", "cpu"], timeout: 30, wrapper: environment)
-        #expect(gpud.status == 1 && gpud.stderrLines.count == 1 && gpud.stderr.contains("mode 777"), "\(gpud.stderr)")
+        #expect(gpud.status == MalvvmExit.failure && gpud.stderrLines.count == 1 && gpud.stderr.contains("mode 777"), "\(gpud.stderr)")
 
         try FileManager.default.removeItem(atPath: runtime + "/malvvm")
         let vm = try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", "fresh", "--cmdline", "test=idle"],

@@ -133,9 +133,9 @@ import Testing
         ["--vgpu", "kind=full,nested-paging=maybe"],
         ["--vgpu", "kind=fullest"],
     ])
-    func badFullVGPUOptionsExitTwoWithOneLine(arguments: [String]) throws {
+    func badFullVGPUOptionsAreUsageErrorsWithOneLine(arguments: [String]) throws {
         let result = try Harness.malvvm(["run", "--kernel", Harness.guest] + arguments)
-        #expect(result.status == 2)
+        #expect(result.status == MalvvmExit.usage)
         #expect(result.stderrLines.count == 1, "\(result.stderr)")
     }
 }

@@ -160,7 +160,7 @@ import Testing
         #expect(vm.waitForOutput("hotplug: vgpu in use"), "\(vm.output)")
         #expect(try daemon.vgpus().map { "\($0["vm"] ?? "")/\($0["vgpu"] ?? "")" } == ["hp/vgpu0"])
         let noDaemon = try Harness.malvvm(["vgpu", "attach", api, "--profile", "2g", "--gpud", "/nonexistent.sock"])
-        #expect(noDaemon.status == 1 && noDaemon.stderrLines.count == 1 && noDaemon.stderr.contains("no GPU daemon"),
+        #expect(noDaemon.status == MalvvmExit.failure && noDaemon.stderrLines.count == 1 && noDaemon.stderr.contains("no GPU daemon"),
                 "\(noDaemon.stderr)")
         let detach = try Harness.malvvm(["vgpu", "detach", api, "vgpu0"])
         #expect(detach.status == 0, "\(detach.stderr)")
@@ -214,7 +214,7 @@ import Testing
         #expect(info.status == 0 && Date().timeIntervalSince(started) < 5, "\(info.stderr)")
         for attach in attaches {
             let status = attach.finish(within: 40)
-            #expect(status == 1, "attach exit \(status)")
+            #expect(status == MalvvmExit.failure, "attach exit \(status)")
         }
         #expect(try Harness.malvvm(["vm", "info", api], timeout: 10).status == 0)
         vm.kill(SIGTERM)
@@ -224,20 +224,20 @@ import Testing
     @Test func mistakesAreOneLineErrors() throws {
         let missing = try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", "none",
                                           "--vgpu", "gpud=/nonexistent/gpud.sock,profile=1g", "--cmdline", "test=hello"])
-        #expect(missing.status == 1 && missing.stderrLines.count == 1 && missing.stderr.contains("no GPU daemon"), "\(missing.stderr)")
+        #expect(missing.status == MalvvmExit.failure && missing.stderrLines.count == 1 && missing.stderr.contains("no GPU daemon"), "\(missing.stderr)")
         let twice = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "gpud=/a,gpud=/b", "--cmdline", "test=hello"])
-        #expect(twice.status == 2 && twice.stderrLines.count == 1, "\(twice.stderr)")
+        #expect(twice.status == MalvvmExit.usage && twice.stderrLines.count == 1, "\(twice.stderr)")
         let status = try Harness.malvvm(["gpud", "status", "--socket", "/nonexistent/gpud.sock"])
-        #expect(status.status == 1 && status.stderrLines.count == 1 && status.stderr.contains("no GPU daemon API socket"), "\(status.stderr)")
+        #expect(status.status == MalvvmExit.failure && status.stderrLines.count == 1 && status.stderr.contains("no GPU daemon API socket"), "\(status.stderr)")
         let policy = try Harness.malvvm(["gpud", "--policy", "fastest"])
-        #expect(policy.status == 2 && policy.stderrLines.count == 1, "\(policy.stderr)")
+        #expect(policy.status == MalvvmExit.usage && policy.stderrLines.count == 1, "\(policy.stderr)")
         let slice = try Harness.malvvm(["gpud", "--slice", "90ms"])
-        #expect(slice.status == 2 && slice.stderrLines.count == 1, "\(slice.stderr)")
+        #expect(slice.status == MalvvmExit.usage && slice.stderrLines.count == 1, "\(slice.stderr)")
         // A VM never sets its own share on a daemon: weight, memory and contexts are the operator's.
         let greedy = try Harness.malvvm(["run", "--kernel", Harness.guest, "--vgpu", "gpud=/a,profile=1g,weight=1e308",
                                          "--cmdline", "test=hello"])
-        #expect(greedy.status == 2 && greedy.stderrLines.count == 1 && greedy.stderr.contains("daemon operator's"), "\(greedy.stderr)")
+        #expect(greedy.status == MalvvmExit.usage && greedy.stderrLines.count == 1 && greedy.stderr.contains("daemon operator's"), "\(greedy.stderr)")
         let definition = try Harness.malvvm(["gpud", "--profile", "no-colon"])
-        #expect(definition.status == 2 && definition.stderrLines.count == 1, "\(definition.stderr)")
+        #expect(definition.status == MalvvmExit.usage && definition.stderrLines.count == 1, "\(definition.stderr)")
     }
 }

@@ -24,7 +24,7 @@ import Testing
         deinit { try? FileManager.default.removeItem(atPath: path) }
     }
 
-    func oneLineError(_ result: Harness.Result, status: Int32 = 1, mentions: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    func oneLineError(_ result: Harness.Result, status: Int32 = MalvvmExit.failure, mentions: String, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(result.status == status && result.stderrLines.count == 1 && result.stderr.contains(mentions),
                 "exit \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
     }
@@ -49,6 +49,9 @@ import Testing
         #expect(rows.map { Array($0.prefix(4)) } == [["preprocess", "0.1.0", "os-for-ml", "-"], ["prefetch", "0.1.0", "ml-for-os", "-"]],
                 "\(list.stdout)")
         #expect(rows.first?.last == modules.path + "/libpreprocess.so")
+        let json = try mlaas(["list", "--json"])
+        let objects = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
+        #expect(objects?.compactMap { $0["name"] as? String } == ["preprocess", "prefetch"], "\(json.stdout)")
 
         oneLineError(try mlaas(["load", "libpreprocess.so"]), mentions: "a service named 'preprocess' is already loaded")
         oneLineError(try mlaas(["load", Self.products + "/libpreprocess.so"]), mentions: "is not in the module directory")
@@ -90,12 +93,12 @@ import Testing
                                          "--mlaas", "nosuch", "--cmdline", "test=hello"]),
                      mentions: "no module '\(modules.path)/libnosuch.so'")
         oneLineError(try Harness.malvvm(["run", "--kernel", Harness.guest, "--mlaas", "Bad_Name", "--cmdline", "test=hello"]),
-                     status: 2, mentions: "--mlaas")
+                     status: MalvvmExit.usage, mentions: "--mlaas")
         oneLineError(try Harness.malvvm(["run", "--kernel", Harness.guest, "--api-socket", "none", "--mlaas-dir", "/nonexistent/mlaas",
                                          "--cmdline", "test=hello"]),
                      mentions: "module directory '/nonexistent/mlaas'")
-        oneLineError(try Harness.malvvm(["mlaas", "list"]), status: 2, mentions: "--gpud SOCKET or --api SOCKET")
-        oneLineError(try Harness.malvvm(["mlaas", "list", "--gpud", "/a", "--api", "/b"]), status: 2, mentions: "--gpud SOCKET or --api SOCKET")
+        oneLineError(try Harness.malvvm(["mlaas", "list"]), status: MalvvmExit.usage, mentions: "--gpud SOCKET or --api SOCKET")
+        oneLineError(try Harness.malvvm(["mlaas", "list", "--gpud", "/a", "--api", "/b"]), status: MalvvmExit.usage, mentions: "--gpud SOCKET or --api SOCKET")
         oneLineError(try Harness.malvvm(["mlaas", "list", "--gpud", "/nonexistent/gpud.sock"]), mentions: "no GPU daemon API socket")
         let open = try ModuleDirectory(mode: 0o777)
         oneLineError(try Harness.malvvm(["gpud", "--gpu", "cpu", "--socket", modules.path + "/gpud.sock", "--mlaas-dir", open.path]),

@@ -164,3 +164,48 @@ final class BackgroundProcess {
         return process.terminationStatus
     }
 }
+
+/// malvvm's own exit codes (README, "Exit codes"; `malvvm run --help`): above every code a
+/// guest's passes through with (0-63), so the two can never be mistaken for each other.
+enum MalvvmExit {
+    /// A guest code ≥ 64 is reported as this.
+    static let guestCodeLimit: Int32 = 63
+    static let usage: Int32 = 64
+    static let failure: Int32 = 70
+    static let guestFault: Int32 = 71
+}
+
+/// A PVH kernel of a few hand-assembled bytes: one ELF64 segment at 1 MiB holding `code` (run in
+/// 32-bit protected mode from its first byte) and the Xen PVH entry note pointing there. For
+/// guest endings the test guest never takes: any exit code, a triple fault.
+struct TinyKernel {
+    let path: String
+
+    /// `mov eax, code ; out 0xf4, eax ; hlt`: the guest exits with `code`.
+    init(exitCode code: UInt32) throws {
+        try self.init(code: [0xb8] + withUnsafeBytes(of: code.littleEndian, Array.init) + [0xe7, 0xf4, 0xf4])
+    }
+
+    init(code: [UInt8]) throws {
+        func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian, Array.init) }
+        let entry: UInt64 = 0x10_0000
+        // name "Xen\0", 4-byte descriptor, type 18 (XEN_ELFNOTE_PHYS32_ENTRY)
+        let note = le(UInt32(4)) + le(UInt32(4)) + le(UInt32(18)) + Array("Xen\0".utf8) + le(UInt32(entry))
+        let headers = 64 + 2 * 56
+        var elf: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0] + [UInt8](repeating: 0, count: 8)
+        elf += le(UInt16(2)) + le(UInt16(62)) + le(UInt32(1))  // ET_EXEC, x86-64, version
+        elf += le(entry) + le(UInt64(64)) + le(UInt64(0)) + le(UInt32(0))  // entry, phoff, shoff, flags
+        elf += le(UInt16(64)) + le(UInt16(56)) + le(UInt16(2)) + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(0))
+        func programHeader(type: UInt32, offset: Int, address: UInt64, fileSize: Int, memorySize: Int) -> [UInt8] {
+            le(type) + le(UInt32(5)) + le(UInt64(offset)) + le(address) + le(address) + le(UInt64(fileSize))
+                + le(UInt64(memorySize)) + le(UInt64(4096))
+        }
+        elf += programHeader(type: 1, offset: headers, address: entry, fileSize: code.count, memorySize: code.count)
+        elf += programHeader(type: 4, offset: headers + code.count, address: 0, fileSize: note.count, memorySize: 0)
+        elf += code + note
+        path = NSTemporaryDirectory() + "malvvm-tiny-\(getpid())-\(UInt32.random(in: 0 ... .max)).elf"
+        try Data(elf).write(to: URL(fileURLWithPath: path))
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}

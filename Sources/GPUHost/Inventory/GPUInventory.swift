@@ -8,8 +8,8 @@ import Glibc
 /// from sysfs), matched up by PCI address where the source knows it. What `malvvm gpus`
 /// prints. A host without some kind of device gets a note saying so, never an error: an
 /// inventory must work on any host.
-public struct GPUInventory: Hashable, Sendable {
-    public struct DRMDevice: Hashable, Sendable {
+public struct GPUInventory: Hashable, Sendable, Encodable {
+    public struct DRMDevice: Hashable, Sendable, Encodable {
         public var primaryNode: String?
         public var renderNode: String?
         /// Kernel driver name from DRM_IOCTL_VERSION, when the node could be opened.
@@ -19,7 +19,7 @@ public struct GPUInventory: Hashable, Sendable {
         public var deviceID: UInt32?
     }
 
-    public struct PCIDisplayController: Hashable, Sendable {
+    public struct PCIDisplayController: Hashable, Sendable, Encodable {
         public var address: PCIAddress
         public var vendorID: UInt32
         public var deviceID: UInt32
@@ -32,11 +32,28 @@ public struct GPUInventory: Hashable, Sendable {
         /// `/sys/bus/pci/devices/*/iommu_group`; nil when there is no IOMMU.
         public var iommuGroup: Int?
         public var boundToVFIO: Bool { driver == "vfio-pci" }
+
+        private enum CodingKeys: String, CodingKey {
+            case address, vendorID, deviceID, classCode, vendorName, deviceName, driver, iommuGroup, boundToVFIO
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(address, forKey: .address)
+            try container.encode(vendorID, forKey: .vendorID)
+            try container.encode(deviceID, forKey: .deviceID)
+            try container.encode(classCode, forKey: .classCode)
+            try container.encodeIfPresent(vendorName, forKey: .vendorName)
+            try container.encodeIfPresent(deviceName, forKey: .deviceName)
+            try container.encodeIfPresent(driver, forKey: .driver)
+            try container.encodeIfPresent(iommuGroup, forKey: .iommuGroup)
+            try container.encode(boundToVFIO, forKey: .boundToVFIO)
+        }
     }
 
     /// One physical GPU as far as the sources agree; a source that does not see it, or
     /// could not be matched to it, leaves its part empty.
-    public struct GPU: Hashable, Sendable {
+    public struct GPU: Hashable, Sendable, Encodable {
         public var pciAddress: PCIAddress?
         public var pci: PCIDisplayController?
         public var drm: [DRMDevice]
@@ -173,6 +190,23 @@ public struct GPUInventory: Hashable, Sendable {
             result.append(GPU(pciAddress: device.pciAddress, pci: nil, drm: [], vulkan: [device]))
         }
         return result
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case gpus, vulkanNote, drmAvailable, drmNote, pciDevicesScanned, pciNote
+    }
+
+    /// What `malvvm gpus --json` prints: the matched-up GPUs (each with what every source
+    /// says of it, so the per-source lists add nothing), and the notes of sources that found
+    /// nothing.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(gpus, forKey: .gpus)
+        try container.encodeIfPresent(vulkanNote, forKey: .vulkanNote)
+        try container.encode(drmAvailable, forKey: .drmAvailable)
+        try container.encodeIfPresent(drmNote, forKey: .drmNote)
+        try container.encode(pciDevicesScanned, forKey: .pciDevicesScanned)
+        try container.encodeIfPresent(pciNote, forKey: .pciNote)
     }
 
     /// One table, a row per GPU, then a line for each source that found nothing.

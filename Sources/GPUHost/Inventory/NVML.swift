@@ -191,6 +191,31 @@ public struct NVMLReport: Codable, Hashable, Sendable {
     }
 }
 
+/// What NVML says now: every device's reading, or why there is none (`malvvm gpus`).
+public struct NVMLSnapshot: Codable, Hashable, Sendable {
+    public var available: Bool
+    /// Why NVML could not be read (nil when it was).
+    public var reason: String?
+    public var driverVersion: String?
+    public var devices: [NVML.Reading]
+
+    /// Opens NVML and reads every device once.
+    public static func read() -> NVMLSnapshot {
+        switch NVML.open() {
+        case let .success(nvml):
+            return NVMLSnapshot(available: true, reason: nil, driverVersion: nvml.driverVersion, devices: nvml.read())
+        case let .failure(unavailable):
+            return NVMLSnapshot(available: false, reason: unavailable.description, driverVersion: nil, devices: [])
+        }
+    }
+
+    /// One line per device for a human (as nvidia-smi's summary), or the reason.
+    public var lines: [String] {
+        guard available else { return [reason ?? "NVML: not available"] }
+        return devices.map { "\($0.summary) (driver \(driverVersion ?? "?"))" }
+    }
+}
+
 /// A sampler over a run, or the reason there is none: `start()`, run, then `finish()`.
 public struct NVMLRun: Sendable {
     private let sampler: NVMLSampler?

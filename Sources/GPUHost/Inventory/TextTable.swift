@@ -4,10 +4,13 @@ public struct TextTable: Sendable {
     public var rows: [[String]] = []
     /// Columns aligned right (numbers); the rest align left.
     public var rightAligned: Set<Int> = []
+    /// Whether a line of dashes separates the header from the rows.
+    public var rule: Bool = true
 
-    public init(header: [String], rightAligned: Set<Int> = []) {
+    public init(header: [String], rightAligned: Set<Int> = [], rule: Bool = true) {
         self.header = header
         self.rightAligned = rightAligned
+        self.rule = rule
     }
 
     public mutating func append(_ row: [String]) {
@@ -27,8 +30,8 @@ public struct TextTable: Sendable {
                 return rightAligned.contains(column) ? pad + text : text + pad
             }.joined(separator: "  ").replacingTrailingSpaces()
         }
-        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
-        return ([line(header), rule] + rows.map(line)).joined(separator: "\n")
+        let dashes = rule ? [widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] : []
+        return ([line(header)] + dashes + rows.map(line)).joined(separator: "\n")
     }
 }
 
