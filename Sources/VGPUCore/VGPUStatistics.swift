@@ -10,6 +10,9 @@ public struct VGPUStatistics: Hashable, Sendable, Codable {
     public var streamBytes: UInt64 = 0
     /// Decoding, resolving and validating streams, on the device thread.
     public var decodeNanoseconds: UInt64 = 0
+    /// Submissions whose stream the context had sent before in the same resource table:
+    /// decoded and validated once, then taken from its `DecodedStreamCache`.
+    public var decodeCacheHits: UInt64 = 0
     /// The host's part of moving the GUEST-blob ranges kernels read from guest pages to their
     /// GPU shadows: the copy into the batch's staging memory (or straight into a mapped
     /// buffer). The device's copy out of staging is part of the batch, so of `gpuNanoseconds`.
@@ -47,6 +50,7 @@ extension VGPUStatistics {
         commands += other.commands
         streamBytes += other.streamBytes
         decodeNanoseconds += other.decodeNanoseconds
+        decodeCacheHits += other.decodeCacheHits
         uploadNanoseconds += other.uploadNanoseconds
         uploadBytes += other.uploadBytes
         downloadNanoseconds += other.downloadNanoseconds

@@ -49,6 +49,8 @@ final class Context: @unchecked Sendable {
     var attached: Set<UInt32> = []
     /// Kernels of submissions queued on `worker` and not yet run (guarded by the state lock).
     var queuedKernels = 0
+    /// The streams it submitted lately, decoded and validated (guarded by the state lock).
+    var decodedStreams = DecodedStreamCache<VirtioGPU.DecodedSubmission>()
 
     init(id: UInt32, name: String, client: ClientID, worker: SerialWorker, completions: SerialWorker) {
         self.id = id

@@ -89,6 +89,7 @@ extension VirtioGPU {
         let id = request.header.contextID
         let context = try stateLock.withLock { () throws(VirtioGPUProtocol.Response) -> Context in
             guard let context = state.contexts.removeValue(forKey: id) else { throw .errorInvalidContextID }
+            state.resourceGeneration += 1
             return context
         }
         // After the context's queued work: free its client (and with it every buffer it owns),
@@ -100,6 +101,7 @@ extension VirtioGPU {
                     logger.warning("vGPU: removing \(context.client) failed: \(error)", metadata: ["device": "\(name)"])
                 }
                 stateLock.withLock {
+                    state.resourceGeneration += 1
                     for resource in state.resources.values where resource.owner === context {
                         if resource.buffer != nil { state.memoryInUse -= Int(resource.size) }
                         resource.buffer = nil
@@ -118,6 +120,7 @@ extension VirtioGPU {
         try stateLock.withLock { () throws(VirtioGPUProtocol.Response) in
             guard let context = state.contexts[contextID] else { throw .errorInvalidContextID }
             guard state.resources[resourceID] != nil else { throw .errorInvalidResourceID }
+            state.resourceGeneration += 1
             if detach {
                 guard context.attached.remove(resourceID) != nil else { throw .errorInvalidResourceID }
             } else {
@@ -196,7 +199,10 @@ extension VirtioGPU {
                 throw .errorOutOfMemory
             }
         }
-        stateLock.withLock { state.resources[id] = resource }
+        stateLock.withLock {
+            state.resources[id] = resource
+            state.resourceGeneration += 1
+        }
     }
 
     func attachBacking(_ body: WireReader) throws(VirtioGPUProtocol.Response) {
@@ -211,6 +217,7 @@ extension VirtioGPU {
             guard resource.backing.isEmpty else { throw .errorUnspecified }
             if resource.blobMemory == .guest && entries.totalLength < resource.size { throw .errorInvalidParameter }
             resource.backing = entries
+            state.resourceGeneration += 1
         }
     }
 
@@ -219,6 +226,7 @@ extension VirtioGPU {
             guard let resource = state.resources[resourceID] else { throw .errorInvalidResourceID }
             guard !resource.backing.isEmpty else { throw .errorUnspecified }
             resource.backing = []
+            state.resourceGeneration += 1
             return resource.owner
         }
         // Work already queued holds the old pages and may still write them: answer after it,
@@ -229,6 +237,7 @@ extension VirtioGPU {
     func unref(_ request: Request, resourceID: UInt32) throws(VirtioGPUProtocol.Response) -> Disposition {
         let resource = try stateLock.withLock { () throws(VirtioGPUProtocol.Response) -> Resource in
             guard let resource = state.resources.removeValue(forKey: resourceID) else { throw .errorInvalidResourceID }
+            state.resourceGeneration += 1
             for context in state.contexts.values { context.attached.remove(resourceID) }
             return resource
         }
@@ -238,6 +247,7 @@ extension VirtioGPU {
         let enqueued = owner.worker.enqueue { [self] in
             let buffer = stateLock.withLock { () -> BufferID? in
                 defer { resource.buffer = nil; resource.owner = nil }
+                state.resourceGeneration += 1
                 if resource.buffer != nil { state.memoryInUse -= Int(resource.size) }
                 return resource.buffer
             }

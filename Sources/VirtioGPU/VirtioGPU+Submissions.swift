@@ -9,11 +9,17 @@ import Platform
 /// the context's thread; the answer is written when the batch retires.
 extension VirtioGPU {
     /// One GUEST blob a batch touches: the byte ranges to upload before it and download after.
-    private struct GuestSync {
+    struct GuestSync {
         let backing: [BackingEntry]
         let buffer: BufferID
         var uploads: [Range<UInt64>] = []
         var downloads: [Range<UInt64>] = []
+    }
+
+    /// A stream ready to run: its validated batch and the GUEST-blob ranges to copy around it.
+    struct DecodedSubmission {
+        let validated: ValidatedBatch
+        let plan: [GuestSync]
     }
 
     func submit(_ request: Request, _ bytes: [UInt8]) throws(VirtioGPUProtocol.Response) -> Disposition {
@@ -39,70 +45,9 @@ extension VirtioGPU {
         }
         let stream = Array(bytes[VirtioGPUProtocol.submit3DSize ..< VirtioGPUProtocol.submit3DSize + Int(size)])
 
-        // Resolve every reference against a consistent view of the context's resources.
-        var syncs: [BufferID: GuestSync] = [:]
-        var capacities: [BufferID: Int] = [:]
-        let resolved = stateLock.withLock { () -> Result<(Context, CommandBatch), ComputeStreamError>? in
-            guard let context = state.contexts[request.header.contextID] else { return nil }
-            do throws(ComputeStreamError) {
-                let batch = try ComputeStream.decode(stream) { (ref, element, command, operand) throws(ComputeStreamError) in
-                    guard ref.resourceID != 0, let resource = ownResource(ref.resourceID, of: context),
-                          let buffer = resource.buffer else {
-                        throw .invalidResource(command: command, operand: operand, resourceID: ref.resourceID)
-                    }
-                    let elementSize = UInt64(element.byteSize)
-                    guard ref.length > 0 else { throw .badReference(command: command, operand: operand, reason: "is empty") }
-                    guard ref.offset % elementSize == 0, UInt64(ref.length) % elementSize == 0 else {
-                        throw .badReference(command: command, operand: operand,
-                                            reason: "is not aligned to its \(elementSize)-byte elements")
-                    }
-                    let (end, overflow) = ref.offset.addingReportingOverflow(UInt64(ref.length))
-                    guard !overflow, end <= resource.size else {
-                        throw .badReference(command: command, operand: operand,
-                                            reason: "[\(ref.offset), +\(ref.length)) lies outside resource \(ref.resourceID) of \(resource.size) bytes")
-                    }
-                    capacities[buffer] = Int(resource.size)
-                    if resource.blobMemory == .guest, syncs[buffer] == nil {
-                        syncs[buffer] = GuestSync(backing: resource.backing, buffer: buffer)
-                    }
-                    return BufferRange(buffer, offset: Int(ref.offset / elementSize), count: Int(UInt64(ref.length) / elementSize))
-                }
-                return .success((context, batch))
-            } catch {
-                return .failure(error)
-            }
-        }
-        guard let resolved else { throw .errorInvalidContextID }
-        let context: Context
-        let batch: CommandBatch
-        switch resolved {
-        case let .failure(error):
-            logger.debug("vGPU submission refused: \(error)", metadata: ["device": "\(name)"])
-            throw error.response
-        case let .success(value): (context, batch) = value
-        }
-        // Shapes, bounds and aliasing: GPUHost's own validation, before anything runs, and the
-        // only full one on the batch's way (the scheduler and the backend check it still fits).
-        let validated: ValidatedBatch
-        do throws(GPUError) { validated = try ValidatedBatch(batch, capacity: { capacities[$0] }) } catch {
-            logger.debug("vGPU submission refused: \(error)", metadata: ["device": "\(name)"])
-            throw .errorInvalidParameter
-        }
-        for operand in validated.operands.joined() where syncs[operand.range.buffer] != nil {
-            let bytes = UInt64(operand.byteRange.lowerBound) ..< UInt64(operand.byteRange.upperBound)
-            if operand.access.reads { syncs[operand.range.buffer]!.uploads.append(bytes) }
-            if operand.access.writes { syncs[operand.range.buffer]!.downloads.append(bytes) }
-        }
-        for (buffer, sync) in syncs {
-            // A GUEST blob whose backing was detached cannot be computed on.
-            let needed = (sync.uploads + sync.downloads).map(\.upperBound).max() ?? 0
-            guard needed <= sync.backing.totalLength else {
-                _ = buffer
-                throw .errorInvalidParameter
-            }
-        }
-        let plan = Array(syncs.values)
-        let kernels = batch.kernels.count
+        let (context, submission) = try decode(stream, contextID: request.header.contextID)
+        let validated = submission.validated, plan = submission.plan
+        let kernels = validated.kernels.count
         try stateLock.withLock { () throws(VirtioGPUProtocol.Response) in
             let queued = state.contexts.values.reduce(0) { $0 + $1.queuedKernels }
             guard queued + kernels <= maxQueuedKernels else { throw .errorOutOfMemory }
@@ -145,6 +90,88 @@ extension VirtioGPU {
             throw .errorInvalidContextID
         }
         return .deferred
+    }
+
+    /// The submitting context and `stream` decoded, resolved against that context's own
+    /// resources and validated, or the response that refuses it. A stream the context sent
+    /// before, in the same resource table, comes from its `DecodedStreamCache` unchanged.
+    private func decode(_ stream: [UInt8], contextID: UInt32) throws(VirtioGPUProtocol.Response) -> (Context, DecodedSubmission) {
+        let found = stateLock.withLock { () -> (Context, DecodedSubmission?)? in
+            guard let context = state.contexts[contextID] else { return nil }
+            return (context, context.decodedStreams.lookup(stream, generation: state.resourceGeneration))
+        }
+        guard let (context, cached) = found else { throw .errorInvalidContextID }
+        if let cached {
+            stateLock.withLock { state.statistics.decodeCacheHits += 1 }
+            return (context, cached)
+        }
+        // Resolve every reference against a consistent view of the context's resources.
+        var syncs: [BufferID: GuestSync] = [:]
+        var capacities: [BufferID: Int] = [:]
+        var generation: UInt64 = 0
+        let resolved = stateLock.withLock { () -> Result<CommandBatch, ComputeStreamError>? in
+            guard state.contexts[contextID] === context else { return nil }
+            generation = state.resourceGeneration
+            do throws(ComputeStreamError) {
+                return .success(try ComputeStream.decode(stream) { (ref, element, command, operand) throws(ComputeStreamError) in
+                    guard ref.resourceID != 0, let resource = ownResource(ref.resourceID, of: context),
+                          let buffer = resource.buffer else {
+                        throw .invalidResource(command: command, operand: operand, resourceID: ref.resourceID)
+                    }
+                    let elementSize = UInt64(element.byteSize)
+                    guard ref.length > 0 else { throw .badReference(command: command, operand: operand, reason: "is empty") }
+                    guard ref.offset % elementSize == 0, UInt64(ref.length) % elementSize == 0 else {
+                        throw .badReference(command: command, operand: operand,
+                                            reason: "is not aligned to its \(elementSize)-byte elements")
+                    }
+                    let (end, overflow) = ref.offset.addingReportingOverflow(UInt64(ref.length))
+                    guard !overflow, end <= resource.size else {
+                        throw .badReference(command: command, operand: operand,
+                                            reason: "[\(ref.offset), +\(ref.length)) lies outside resource \(ref.resourceID) of \(resource.size) bytes")
+                    }
+                    capacities[buffer] = Int(resource.size)
+                    if resource.blobMemory == .guest, syncs[buffer] == nil {
+                        syncs[buffer] = GuestSync(backing: resource.backing, buffer: buffer)
+                    }
+                    return BufferRange(buffer, offset: Int(ref.offset / elementSize), count: Int(UInt64(ref.length) / elementSize))
+                })
+            } catch {
+                return .failure(error)
+            }
+        }
+        guard let resolved else { throw .errorInvalidContextID }
+        let batch: CommandBatch
+        switch resolved {
+        case let .failure(error):
+            logger.debug("vGPU submission refused: \(error)", metadata: ["device": "\(name)"])
+            throw error.response
+        case let .success(value): batch = value
+        }
+        // Shapes, bounds and aliasing: GPUHost's own validation, before anything runs, and the
+        // only full one on the batch's way (the scheduler and the backend check it still fits).
+        let validated: ValidatedBatch
+        do throws(GPUError) { validated = try ValidatedBatch(batch, capacity: { capacities[$0] }) } catch {
+            logger.debug("vGPU submission refused: \(error)", metadata: ["device": "\(name)"])
+            throw .errorInvalidParameter
+        }
+        for operand in validated.operands.joined() where syncs[operand.range.buffer] != nil {
+            let bytes = UInt64(operand.byteRange.lowerBound) ..< UInt64(operand.byteRange.upperBound)
+            if operand.access.reads { syncs[operand.range.buffer]!.uploads.append(bytes) }
+            if operand.access.writes { syncs[operand.range.buffer]!.downloads.append(bytes) }
+        }
+        for sync in syncs.values {
+            // A GUEST blob whose backing was detached cannot be computed on.
+            let needed = (sync.uploads + sync.downloads).map(\.upperBound).max() ?? 0
+            guard needed <= sync.backing.totalLength else { throw .errorInvalidParameter }
+        }
+        let submission = DecodedSubmission(validated: validated, plan: Array(syncs.values))
+        stateLock.withLock {
+            // Only if nothing changed while it was validated outside the lock.
+            if state.resourceGeneration == generation {
+                context.decodedStreams.insert(stream, generation: generation, decoded: submission)
+            }
+        }
+        return (context, submission)
     }
 
     /// On the context's thread: the batch with its guest pages, the ranges its kernels read

@@ -79,6 +79,10 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         /// virtio_gpu_config.events_read (no event is ever raised: no display).
         var eventsRead: UInt32 = 0
         var statistics = VGPUStatistics()
+        /// Bumped by every change that could make a validated stream invalid (a resource
+        /// created or unreferenced, its backing attached or detached, a context's attachments,
+        /// a buffer freed): the key of every context's `DecodedStreamCache`.
+        var resourceGeneration: UInt64 = 0
     }
 
     let stateLock = Monitor()

@@ -370,4 +370,39 @@ private let m = 4, n = 6, k = 8
         #expect(try driver.call(GPUDriver.submit(context: 1, stream: denseStream(dense).bytes)) == Response.okNoData.rawValue)
         try expectResult(driver, dense)
     }
+
+    /// A training loop sends the same stream every step: it is decoded and validated once, and
+    /// any change to the resources it names makes the next one validated again, not trusted.
+    @Test func aRepeatedStreamIsDecodedOnceUntilItsResourcesChange() throws {
+        let driver = try GPUDriver()
+        defer { driver.shutdown() }
+        let dense = try makeDense(driver, context: 1, input: 1, output: 2, base: GPUDriver.dataBase, seed: 0)
+        let stream = denseStream(dense).bytes
+        func hits() -> UInt64 { driver.device.statistics.decodeCacheHits }
+        for _ in 0 ..< 3 { #expect(try driver.call(GPUDriver.submit(context: 1, stream: stream)) == Response.okNoData.rawValue) }
+        #expect(hits() == 2)
+        try expectResult(driver, dense)
+
+        // A detached backing: the same bytes are refused, not served from the cache.
+        #expect(try driver.call(GPUDriver.simple(.resourceDetachBacking, [2, 0])) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: stream)) == Response.errorInvalidParameter.rawValue)
+        #expect(try driver.call(GPUDriver.attachBacking(2, entries: [(dense.outputAddress, UInt32(Self.outputSize))]))
+            == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: stream)) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: stream)) == Response.okNoData.rawValue)
+        #expect(hits() == 3)
+
+        // A resource detached from the context, then one unreferenced: refused each time.
+        #expect(try driver.call(GPUDriver.simple(.contextDetachResource, context: 1, [2, 0])) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: stream)) == Response.errorInvalidResourceID.rawValue)
+        #expect(try driver.call(GPUDriver.simple(.contextAttachResource, context: 1, [2, 0])) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: stream)) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.simple(.resourceUnref, [1, 0])) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.submit(context: 1, stream: stream)) == Response.errorInvalidResourceID.rawValue)
+        #expect(hits() == 3)
+
+        // The same bytes from another context are that context's to validate: refused there.
+        #expect(try driver.call(GPUDriver.createContext(2)) == Response.okNoData.rawValue)
+        #expect(try driver.call(GPUDriver.submit(context: 2, stream: stream)) == Response.errorInvalidResourceID.rawValue)
+    }
 }
