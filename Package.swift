@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Thin typed wrappers for the KVM ioctls and the kvm_run unions Swift cannot reach.
@@ -165,12 +166,14 @@ let package = Package(
                 "GPUHost",
                 "VGPUCore",
                 "VGPUAssembly",
+                "FullVGPU",
                 "GPUDaemon",
                 "MLaaS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 
@@ -198,7 +201,7 @@ let package = Package(
         .target(name: "VirtioTestSupport", dependencies: ["Hypervisor"], path: "Tests/VirtioTestSupport"),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Platform", "VirtioTestSupport"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
-        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "VGPUCore", "VGPUAssembly"]),
         .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost", "Platform"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),

@@ -72,25 +72,6 @@ public struct VGPUInfo: Codable, Sendable, Equatable {
     }
 }
 
-/// POST /v1/vgpus.
-public struct AttachVGPURequest: Codable, Sendable, Equatable, StrictlyDecodable {
-    /// A profile spec as `--vgpu` takes it: "4g" or "profile=4g,weight=2"; for a full-vGPU also
-    /// its G-VMCS controls ("profile=4g,doorbell-exiting=on").
-    public var profile: String
-    /// "para" (default) or "full" (docs/fullvgpu.md).
-    public var kind: String?
-    /// The GPU daemon's socket, to make the vGPU its client; absent: the VM's embedded scheduler.
-    public var gpud: String?
-
-    public init(profile: String, kind: String? = nil, gpud: String? = nil) {
-        self.profile = profile
-        self.kind = kind
-        self.gpud = gpud
-    }
-
-    public static let allowedKeys: Set<String> = ["profile", "kind", "gpud"]
-}
-
 /// Every 4xx/5xx carries this body.
 public struct APIErrorBody: Codable, Sendable, Equatable {
     public var error: String

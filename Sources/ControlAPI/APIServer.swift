@@ -18,19 +18,20 @@ public final class APIServer: Sendable {
     private let executor: ThreadTaskExecutor
 
     /// Serves the VM control API for `control`.
-    public convenience init(socketPath: String, control: any VMControl) throws(APIError) {
-        try self.init(socketPath: socketPath, control: control, routes: VMAPI.routes)
+    public convenience init(socketPath: String, control: any VMControl, version: APIVersion) throws(APIError) {
+        try self.init(socketPath: socketPath, control: control, routes: VMAPI.routes, version: version)
     }
 
     /// Binds `socketPath` (a stale socket left by a dead VM is replaced; a live one is an
-    /// error) and starts serving in the background.
-    public init<Control: Sendable>(socketPath: String, control: Control, routes: [APIRoute<Control>],
+    /// error) and starts serving in the background. Besides `routes`, every API answers
+    /// `GET /v1/version` with `version`.
+    public init<Control: Sendable>(socketPath: String, control: Control, routes: [APIRoute<Control>], version: APIVersion,
                                    logger: Logger = Logger(label: "malvvm.api")) throws(APIError) {
         try SocketPath.claim(socketPath)
         self.socketPath = socketPath
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
-        Self.addRoutes(routes, to: router, control: control)
+        Self.addRoutes(routes + [APIVersion.route(version)], to: router, control: control)
         let ready = DispatchSemaphore(value: 0)
         // The socket is created with the umask's bits: 0600 from its first moment, never
         // world-accessible between bind and a chmod. The mask is the process's, so it is
@@ -91,11 +92,24 @@ public final class APIServer: Sendable {
     }
 
     static func addRoutes<Control: Sendable>(_ routes: [APIRoute<Control>], to router: Router<BasicRequestContext>, control: Control) {
+        var methods: [String: [HTTPRequest.Method]] = [:]
         for route in routes {
             // OpenAPI's {id} is Hummingbird's :id.
             let path = "/\(version)" + route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
+            methods[path, default: []].append(route.method)
             router.on(RouterPath(path), method: route.method) { request, context in
                 try await route.handle(request, context, control)
+            }
+        }
+        // A resource that exists, asked with a method it does not take: 405 with the methods
+        // it does take (RFC 9110 §15.5.6), not the 404 of a path that does not exist.
+        let known: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
+        for (path, allowed) in methods {
+            let allow = allowed.map(\.rawValue).joined(separator: ", ")
+            for method in known where !allowed.contains(method) {
+                router.on(RouterPath(path), method: method) { request, _ -> Response in
+                    throw MethodNotAllowed(method: request.method, path: request.uri.path, allow: allow)
+                }
             }
         }
     }
@@ -128,6 +142,7 @@ public struct APIRoute<Control: Sendable>: Sendable {
 public enum VMAPI {
     public static let routes: [APIRoute<any VMControl>] = [
         APIRoute(method: .get, path: "/vm") { _, _, control in try json(control.info()) },
+        APIRoute(method: .get, path: "/metrics") { _, _, control in prometheus(control.metrics().prometheusText) },
         APIRoute(method: .put, path: "/vm/pause") { _, _, control in try APIServer.noContent { () throws(APIError) in try control.pause() } },
         APIRoute(method: .put, path: "/vm/resume") { _, _, control in try APIServer.noContent { () throws(APIError) in try control.resume() } },
         APIRoute(method: .put, path: "/vm/shutdown") { _, _, control in try APIServer.noContent { () throws(APIError) in try control.shutdown() } },
@@ -153,6 +168,11 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws ->
                     body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
 
+/// A Prometheus text page (`GET /v1/metrics`).
+func prometheus(_ text: String) -> Response {
+    Response(status: .ok, headers: [.contentType: PrometheusPage.contentType], body: .init(byteBuffer: ByteBuffer(string: text)))
+}
+
 /// Every error becomes `{"error": "..."}` with its status: our `APIError`s, Hummingbird's own
 /// (unknown route, body too large) and anything unexpected (500).
 struct JSONErrorMiddleware: RouterMiddleware {
@@ -163,6 +183,11 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             return try json(APIErrorBody(error: error.message), status: .init(code: error.status))
+        } catch let error as MethodNotAllowed {
+            var response = try json(APIErrorBody(error: "\(error.method) is not allowed on \(error.path); it takes \(error.allow)"),
+                                    status: .methodNotAllowed)
+            response.headers[.allow] = error.allow
+            return response
         } catch let error as HTTPError {
             let message = error.body ?? (error.status == .notFound
                 ? "no such resource: \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
@@ -171,6 +196,14 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return try json(APIErrorBody(error: "\(error)"), status: .internalServerError)
         }
     }
+}
+
+/// A route asked with a method it does not serve.
+struct MethodNotAllowed: Error {
+    let method: HTTPRequest.Method
+    let path: String
+    /// The methods it serves, as the Allow header lists them.
+    let allow: String
 }
 
 /// A value shared with an escaping closure (a `Mutex` cannot be captured by one).

@@ -144,6 +144,7 @@ public struct GPUDaemonController: Sendable {
 public enum GPUDaemonAPI {
     public static let routes: [APIRoute<GPUDaemonController>] = [
         APIRoute(method: .get, path: "/status") { _, _, control in try json(control.status()) },
+        APIRoute(method: .get, path: "/metrics") { _, _, control in prometheus(control.status().prometheusText) },
         APIRoute(method: .put, path: "/metrics/reset") { _, _, control in
             control.resetMetrics()
             return Response(status: .noContent)

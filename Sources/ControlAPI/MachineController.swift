@@ -21,11 +21,25 @@ public final class MachineController: VMControl, @unchecked Sendable {
         var attached: [AttachedVGPU] = []
         /// Ids of vGPUs detached, for a clear answer to a second detach.
         var detached: Set<String> = []
-        /// Ids are never reused: the next one is vgpuN.
-        var nextIndex = 0
+        /// Ids of attaches under way.
+        var pending: Set<String> = []
         var scheduler: GPUScheduler?
         /// Whether we opened the GPU (the boot vGPUs' scheduler is the caller's to stop).
         var ownsScheduler = false
+
+        /// Ids are never reused once a vGPU had one: the lowest vgpuN no attached, detached
+        /// or pending vGPU holds (so a failed attach does not use one up).
+        mutating func reserveID() -> String {
+            var index = 0
+            while true {
+                let id = "vgpu\(index)"
+                if !detached.contains(id), !pending.contains(id), !attached.contains(where: { $0.id == id }) {
+                    pending.insert(id)
+                    return id
+                }
+                index += 1
+            }
+        }
     }
 
     public let name: String
@@ -60,7 +74,6 @@ public final class MachineController: VMControl, @unchecked Sendable {
         device.bindMLaaS(services)
         state.withLock {
             $0.attached.append(AttachedVGPU(id: device.name, device: device, hotplugged: false))
-            $0.nextIndex += 1
         }
     }
 
@@ -68,6 +81,12 @@ public final class MachineController: VMControl, @unchecked Sendable {
     /// the VM has ended).
     public func shutDownGPU() {
         state.withLock { $0.ownsScheduler ? $0.scheduler : nil }?.stop()
+    }
+
+    public func metrics() -> VMMetrics {
+        let (scheduler, devices) = state.withLock { ($0.scheduler, $0.attached.map(\.device)) }
+        return VMMetrics(name: name, uptimeSeconds: Date().timeIntervalSince(started), machine: machine, scheduler: scheduler,
+                         vgpus: devices)
     }
 
     public func info() -> VMInfo {
@@ -99,23 +118,11 @@ public final class MachineController: VMControl, @unchecked Sendable {
     }
 
     public func attachVGPU(_ request: AttachVGPURequest) async throws(APIError) -> VGPUInfo {
-        switch request.kind {
-        case nil, "para", "full": break
-        case let kind?: throw .badRequest("unknown vGPU kind '\(kind)' (known: para, full)")
-        }
-        if let gpud = request.gpud, gpud.isEmpty { throw .badRequest("gpud must be a socket path") }
-        // The request's fields as a --vgpu spec says them: a full-vGPU's controls ride in `profile`.
-        var text = request.profile
-        if let kind = request.kind { text += ",kind=\(kind)" }
-        if let gpud = request.gpud { text += ",gpud=\(gpud)" }
-        let spec: VGPUSpecification
-        do { spec = try VGPUSpecification(parsing: text, defaultDaemonSocket: GPUDaemonAPI.defaultSocket) } catch {
-            throw .badRequest("\(error)")
-        }
-        let id = state.withLock { vgpus in
-            defer { vgpus.nextIndex += 1 }
-            return "vgpu\(vgpus.nextIndex)"
-        }
+        let spec = try request.specification()
+        // The next id no vGPU of this VM has had; a failed attach gives its id back.
+        let id = state.withLock { vgpus in vgpus.reserveID() }
+        var attached = false
+        defer { if !attached { _ = state.withLock { $0.pending.remove(id) } } }
         // Connecting to a daemon and waiting for the guest block: off the server's cooperative
         // threads (two here), so a daemon that never answers cannot stall the rest of the API.
         // RemoteVGPU bounds its own wait for the daemon's hello.
@@ -136,7 +143,11 @@ public final class MachineController: VMControl, @unchecked Sendable {
         }
         device.bindMLaaS(services)
         let vgpu = AttachedVGPU(id: id, device: device, hotplugged: true)
-        state.withLock { $0.attached.append(vgpu) }
+        state.withLock {
+            $0.pending.remove(id)
+            $0.attached.append(vgpu)
+        }
+        attached = true
         return describe(vgpu)
     }
 

@@ -2,6 +2,8 @@
 /// `Machine`; the HTTP layer only maps these calls to routes and errors to status codes.
 public protocol VMControl: Sendable {
     func info() -> VMInfo
+    /// The VM's counters now, for `GET /v1/metrics`.
+    func metrics() -> VMMetrics
     func pause() throws(APIError)
     func resume() throws(APIError)
     /// Asks the VM to stop; `malvvm run` then exits 0.

@@ -3,6 +3,7 @@ import ControlAPI
 import Dispatch
 import Foundation
 import Hypervisor
+import VGPUAssembly
 import VGPUCore
 
 /// A running VM, named on the command line: a name in the default socket directory, or the
@@ -131,7 +132,7 @@ struct VGPUCommand: ParsableCommand {
     struct Attach: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Hot-plug a new vGPU into the running VM; prints its id.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
-        @Option(name: .long, help: ArgumentHelp("A profile as --vgpu takes it: 4g, or 'profile=4g,weight=2'.", valueName: "spec"))
+        @Option(name: .long, help: ArgumentHelp("A profile as --vgpu takes it: 4g, 'profile=4g,weight=2', or a full-vGPU's 'profile=4g,doorbell-exiting=on' with --kind full.", valueName: "spec"))
         var profile: String
         @Option(name: .long, help: "para (virtio-gpu, the default) or full (G-VMCS).")
         var kind: String?
@@ -139,14 +140,26 @@ struct VGPUCommand: ParsableCommand {
                                                 valueName: "path"))
         var gpud: String?
 
+        /// The vGPU as `--vgpu` would say it: the profile spec with the kind and daemon added.
+        var specification: VGPUSpecification {
+            get throws {
+                var text = profile
+                if let kind { text += ",kind=\(kind)" }
+                if let gpud { text += ",gpud=\(gpud)" }
+                do { return try VGPUSpecification(parsing: text, defaultDaemonSocket: GPUDaemonAPI.defaultSocket) } catch {
+                    throw ValidationError("\(error)")
+                }
+            }
+        }
+
         func validate() throws {
-            do { _ = try VGPUProfile(parsing: profile) } catch { throw ValidationError("\(error)") }
             if let kind, !["para", "full"].contains(kind) { throw ValidationError("unknown vGPU kind '\(kind)' (known: para, full)") }
+            _ = try specification
         }
 
         func run() throws {
             let client = APIClient(socketPath: vm.socketPath)
-            let request = AttachVGPURequest(profile: profile, kind: kind, gpud: gpud)
+            let request = AttachVGPURequest(try specification)
             let vgpu = try callAPI { () throws(APIError) in try await client.attachVGPU(request) }
             print(vgpu.id)
         }

@@ -105,7 +105,7 @@ struct GPUDaemonCommand: ParsableCommand {
             let server: APIServer
             do {
                 server = try APIServer(socketPath: apiSocket, control: GPUDaemonController(daemon: daemon, mlaas: services),
-                                       routes: GPUDaemonAPI.routes)
+                                       routes: GPUDaemonAPI.routes, version: MalvvmVersion.api)
             } catch { throw RuntimeFailure(message: error.description) }
             defer { server.stop() }
             let slice = Double(configuration.timeSlice(forClients: 1)) / 1e6

@@ -141,7 +141,7 @@ extension Malvvm {
             defer { controller.shutDownGPU() }
             var server: APIServer?
             if apiSocket != "none" {
-                do { server = try APIServer(socketPath: controller.apiSocket, control: controller) } catch {
+                do { server = try APIServer(socketPath: controller.apiSocket, control: controller, version: MalvvmVersion.api) } catch {
                     throw RuntimeFailure(message: error.description)
                 }
             }
@@ -158,8 +158,7 @@ extension Malvvm {
             case .fault: status = MalvvmExit.guestFault
             }
             if let metrics {
-                try writeMetrics(machine, exit: exit, status: status, scheduler: scheduler, vgpus: vgpus, nvml: nvml?.finish(),
-                                 to: metrics)
+                try writeMetrics(controller.metrics(), exit: exit, status: status, nvml: nvml?.finish(), to: metrics)
             }
 
             switch exit {
@@ -184,30 +183,20 @@ extension Malvvm {
 
 /// The run's counters as one JSON object: how the VM ended (the guest's exact exit code, the
 /// process's status), KVM's and malvvm's exit counters, the GPU scheduler's utilisation, and
-/// each vGPU's submission costs (keys in snake_case).
-func writeMetrics(_ machine: Machine, exit: MachineExit, status: Int32, scheduler: GPUScheduler?, vgpus: [any VGPU],
-                  nvml: NVMLReport?, to path: String) throws {
-    struct SchedulerSummary: Encodable {
-        let policy: String
-        let windowNanoseconds: UInt64
-        let busyNanoseconds: UInt64
-        let utilisation: Double
-    }
+/// each vGPU's submission costs (keys in snake_case). The same counters `GET /v1/metrics`
+/// serves while the VM runs.
+func writeMetrics(_ metrics: VMMetrics, exit: MachineExit, status: Int32, nvml: NVMLReport?, to path: String) throws {
     struct VGPUSummary: Encodable {
-        let name: String
-        let kind: String
-        let statistics: VGPUStatistics
-        /// The kind's own mechanism (the full-vGPU's userspace exits, doorbells, G-VMCS exits).
-        let gvm: (any Encodable & Sendable)?
+        let vgpu: VMMetrics.VGPU
 
         enum CodingKeys: CodingKey { case name, kind, statistics, gvm }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(name, forKey: .name)
-            try container.encode(kind, forKey: .kind)
-            try container.encode(statistics, forKey: .statistics)
-            if let gvm { try container.encode(gvm, forKey: .gvm) }
+            try container.encode(vgpu.name, forKey: .name)
+            try container.encode(vgpu.kind, forKey: .kind)
+            try container.encode(vgpu.statistics, forKey: .statistics)
+            if let gvm = vgpu.mechanism { try container.encode(gvm, forKey: .gvm) }
         }
     }
     struct Report: Encodable {
@@ -219,7 +208,7 @@ func writeMetrics(_ machine: Machine, exit: MachineExit, status: Int32, schedule
         let exitStatus: Int32
         let kvm: [String: UInt64]
         let vmm: [String: UInt64]
-        let scheduler: SchedulerSummary?
+        let scheduler: VMMetrics.Scheduler?
         let vgpus: [VGPUSummary]
         /// The GPU's own utilisation over the run, or why it could not be read.
         let nvml: NVMLReport?
@@ -239,15 +228,6 @@ func writeMetrics(_ machine: Machine, exit: MachineExit, status: Int32, schedule
             try container.encodeIfPresent(nvml, forKey: .nvml)
         }
     }
-    let exits = machine.statistics
-    let vmm: [String: UInt64] = ["port_io_exits": exits.portIO, "mmio_exits": exits.mmio, "interrupted": exits.interrupted,
-                                 "other_exits": exits.other, "unmapped_port_accesses": machine.portBus.unmappedAccesses,
-                                 "unmapped_mmio_accesses": machine.mmioBus.unmappedAccesses]
-    let summary = scheduler.map { scheduler -> SchedulerSummary in
-        let metrics = scheduler.metrics()
-        return SchedulerSummary(policy: metrics.policy.name, windowNanoseconds: metrics.windowNanoseconds,
-                                busyNanoseconds: metrics.busyNanoseconds, utilisation: metrics.utilisation)
-    }
     let (guestExitCode, end): (UInt32?, String) = switch exit {
     case let .guestExit(code): (code, "guest_exit")
     case .guestShutdown: (nil, "guest_shutdown")
@@ -255,11 +235,8 @@ func writeMetrics(_ machine: Machine, exit: MachineExit, status: Int32, schedule
     case .stopped: (nil, "signal")
     case .fault: (nil, "fault")
     }
-    let report = Report(guestExitCode: guestExitCode, end: end, exitStatus: status, kvm: machine.kvmStatistics(), vmm: vmm,
-                        scheduler: summary,
-                        vgpus: vgpus.map { VGPUSummary(name: $0.name, kind: $0.kind, statistics: $0.statistics,
-                                                        gvm: $0.mechanismCounters) },
-                        nvml: nvml)
+    let report = Report(guestExitCode: guestExitCode, end: end, exitStatus: status, kvm: metrics.kvm, vmm: metrics.vmm,
+                        scheduler: metrics.scheduler, vgpus: metrics.vgpus.map(VGPUSummary.init), nvml: nvml)
     do {
         try (jsonEncoder().encode(report) + Data("\n".utf8)).write(to: URL(fileURLWithPath: path))
     } catch {

@@ -1,3 +1,5 @@
+import ControlAPI
+
 /// What `malvvm --version` prints: the semantic version and the commit the binary was built
 /// from, "0.1.0 (1a2b3c4)".
 ///
@@ -14,6 +16,9 @@ enum MalvvmVersion {
     static var commit: String { BuildInfo.commit ?? "unknown commit" }
 
     static var description: String { "\(semantic) (\(commit))" }
+
+    /// What both APIs answer `GET /v1/version` with.
+    static var api: APIVersion { APIVersion(version: semantic, commit: commit) }
 }
 
 /// The values a build writes in Generated/BuildInfo.swift, as `extension BuildInfo`.

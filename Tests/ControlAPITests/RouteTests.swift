@@ -3,6 +3,7 @@ import Glibc
 @testable import ControlAPI
 import Synchronization
 import Testing
+import VGPUCore
 
 /// A VM as the API sees it, without a VM: the routes, status codes and error bodies are
 /// checked against this double, so each case costs a request, not a boot.
@@ -12,6 +13,15 @@ final class FakeVM: VMControl {
     func info() -> VMInfo {
         VMInfo(name: "fake", pid: 1, state: state.withLock { $0.paused } ? .paused : .running, memoryBytes: 1 << 28, vcpus: 1,
                kernel: "k", commandLine: "", apiSocket: "", uptimeSeconds: 1, vgpus: 0)
+    }
+    func metrics() -> VMMetrics {
+        var statistics = VGPUStatistics()
+        statistics.submissions = 3
+        statistics.gpuNanoseconds = 1_500_000_000
+        return VMMetrics(name: "fake", uptimeSeconds: 2, paused: false, vcpus: 1, kvm: ["exits": 42], vmm: ["mmio_exits": 7],
+                         scheduler: .init(policy: "best-effort", windowNanoseconds: 2_000_000_000, busyNanoseconds: 500_000_000,
+                                          utilisation: 0.25),
+                         vgpus: [.init(name: "vgpu0", kind: "para", statistics: statistics)])
     }
     func pause() throws(APIError) {
         try state.withLock { s throws(APIError) in
@@ -68,7 +78,7 @@ final class FakeServices: MLaaSControl {
     init() throws {
         directory = NSTemporaryDirectory() + "malvvm-routes-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        server = try APIServer(socketPath: directory + "/vm.sock", control: vm)
+        server = try APIServer(socketPath: directory + "/vm.sock", control: vm, version: APIVersion(version: "9.8.7", commit: "abc1234"))
     }
 
     deinit {
@@ -176,6 +186,49 @@ final class FakeServices: MLaaSControl {
         #expect(missing.0 == 404 && errorLine(missing.1) == "no vGPU 'vgpu9' on VM 'fake'")
         let attach = try request("POST", "/vgpus", body: "{\"profile\": \"1g\"}")
         #expect(attach.0 == 503 && errorLine(attach.1) == "no GPU here", "\(attach)")
+    }
+
+    @Test func aKnownPathWithAnotherMethodIs405WithAllow() throws {
+        let (status, body) = try request("DELETE", "/vm")
+        #expect(status == 405 && errorLine(body) == "DELETE is not allowed on /v1/vm; it takes GET", "\(status) \(body)")
+        let post = try request("POST", "/vgpus/vgpu0")
+        #expect(post.0 == 405 && errorLine(post.1)?.hasSuffix("it takes GET, DELETE") == true, "\(post)")
+        // The header, as a client library reads it.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["-s", "-D", "-", "-o", "/dev/null", "-X", "PUT", "--unix-socket", server.socketPath, "http://localhost/v1/vgpus"]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let headers = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).lowercased()
+        process.waitUntilExit()
+        #expect(headers.contains("allow: get, post"), "\(headers)")
+        #expect(try request("GET", "/nothing").0 == 404, "a path that does not exist stays 404")
+    }
+
+    @Test func versionNamesTheBuildAndTheAPI() throws {
+        let (status, body) = try request("GET", "/version")
+        let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String]
+        #expect(status == 200 && object == ["version": "9.8.7", "commit": "abc1234", "api": "v1"], "\(body)")
+    }
+
+    @Test func metricsArePrometheusTextOfTheVMsCounters() throws {
+        let (status, body) = try request("GET", "/metrics")
+        #expect(status == 200)
+        let lines = body.split(separator: "\n").map(String.init)
+        for expected in ["malvvm_vm_uptime_seconds{vm=\"fake\"} 2.0",
+                         "malvvm_kvm_statistic{vm=\"fake\",name=\"exits\"} 42.0",
+                         "malvvm_vmm_exits_total{vm=\"fake\",kind=\"mmio\"} 7",
+                         "malvvm_scheduler_utilisation{vm=\"fake\",policy=\"best-effort\"} 0.25",
+                         "malvvm_vgpu_submissions_total{vm=\"fake\",vgpu=\"vgpu0\",kind=\"para\"} 3",
+                         "malvvm_vgpu_gpu_seconds_total{vm=\"fake\",vgpu=\"vgpu0\",kind=\"para\"} 1.5",
+                         "# TYPE malvvm_vgpu_submissions_total counter"] {
+            #expect(lines.contains(expected), "missing '\(expected)' in:\n\(body)")
+        }
+        // Every sample line parses as the text format says: name{labels} value.
+        for line in lines where !line.hasPrefix("#") {
+            #expect(line.wholeMatch(of: /[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+/) != nil, "\(line)")
+        }
     }
 
     @Test func mlaasServicesAreListedLoadedAndUnloaded() throws {

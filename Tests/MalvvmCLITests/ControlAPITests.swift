@@ -85,6 +85,9 @@ import Testing
         let vm = try BackgroundVM(vgpu: true)
         let boot = try vm.malvvm(["vgpu", "detach", vm.socket, "vgpu0"])
         #expect(boot.status == MalvvmExit.failure && boot.stderr.contains("attached at boot"), "\(boot.stderr)")
+        // A failed attach gives its id back: the next one is still vgpu1.
+        let failed = try vm.http("POST", "/vgpus", body: #"{"profile": "1g", "gpud": "/nonexistent/gpud.sock"}"#)
+        #expect(failed.0 == 503, "\(failed)")
         // Four hot-plug slots by default: the fifth attach finds none.
         for index in 1 ... 4 {
             let attach = try vm.malvvm(["vgpu", "attach", vm.socket, "--profile", "1g"])
@@ -194,6 +197,12 @@ import Testing
         ("POST", "/vgpus", #"{"profile": 4}"#, 400, "wrong type"),
         ("POST", "/vgpus", #"{"profile": "5x"}"#, 400, "unknown vGPU profile"),
         ("POST", "/vgpus", #"{"profile": "4g", "kind": "quantum"}"#, 400, "unknown vGPU kind"),
+        ("POST", "/vgpus", #"{"profile": "profile=4g,weight=2"}"#, 400, "unknown vGPU profile"),
+        ("POST", "/vgpus", #"{"profile": "4g", "weight": -1}"#, 400, "weight must be a positive number"),
+        ("POST", "/vgpus", #"{"profile": "4g", "contexts": 0}"#, 400, "contexts must be 1-1024"),
+        ("POST", "/vgpus", #"{"profile": "4g", "doorbell_exiting": true}"#, 400, "is a full-vGPU control"),
+        ("POST", "/vgpus", #"{"profile": "4g", "gpud": "/x.sock", "weight": 2}"#, 400, "daemon operator's to set"),
+        ("DELETE", "/vm", nil, 405, "DELETE is not allowed on /v1/vm; it takes GET"),
         ("GET", "/vgpus/vgpu9", nil, 404, "no vGPU 'vgpu9'"),
         ("DELETE", "/vgpus/vgpu9", nil, 404, "no vGPU 'vgpu9'"),
         ("GET", "/nothing/here", nil, 404, "no such resource"),
