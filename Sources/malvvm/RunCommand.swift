@@ -24,16 +24,20 @@ extension Malvvm {
               63      also a guest v >= 64: stderr names v, and --metrics records it
                       as guest_exit_code
               64      a command-line mistake (EX_USAGE)
-              70      malvvm failed while running: no /dev/kvm, an unreadable or
-                      non-PVH kernel, a missing disk, a socket in use (EX_SOFTWARE)
+              70      malvvm failed while running: no /dev/kvm, an unreadable,
+                      truncated or unsupported kernel, a kernel or initrd that does
+                      not fit in memory, a missing disk, a socket in use (EX_SOFTWARE)
               71      the guest faulted (triple fault, KVM internal error); the vCPU
                       registers are printed
               128+N   stopped by signal N (SIGINT, SIGTERM)
             """
         )
 
-        @Option(name: .long, help: ArgumentHelp("PVH ELF kernel to boot (ELF32 or ELF64).", valueName: "path"))
+        @Option(name: .long, help: ArgumentHelp("Kernel to boot: a PVH ELF (ELF32 or ELF64, e.g. a Linux vmlinux) or a 64-bit Linux bzImage (boot protocol 2.12+).", valueName: "path"))
         var kernel: String
+
+        @Option(name: .long, help: ArgumentHelp("An initial ramdisk: placed at the top of RAM below 3 GiB (and below the kernel's initrd_addr_max), handed over as the first PVH module or in boot_params.", valueName: "path"))
+        var initrd: String?
 
         @Option(name: .long, help: ArgumentHelp("Guest RAM, e.g. 256M, 1G (a bare number is MiB).", valueName: "size"))
         var memory: MemoryArgument = MemoryArgument(bytes: MachineConfiguration.defaultMemory)
@@ -84,6 +88,7 @@ extension Malvvm {
         var machineConfiguration: MachineConfiguration {
             var configuration = MachineConfiguration(kernelPath: kernel, commandLine: cmdline, memorySize: memory.bytes)
             configuration.disks = disk.map(\.configuration)
+            configuration.initrdPath = initrd
             return configuration
         }
 

@@ -52,8 +52,12 @@ public final class Machine: @unchecked Sendable {
                 logger: Logger = Logger(label: "malvvm.machine")) throws(HypervisorError) {
         try configuration.validate()
         // Read and check the kernel before any KVM state exists: a bad path is the common mistake.
-        let loader: PVHELFLoader
-        do { loader = try PVHELFLoader(path: configuration.kernelPath) } catch { throw .boot(error) }
+        let loader: any KernelLoader
+        let initrd: [UInt8]?
+        do throws(BootError) {
+            loader = try KernelImage.loader(path: configuration.kernelPath)
+            initrd = try configuration.initrdPath.map { path throws(BootError) in try ImageFile.read(path, role: .initrd) }
+        } catch { throw .boot(error) }
 
         self.configuration = configuration
         self.console = console
@@ -106,10 +110,21 @@ public final class Machine: @unchecked Sendable {
         let kernel: LoadedKernel
         do throws(BootError) {
             kernel = try loader.load(into: memory)
+            let placedInitrd = try initrd.map { bytes throws(BootError) in
+                try InitrdPlacement.place(bytes, kernel: kernel, memory: memory)
+            }
             let rsdp: GuestAddress
             do { rsdp = try ACPITables.write(into: memory, vcpuCount: 1) } catch { throw BootError.bootAreaOutsideMemory }
-            try PVHBoot.writeBootInformation(into: memory, commandLine: configuration.commandLine,
-                                             memoryMap: X86BootLayout.memoryMap(ram: memory.regions), rsdp: rsdp)
+            let memoryMap = X86BootLayout.memoryMap(ram: memory.regions)
+            switch kernel.bootProtocol {
+            case .pvh:
+                try PVHBoot.writeBootInformation(into: memory, commandLine: configuration.commandLine,
+                                                 memoryMap: memoryMap, rsdp: rsdp, initrd: placedInitrd)
+            case let .linux64(_, loadAddress, setupHeader):
+                try LinuxBoot.writeBootInformation(into: memory, LinuxBoot.Parameters(
+                    loadAddress: loadAddress, setupHeader: setupHeader, commandLine: configuration.commandLine,
+                    memoryMap: memoryMap, rsdp: rsdp, initrd: placedInitrd))
+            }
         } catch { throw .boot(error) }
         do {
             switch kernel.bootProtocol {
@@ -118,6 +133,11 @@ public final class Machine: @unchecked Sendable {
                 try vcpu.setRegisters(PVHBoot.initialRegisters(entry: entry))
                 logger.debug("loaded PVH kernel", metadata: ["entry": "0x\(String(entry, radix: 16))",
                                                              "end": "0x\(String(kernel.end, radix: 16))"])
+            case let .linux64(entry, loadAddress, _):
+                try vcpu.setSpecialRegisters(LinuxBoot.initialSpecialRegisters(from: vcpu.specialRegisters()))
+                try vcpu.setRegisters(LinuxBoot.initialRegisters(entry: entry))
+                logger.debug("loaded bzImage", metadata: ["load": "0x\(String(loadAddress, radix: 16))",
+                                                          "end": "0x\(String(kernel.end, radix: 16))"])
             }
         } catch { throw .system(error) }
     }

@@ -14,6 +14,8 @@ public struct DiskConfiguration: Sendable, Equatable {
 /// What a VM is made of. A value: build it, validate it, then hand it to `Machine`.
 public struct MachineConfiguration: Sendable {
     public var kernelPath: String
+    /// An initial ramdisk: the first PVH module for an ELF kernel, ramdisk_image for a bzImage.
+    public var initrdPath: String?
     public var commandLine: String
     public var memorySize: UInt64
     public var kvmPath: String
