@@ -39,6 +39,10 @@ extension Malvvm {
         @Option(name: .long, help: ArgumentHelp("An initial ramdisk: placed at the top of RAM below 3 GiB (and below the kernel's initrd_addr_max), handed over as the first PVH module or in boot_params.", valueName: "path"))
         var initrd: String?
 
+        @Option(name: .long, help: ArgumentHelp("vCPUs, each on a thread of its own: 1 to what this host's KVM allows (at most \(MachineConfiguration.maximumVCPUs)). vCPU 0 boots; the guest starts the others with INIT/SIPI; the ACPI MADT and the MP table list them all.",
+                                                valueName: "n"))
+        var cpus: Int = 1
+
         @Option(name: .long, help: ArgumentHelp("Guest RAM, e.g. 256M, 1G (a bare number is MiB).", valueName: "size"))
         var memory: MemoryArgument = MemoryArgument(bytes: MachineConfiguration.defaultMemory)
 
@@ -89,11 +93,17 @@ extension Malvvm {
             var configuration = MachineConfiguration(kernelPath: kernel, commandLine: cmdline, memorySize: memory.bytes)
             configuration.disks = disk.map(\.configuration)
             configuration.initrdPath = initrd
+            configuration.vcpuCount = cpus
             return configuration
         }
 
         func validate() throws {
             do { try machineConfiguration.validate() } catch { throw ValidationError(error.description) }
+            // KVM's own limit is a usage error too, where /dev/kvm can be asked; without it
+            // the run fails later with the reason.
+            if let kvm = try? KVMSystem(), cpus > kvm.maximumVCPUs {
+                throw ValidationError("--cpus \(cpus) is more than the \(kvm.maximumVCPUs) vCPUs this host's KVM allows")
+            }
             if let name, !SocketPath.isValidName(name) {
                 throw ValidationError("bad --name '\(name)': use up to 64 letters, digits, '-', '_' or '.'")
             }
