@@ -103,6 +103,10 @@ public final class Machine: @unchecked Sendable {
             try portBus.insert(serial, name: "serial0", base: Self.serialPort, size: Serial8250.portCount)
             try portBus.insert(DebugExit { [weak self] code in self?.requestStop(.guestExit(code: code)) },
                                name: "debug-exit", base: DebugExit.defaultPort, size: DebugExit.portCount)
+            try portBus.insert(ACPIPowerControl { [weak self] request in
+                self?.logger.info("the guest asked to \(request == .powerOff ? "power off" : "reset"); ending the VM")
+                self?.requestStop(.guestShutdown)
+            }, name: "acpi-power", base: ACPIPowerControl.basePort, size: ACPIPowerControl.portCount)
             try portBus.insert(pci.configPorts, name: "pci-conf1", base: PCIRootComplex.configAddressPort, size: 8)
             try mmioBus.insert(pci.ecam, name: "pci-ecam", base: X86BootLayout.ecamStart, size: X86BootLayout.ecamSize)
         } catch { throw .bus(error) }
