@@ -11,6 +11,7 @@
 #define ICR_STARTUP     0x00000600
 #define ICR_LEVEL_ASSERT 0x00004000
 #define ICR_PENDING     (1u << 12)
+#define INIT_WAIT_CYCLES 20000000ull
 
 extern const uint8_t ap_trampoline_start[], ap_trampoline_end[];
 
@@ -51,7 +52,8 @@ static bool wait_arrived(uint64_t cycles)
     return true;
 }
 
-bool smp_start_ap(uint8_t apic_id, unsigned index, smp_ap_function fn, uint64_t timeout_cycles)
+bool smp_start_ap(uint8_t apic_id, unsigned index, smp_ap_function fn, uint64_t timeout_cycles,
+                  uint64_t *start_cycles)
 {
     if (index >= SMP_MAX_CPUS)
         return false;
@@ -64,14 +66,20 @@ bool smp_start_ap(uint8_t apic_id, unsigned index, smp_ap_function fn, uint64_t 
     __atomic_store_n(&ap_arrived, 0, __ATOMIC_RELEASE);
 
     /* The SDM's universal start-up: INIT, then SIPI twice (the second is ignored
-     * by a CPU the first one started). The waits are the SDM's 10 ms and 200 us;
-     * a virtual CPU needs none, but they cost little. */
+     * by a CPU the first one started). The SDM waits 10 ms after INIT: 2e7 TSC
+     * cycles is 7-20 ms at 1-3 GHz (the TSC is not calibrated here). After a
+     * SIPI we wait for the AP itself, so a CPU that came up skips the second. */
     send_ipi(apic_id, ICR_INIT | ICR_LEVEL_ASSERT);
-    wait_arrived(timeout_cycles / 100);
+    wait_arrived(INIT_WAIT_CYCLES);
     uint32_t sipi = ICR_STARTUP | ICR_LEVEL_ASSERT | (AP_TRAMPOLINE_BASE >> 12);
+    uint64_t sent = rdtsc();
     send_ipi(apic_id, sipi);
-    if (wait_arrived(timeout_cycles / 2))
-        return true;
-    send_ipi(apic_id, sipi);
-    return wait_arrived(timeout_cycles / 2);
+    bool arrived = wait_arrived(timeout_cycles / 2);
+    if (!arrived) {
+        send_ipi(apic_id, sipi);
+        arrived = wait_arrived(timeout_cycles / 2);
+    }
+    if (start_cycles)
+        *start_cycles = rdtsc() - sent;
+    return arrived;
 }

@@ -98,6 +98,9 @@ extension Malvvm {
         }
 
         func validate() throws {
+            guard (1...MachineConfiguration.maximumVCPUs).contains(cpus) else {
+                throw ValidationError("--cpus must be 1 to \(MachineConfiguration.maximumVCPUs), not \(cpus)")
+            }
             do { try machineConfiguration.validate() } catch { throw ValidationError(error.description) }
             // KVM's own limit is a usage error too, where /dev/kvm can be asked; without it
             // the run fails later with the reason.

@@ -18,8 +18,10 @@ typedef void (*smp_ap_function)(unsigned index);
 /*
  * Starts the CPU with LAPIC ID `apic_id` running fn(index) on a stack of its
  * own, and waits until it has reached ring 3 (at most ~`timeout_cycles` TSC
- * cycles). Call for one AP at a time. Returns whether it arrived.
+ * cycles). Call for one AP at a time. Returns whether it arrived, and in
+ * *start_cycles (if not NULL) the TSC cycles from the first SIPI to ring 3.
  */
-bool smp_start_ap(uint8_t apic_id, unsigned index, smp_ap_function fn, uint64_t timeout_cycles);
+bool smp_start_ap(uint8_t apic_id, unsigned index, smp_ap_function fn, uint64_t timeout_cycles,
+                  uint64_t *start_cycles);
 
 #endif
