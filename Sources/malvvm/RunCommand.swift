@@ -43,6 +43,13 @@ extension Malvvm {
                                                 valueName: "n"))
         var cpus: Int = 1
 
+        @Option(name: .long, help: ArgumentHelp("The CPUID the guest sees: 'host' (what KVM supports), 'no-cx16-xsave' (hides CX16 and XSAVE, which this host's software KVM cannot emulate in ring 0), or a Firecracker-style custom template FILE.json (cpuid_modifiers with 0b/0/1/x bitmaps).",
+                                                valueName: "name|file"),
+                transform: { text in
+                    do { return try CPUTemplateArgument.parse(text) } catch { throw ValidationError("\(error)") }
+                })
+        var cpuTemplate: CPUTemplate = .host
+
         @Option(name: .long, help: ArgumentHelp("Guest RAM, e.g. 256M, 1G (a bare number is MiB).", valueName: "size"))
         var memory: MemoryArgument = MemoryArgument(bytes: MachineConfiguration.defaultMemory)
 
@@ -94,6 +101,7 @@ extension Malvvm {
             configuration.disks = disk.map(\.configuration)
             configuration.initrdPath = initrd
             configuration.vcpuCount = cpus
+            configuration.cpuTemplate = cpuTemplate
             return configuration
         }
 

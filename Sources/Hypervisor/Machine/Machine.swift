@@ -164,10 +164,11 @@ public final class Machine: @unchecked Sendable {
     /// hot-plug only.
     public var isRunning: Bool { running.load(ordering: .acquiring) }
 
-    /// The host's supported CPUID, marked as a hypervisor guest, each vCPU with its own APIC
-    /// ID (the one the MADT and MP table list for it).
+    /// The host's supported CPUID shaped by the CPU template, marked as a hypervisor guest, each
+    /// vCPU with its own APIC ID (the one the MADT and MP table list for it).
     private func configureCPUID() throws(HypervisorError) {
-        let supported = try kvm.supportedCPUID()
+        var supported = try kvm.supportedCPUID()
+        configuration.cpuTemplate.apply(to: &supported)
         for vcpu in vcpus {
             var entries = supported
             let apicID = UInt32(vcpu.id)

@@ -20,6 +20,8 @@ public struct MachineConfiguration: Sendable {
     public var memorySize: UInt64
     /// vCPUs: the boot processor and vcpuCount - 1 application processors the guest starts.
     public var vcpuCount: Int = 1
+    /// How the guest's CPUID differs from what the host's KVM supports.
+    public var cpuTemplate: CPUTemplate = .host
     /// xAPIC IDs are 8 bits and 255 is the broadcast ID; the MP table gives the IOAPIC the ID
     /// after the last CPU's. KVM may allow fewer (`KVMSystem.maximumVCPUs`).
     public static let maximumVCPUs = 254
