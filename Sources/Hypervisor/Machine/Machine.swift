@@ -184,6 +184,22 @@ public final class Machine: @unchecked Sendable {
                 }
             }
             do { try vcpu.setCPUID(entries) } catch { throw .system(error) }
+            setTSCFrequencySelect(vcpu, cpuid: entries)
+        }
+    }
+
+    /// AMD's MSR_K7_HWCR and its TscFreqSel bit (24): real family 10h+ parts set it (the TSC
+    /// counts at the P0 frequency), KVM's reset value leaves it clear, and Linux then prints
+    /// "[Firmware Bug]: TSC doesn't count with P0 frequency!". KVM lets the VMM set it since
+    /// Linux 6.7; an older KVM refuses the write, and the message stays.
+    private func setTSCFrequencySelect(_ vcpu: KVMVCPU, cpuid: [kvm_cpuid_entry2]) {
+        let amdHardwareConfiguration: UInt32 = 0xc001_0015
+        let tscFrequencySelect: UInt64 = 1 << 24
+        guard let vendor = cpuid.first(where: { $0.function == 0 }),
+              vendor.ebx == 0x6874_7541, vendor.edx == 0x6974_6e65, vendor.ecx == 0x444d_4163,  // "AuthenticAMD"
+              let current = vcpu.modelSpecificRegister(amdHardwareConfiguration) else { return }
+        if !vcpu.setModelSpecificRegister(amdHardwareConfiguration, current | tscFrequencySelect) {
+            logger.debug("KVM refused HWCR.TscFreqSel; Linux will report the TSC as not counting at P0")
         }
     }
 
