@@ -14,7 +14,8 @@ import Testing
         let pointer = try ram.read(16, at: MPTable.floatingPointerAddress)
         #expect(Array(pointer[0..<4]) == Array("_MP_".utf8))
         #expect(sum(pointer) == 0)
-        #expect(MPTable.floatingPointerAddress.raw % 16 == 0 && MPTable.floatingPointerAddress.raw >= 0xf_0000)
+        // Where Linux looks second (the EBDA's first KiB), on a 16-byte boundary.
+        #expect(MPTable.floatingPointerAddress.raw % 16 == 0 && MPTable.floatingPointerAddress.raw == 0x9_fc00)
         let configuration = UInt64(try ram.read(UInt32.self, at: GuestAddress(MPTable.floatingPointerAddress.raw + 4)))
         let length = Int(try ram.read(UInt16.self, at: GuestAddress(configuration + 4)))
         let table = try ram.read(length, at: GuestAddress(configuration))
@@ -40,7 +41,7 @@ import Testing
         #expect(processors.first?.flags == 3 && processors.dropFirst().allSatisfy { $0.flags == 1 })
         #expect(ioapics == [UInt8(cpus)])
         // The ACPI tables below stay clear of the MP table however many CPUs there are.
-        #expect(ACPITables.madt(vcpuCount: cpus).count + 0x200 < Int(MPTable.floatingPointerAddress.raw - ACPITables.rsdpAddress.raw))
+        #expect(ACPITables.madt(vcpuCount: cpus).count + 0x400 < Int(MPTable.configurationAddress.raw - ACPITables.rsdpAddress.raw))
     }
 
     @Test func theMADTListsEveryCPUEnabled() {

@@ -3,9 +3,12 @@
 /// ISA IRQs reach its pins. Linux reads it when ACPI is off (`acpi=off`) and prints what it
 /// found either way, as it does on QEMU; the routing matches the MADT's (IRQ 0 → pin 2).
 public enum MPTable {
-    /// In the reserved BIOS area, clear of the ACPI tables that grow up from 0xf0000; the
-    /// floating pointer sits on a 16-byte boundary of 0xf0000-0xfffff, where Linux searches.
-    public static let floatingPointerAddress = GuestAddress(0xf_7ff0)
+    /// The floating pointer opens the EBDA (the last KiB of base memory, reserved in the E820
+    /// map), the second place Linux searches, as QEMU puts it: found there at once, where a
+    /// pointer in the BIOS area cost Debian's kernel 5 s of emulated ring-0 scanning here
+    /// (docs/linux.md). The configuration table, up to 5 KiB for 254 CPUs, does not fit the
+    /// EBDA's 1 KiB and goes to the reserved BIOS area, clear of the ACPI tables below it.
+    public static let floatingPointerAddress = GuestAddress(X86BootLayout.ebdaStart)
     public static let configurationAddress = GuestAddress(0xf_8000)
     static let localAPICVersion: UInt8 = 0x14
     static let ioapicVersion: UInt8 = 0x11
