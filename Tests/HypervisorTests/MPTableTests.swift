@@ -53,5 +53,6 @@ import Testing
             offset += Int(madt[offset + 1])
         }
         #expect(apics == [0, 1, 2])
+        #expect(madt.suffix(6) == [4, 6, 0xff, 0, 0, 1], "NMI on every LAPIC's LINT1")
     }
 }

@@ -1,7 +1,7 @@
 /// The few ACPI tables a guest needs to find the platform: RSDP → XSDT → FADT (hardware-reduced
 /// ACPI: the sleep and reset registers of `ACPIPowerControl`, and the DSDT with `_S5`), MCFG
-/// (where PCIe ECAM lives) and MADT (every CPU's LAPIC, the IOAPIC and IRQ 0's override to
-/// pin 2). They sit in the reserved BIOS area, and start_info's rsdp_paddr (or boot_params'
+/// (where PCIe ECAM lives) and MADT (every CPU's LAPIC, the IOAPIC, IRQ 0's override to
+/// pin 2, NMI on LINT1). They sit in the reserved BIOS area, and start_info's rsdp_paddr (or boot_params'
 /// acpi_rsdp_addr) points at the RSDP.
 public enum ACPITables {
     public static let rsdpAddress = GuestAddress(0xf_0000)
@@ -136,6 +136,9 @@ public enum ACPITables {
         body += [2, 10, 0, 0]  // interrupt source override: ISA IRQ 0 → GSI 2
         body.appendLittleEndian(UInt32(2))
         body.appendLittleEndian(UInt16(0))  // conforming polarity and trigger
+        // Local APIC NMI: every processor (UID 0xff), conforming, on LINT1, as the MP table
+        // and QEMU's MADT say.
+        body += [4, 6, 0xff, 0, 0, 1]
         return finish(header("APIC", length: 36 + body.count, revision: 3) + body)
     }
 
