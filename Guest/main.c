@@ -22,6 +22,7 @@ static const struct guest_test tests[] = {
     { "fullvgpu", test_fullvgpu, "full-vGPU: ring commands and kernel streams against the CPU" },
     { "fullvgpu-hostile", test_fullvgpu_hostile, "full-vGPU: bad rings, addresses, commands and streams fault as the G-VMCS defines" },
     { "fullvgpubench", test_fullvgpubench, "full-vGPU submission latency and throughput per batch size" },
+    { "smp", test_smp, "start every CPU in the MADT with INIT-SIPI-SIPI, run work on each, check all ran" },
 };
 
 #define TEST_COUNT (sizeof tests / sizeof tests[0])

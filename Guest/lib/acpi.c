@@ -85,7 +85,11 @@ static uint32_t table_len(const uint8_t *t)
     return len;
 }
 
-const char *acpi_find_mcfg(struct acpi_info *out)
+/*
+ * Finds the root table (XSDT, else RSDT) and fills the RSDP fields of `out`.
+ * Returns why not, or NULL.
+ */
+static const char *find_root(struct acpi_info *out, const uint8_t **root, unsigned *entry_size)
 {
     memset(out, 0, sizeof *out);
     const struct rsdp *r = NULL;
@@ -105,11 +109,16 @@ const char *acpi_find_mcfg(struct acpi_info *out)
 
     /* ACPI 2.0+ with a nonzero XSDT: 64-bit entries; otherwise the RSDT's 32-bit ones. */
     bool x = r->revision >= 2 && r->xsdt != 0;
-    const uint8_t *root = map_table(x ? r->xsdt : r->rsdt, x ? "XSDT" : "RSDT");
-    if (!root)
+    *root = map_table(x ? r->xsdt : r->rsdt, x ? "XSDT" : "RSDT");
+    if (!*root)
         return x ? "XSDT missing or bad checksum" : "RSDT missing or bad checksum";
+    *entry_size = x ? 8 : 4;
+    return NULL;
+}
 
-    unsigned entry_size = x ? 8 : 4;
+/* The physical address of the first table with `signature` the root lists, or 0. */
+static uint64_t find_table(const uint8_t *root, unsigned entry_size, const char *signature)
+{
     uint32_t entries = (table_len(root) - SDT_HEADER_LEN) / entry_size;
     if (entries > SDT_MAX_ENTRIES)
         entries = SDT_MAX_ENTRIES;
@@ -117,25 +126,76 @@ const char *acpi_find_mcfg(struct acpi_info *out)
         uint64_t paddr = 0;
         memcpy(&paddr, root + SDT_HEADER_LEN + i * entry_size, entry_size);
         const uint8_t *sig = map(paddr, 4);
-        if (!sig || memcmp(sig, "MCFG", 4) != 0)
-            continue;
-        const uint8_t *mcfg = map_table(paddr, "MCFG");
-        if (!mcfg)
-            return "MCFG with bad length or checksum";
-        uint32_t len = table_len(mcfg);
-        for (uint32_t off = MCFG_ENTRY_OFFSET; off + MCFG_ENTRY_LEN <= len; off += MCFG_ENTRY_LEN) {
-            uint64_t base;
-            uint16_t segment;
-            memcpy(&base, mcfg + off, 8);
-            memcpy(&segment, mcfg + off + 8, 2);
-            uint8_t start = mcfg[off + 10], end = mcfg[off + 11];
-            if (segment != 0 || start > end || base == 0 || (base & 0xfffff))
-                continue;   /* other segments are unreachable without them; bad entries ignored */
-            out->has_mcfg = true;
-            out->mcfg = (struct acpi_mcfg_info){ base, start, end };
-            return NULL;
-        }
-        return "MCFG has no usable entry for segment 0";
+        if (sig && memcmp(sig, signature, 4) == 0)
+            return paddr;
     }
-    return "no MCFG";
+    return 0;
+}
+
+const char *acpi_find_mcfg(struct acpi_info *out)
+{
+    const uint8_t *root;
+    unsigned entry_size;
+    const char *why = find_root(out, &root, &entry_size);
+    if (why)
+        return why;
+    uint64_t paddr = find_table(root, entry_size, "MCFG");
+    if (!paddr)
+        return "no MCFG";
+    const uint8_t *mcfg = map_table(paddr, "MCFG");
+    if (!mcfg)
+        return "MCFG with bad length or checksum";
+    uint32_t len = table_len(mcfg);
+    for (uint32_t off = MCFG_ENTRY_OFFSET; off + MCFG_ENTRY_LEN <= len; off += MCFG_ENTRY_LEN) {
+        uint64_t base;
+        uint16_t segment;
+        memcpy(&base, mcfg + off, 8);
+        memcpy(&segment, mcfg + off + 8, 2);
+        uint8_t start = mcfg[off + 10], end = mcfg[off + 11];
+        if (segment != 0 || start > end || base == 0 || (base & 0xfffff))
+            continue;   /* other segments are unreachable without them; bad entries ignored */
+        out->has_mcfg = true;
+        out->mcfg = (struct acpi_mcfg_info){ base, start, end };
+        return NULL;
+    }
+    return "MCFG has no usable entry for segment 0";
+}
+
+/* MADT: 36-byte header, local APIC address (4), flags (4), then type/length records. */
+#define MADT_RECORDS_OFFSET 44
+#define MADT_LOCAL_APIC 0
+#define MADT_LOCAL_APIC_ENABLED 1u
+
+const char *acpi_list_cpus(uint8_t *apic_ids, unsigned max, unsigned *count)
+{
+    *count = 0;
+    struct acpi_info info;
+    const uint8_t *root;
+    unsigned entry_size;
+    const char *why = find_root(&info, &root, &entry_size);
+    if (why)
+        return why;
+    uint64_t paddr = find_table(root, entry_size, "APIC");
+    if (!paddr)
+        return "no MADT";
+    const uint8_t *madt = map_table(paddr, "APIC");
+    if (!madt)
+        return "MADT with bad length or checksum";
+    uint32_t len = table_len(madt);
+    for (uint32_t off = MADT_RECORDS_OFFSET; off + 2 <= len;) {
+        uint8_t type = madt[off], record_len = madt[off + 1];
+        if (record_len < 2 || off + record_len > len)
+            return "MADT record runs past the table";
+        if (type == MADT_LOCAL_APIC && record_len >= 8) {
+            uint32_t flags;
+            memcpy(&flags, madt + off + 4, 4);
+            if (flags & MADT_LOCAL_APIC_ENABLED) {
+                if (*count >= max)
+                    return "more CPUs in the MADT than the guest supports";
+                apic_ids[(*count)++] = madt[off + 3];
+            }
+        }
+        off += record_len;
+    }
+    return *count ? NULL : "MADT lists no enabled CPU";
 }

@@ -118,6 +118,26 @@ int ckvm_set_cpuid2(int vcpu_fd, const struct kvm_cpuid_entry2 *entries, uint32_
     return result;
 }
 
+/// struct kvm_msrs ends in a flexible array: one header and one entry, laid out together.
+struct ckvm_one_msr {
+    struct kvm_msrs header;
+    struct kvm_msr_entry entry;
+};
+
+int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value) {
+    struct ckvm_one_msr m = { .header = { .nmsrs = 1 }, .entry = { .index = index } };
+    int r = ioctl(vcpu_fd, KVM_GET_MSRS, &m);
+    if (r < 0) return -errno;
+    *value = m.entry.data;
+    return r;
+}
+
+int ckvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value) {
+    struct ckvm_one_msr m = { .header = { .nmsrs = 1 }, .entry = { .index = index, .data = value } };
+    int r = ioctl(vcpu_fd, KVM_SET_MSRS, &m);
+    return r < 0 ? -errno : r;
+}
+
 uint32_t ckvm_run_exit_reason(const struct kvm_run *run) { return run->exit_reason; }
 void ckvm_run_set_immediate_exit(struct kvm_run *run, uint8_t value) {
     __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);

@@ -24,16 +24,31 @@ extension Malvvm {
               63      also a guest v >= 64: stderr names v, and --metrics records it
                       as guest_exit_code
               64      a command-line mistake (EX_USAGE)
-              70      malvvm failed while running: no /dev/kvm, an unreadable or
-                      non-PVH kernel, a missing disk, a socket in use (EX_SOFTWARE)
+              70      malvvm failed while running: no /dev/kvm, an unreadable,
+                      truncated or unsupported kernel, a kernel or initrd that does
+                      not fit in memory, a missing disk, a socket in use (EX_SOFTWARE)
               71      the guest faulted (triple fault, KVM internal error); the vCPU
                       registers are printed
               128+N   stopped by signal N (SIGINT, SIGTERM)
             """
         )
 
-        @Option(name: .long, help: ArgumentHelp("PVH ELF kernel to boot (ELF32 or ELF64).", valueName: "path"))
+        @Option(name: .long, help: ArgumentHelp("Kernel to boot: a PVH ELF (ELF32 or ELF64, e.g. a Linux vmlinux) or a 64-bit Linux bzImage (boot protocol 2.12+).", valueName: "path"))
         var kernel: String
+
+        @Option(name: .long, help: ArgumentHelp("An initial ramdisk: placed at the top of RAM below 3 GiB (and below the kernel's initrd_addr_max), handed over as the first PVH module or in boot_params.", valueName: "path"))
+        var initrd: String?
+
+        @Option(name: .long, help: ArgumentHelp("vCPUs, each on a thread of its own: 1 to what this host's KVM allows (at most \(MachineConfiguration.maximumVCPUs)). vCPU 0 boots; the guest starts the others with INIT/SIPI; the ACPI MADT and the MP table list them all.",
+                                                valueName: "n"))
+        var cpus: Int = 1
+
+        @Option(name: .long, help: ArgumentHelp("The CPUID the guest sees: 'host' (what KVM supports), 'no-cx16-xsave' (hides CX16 and XSAVE, which this host's software KVM cannot emulate in ring 0), or a Firecracker-style custom template FILE.json (cpuid_modifiers with 0b/0/1/x bitmaps).",
+                                                valueName: "name|file"),
+                transform: { text in
+                    do { return try CPUTemplateArgument.parse(text) } catch { throw ValidationError("\(error)") }
+                })
+        var cpuTemplate: CPUTemplate = .host
 
         @Option(name: .long, help: ArgumentHelp("Guest RAM, e.g. 256M, 1G (a bare number is MiB).", valueName: "size"))
         var memory: MemoryArgument = MemoryArgument(bytes: MachineConfiguration.defaultMemory)
@@ -84,11 +99,22 @@ extension Malvvm {
         var machineConfiguration: MachineConfiguration {
             var configuration = MachineConfiguration(kernelPath: kernel, commandLine: cmdline, memorySize: memory.bytes)
             configuration.disks = disk.map(\.configuration)
+            configuration.initrdPath = initrd
+            configuration.vcpuCount = cpus
+            configuration.cpuTemplate = cpuTemplate
             return configuration
         }
 
         func validate() throws {
+            guard (1...MachineConfiguration.maximumVCPUs).contains(cpus) else {
+                throw ValidationError("--cpus must be 1 to \(MachineConfiguration.maximumVCPUs), not \(cpus)")
+            }
             do { try machineConfiguration.validate() } catch { throw ValidationError(error.description) }
+            // KVM's own limit is a usage error too, where /dev/kvm can be asked; without it
+            // the run fails later with the reason.
+            if let kvm = try? KVMSystem(), cpus > kvm.maximumVCPUs {
+                throw ValidationError("--cpus \(cpus) is more than the \(kvm.maximumVCPUs) vCPUs this host's KVM allows")
+            }
             if let name, !SocketPath.isValidName(name) {
                 throw ValidationError("bad --name '\(name)': use up to 64 letters, digits, '-', '_' or '.'")
             }

@@ -11,12 +11,13 @@ import Testing
         let name: String
         private let vm: BackgroundProcess
 
-        init(name: String = "api-test-\(getpid())", vgpu: Bool = true, cmdline: String = "test=idle") throws {
+        init(name: String = "api-test-\(getpid())", vgpu: Bool = true, cmdline: String = "test=idle",
+             arguments: [String] = []) throws {
             self.name = name
             directory = NSTemporaryDirectory() + "malvvm-api-\(getpid())-\(UInt32.random(in: 0 ... .max))"
             socket = directory + "/\(name).sock"
             vm = try BackgroundProcess(["run", "--kernel", Harness.guest, "--name", name, "--api-socket", socket, "--gpu", "cpu",
-                                        "--cmdline", cmdline] + (vgpu ? ["--vgpu", "2g"] : []))
+                                        "--cmdline", cmdline] + (vgpu ? ["--vgpu", "2g"] : []) + arguments)
             // The socket file appears at bind(), a moment before the server accepts: wait for an answer.
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline && vm.isRunning {

@@ -135,7 +135,7 @@ import Testing
     @Test func aFileThatIsNotAKernelIsARuntimeFailure() throws {
         let result = try Harness.malvvm(["run", "--kernel", Harness.packageRoot.appendingPathComponent("Package.swift").path])
         #expect(result.status == MalvvmExit.failure)
-        #expect(result.stderrLines == ["malvvm: error: kernel is not an ELF file"])
+        #expect(result.stderrLines == ["malvvm: error: kernel is neither an ELF (PVH) nor a bzImage (no \"HdrS\" setup header)"])
     }
 
     @Test func anELFWithoutAPVHNoteIsARuntimeFailure() throws {

@@ -89,10 +89,10 @@ enum Harness {
 
     /// The same guest under QEMU's microvm, with isa-debug-exit on the same port. QEMU's status
     /// is (code << 1) | 1; the result carries the guest's own code, as malvvm reports it.
-    static func qemu(_ test: String, kernel: String = guest, memory: String = "256M") throws -> Result {
+    static func qemu(_ test: String, kernel: String = guest, memory: String = "256M", smp: Int = 1) throws -> Result {
         let raw = try run("/usr/bin/qemu-system-x86_64", [
             "-M", "microvm,x-option-roms=off,rtc=off", "-enable-kvm", "-cpu", "host,-arch-capabilities",
-            "-m", memory, "-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
+            "-m", memory, "-smp", "\(smp)", "-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
             "-kernel", kernel, "-append", "test=\(test)", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
         ])
         let code = raw.status & 1 == 1 ? raw.status >> 1 : -raw.status

@@ -1,6 +1,6 @@
 /*
- * Just enough ACPI to find PCI Express config space: RSDP -> RSDT/XSDT ->
- * MCFG. Every table is checksummed and bounds-checked before use.
+ * Just enough ACPI to find PCI Express config space (RSDP -> RSDT/XSDT ->
+ * MCFG) and the CPUs (MADT). Every table is checksummed and bounds-checked before use.
  */
 #ifndef MALV_ACPI_H
 #define MALV_ACPI_H
@@ -26,5 +26,11 @@ struct acpi_info {
  * not an error: conf1 is the fallback).
  */
 const char *acpi_find_mcfg(struct acpi_info *out);
+
+/*
+ * The LAPIC IDs of the enabled processors the MADT lists, in its order, into
+ * apic_ids[0 .. max). Returns NULL on success, else why not.
+ */
+const char *acpi_list_cpus(uint8_t *apic_ids, unsigned max, unsigned *count);
 
 #endif

@@ -27,6 +27,13 @@
 #define COM1_PORT       0x3f8
 #define EXIT_PORT       0xf4            /* isa-debug-exit, iosize 4 */
 
+/*
+ * Where lib/smp.c copies the AP start-up trampoline (boot/ap.S): a page below
+ * 1 MiB that a SIPI can name (vector 0x10) and that neither malvvm's nor
+ * QEMU's boot information uses.
+ */
+#define AP_TRAMPOLINE_BASE 0x10000
+
 /* Exit codes written to EXIT_PORT. */
 #define EXIT_OK             0
 #define EXIT_FAILED         1

@@ -28,5 +28,6 @@ int test_hotplug(void);
 int test_fullvgpu(void);
 int test_fullvgpu_hostile(void);
 int test_fullvgpubench(void);
+int test_smp(void);
 
 #endif

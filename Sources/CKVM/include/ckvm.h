@@ -56,6 +56,9 @@ int ckvm_set_regs(int vcpu_fd, const struct kvm_regs *regs);
 int ckvm_get_sregs(int vcpu_fd, struct kvm_sregs *sregs);
 int ckvm_set_sregs(int vcpu_fd, const struct kvm_sregs *sregs);
 int ckvm_set_cpuid2(int vcpu_fd, const struct kvm_cpuid_entry2 *entries, uint32_t count);
+/// KVM_GET_MSRS / KVM_SET_MSRS for one MSR; return the number of MSRs done (1), or -errno.
+int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value);
+int ckvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value);
 
 // --- kvm_run accessors (the struct is mmap'd from the vCPU fd) ---
 typedef struct {

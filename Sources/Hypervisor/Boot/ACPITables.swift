@@ -1,6 +1,8 @@
-/// The few ACPI tables a guest needs to find the platform: RSDP → XSDT → MCFG (where PCIe ECAM
-/// lives) and MADT (the LAPIC, the IOAPIC and IRQ 0's override to pin 2). They sit in the
-/// reserved BIOS area, and start_info's rsdp_paddr points at the RSDP.
+/// The few ACPI tables a guest needs to find the platform: RSDP → XSDT → FADT (hardware-reduced
+/// ACPI: the sleep and reset registers of `ACPIPowerControl`, and the DSDT with `_S5`), MCFG
+/// (where PCIe ECAM lives) and MADT (every CPU's LAPIC, the IOAPIC, IRQ 0's override to
+/// pin 2, NMI on LINT1). They sit in the reserved BIOS area, and start_info's rsdp_paddr (or boot_params'
+/// acpi_rsdp_addr) points at the RSDP.
 public enum ACPITables {
     public static let rsdpAddress = GuestAddress(0xf_0000)
     static let oemID = Array("MALVVM".utf8)
@@ -20,9 +22,11 @@ public enum ACPITables {
             cursor = (cursor + UInt64(table.count) + 15) & ~15
             return address
         }
+        let dsdt = try place(self.dsdt())
+        let fadt = try place(self.fadt(dsdt: dsdt))
         let mcfg = try place(self.mcfg())
         let madt = try place(self.madt(vcpuCount: vcpuCount))
-        let xsdt = try place(self.xsdt(entries: [mcfg, madt]))
+        let xsdt = try place(self.xsdt(entries: [fadt, mcfg, madt]))
         try memory.write(rsdp(xsdt: xsdt), at: rsdpAddress)
         return rsdpAddress
     }
@@ -67,6 +71,46 @@ public enum ACPITables {
         return finish(t)
     }
 
+    /// A Generic Address Structure for one byte in I/O space.
+    static func ioPortAddress(_ port: UInt64) -> [UInt8] {
+        var g: [UInt8] = [1, 8, 0, 1]  // System I/O, 8 bits wide, offset 0, byte access
+        g.appendLittleEndian(port)
+        return g
+    }
+
+    /// FADT revision 6 (276 bytes) for hardware-reduced ACPI: no PM1 blocks, no SCI, no FACS;
+    /// power-off and reset through the sleep control and reset registers.
+    static func fadt(dsdt: UInt64) -> [UInt8] {
+        var t = header("FACP", length: 276, revision: 6)
+        t.appendLittleEndian(UInt32(0))  // FIRMWARE_CTRL: no FACS, as hardware-reduced ACPI allows
+        t.appendLittleEndian(UInt32(dsdt))
+        t += [UInt8](repeating: 0, count: 109 - 44)  // reserved, PM profile, SCI, SMI, PM blocks, latencies: none
+        // IAPC_BOOT_ARCH: no VGA, no CMOS RTC; no 8042 (bit 1 clear), so Linux probes neither.
+        t.appendLittleEndian(UInt16(1 << 2 | 1 << 5))
+        t.append(0)
+        // Flags: WBINVD, PWR_BUTTON and SLP_BUTTON (no fixed buttons), RESET_REG_SUP, HW_REDUCED_ACPI.
+        t.appendLittleEndian(UInt32(1 << 0 | 1 << 4 | 1 << 5 | 1 << 10 | 1 << 20))
+        t += ioPortAddress(ACPIPowerControl.basePort + ACPIPowerControl.reset)  // RESET_REG
+        t.append(ACPIPowerControl.resetValue)
+        t.appendLittleEndian(UInt16(0))  // ARM_BOOT_ARCH
+        t.append(0)  // FADT minor version
+        t.appendLittleEndian(UInt64(0))  // X_FIRMWARE_CTRL
+        t.appendLittleEndian(dsdt)  // X_DSDT
+        t += [UInt8](repeating: 0, count: 8 * 12)  // X_PM1a_EVT_BLK … X_GPE1_BLK: none
+        t += ioPortAddress(ACPIPowerControl.basePort + ACPIPowerControl.sleepControl)
+        t += ioPortAddress(ACPIPowerControl.basePort + ACPIPowerControl.sleepStatus)
+        t += Array("MALVVM\0\0".utf8)  // hypervisor vendor identity
+        precondition(t.count == 276)
+        return finish(t)
+    }
+
+    /// The DSDT: `Name (_S5, Package () { 5, 0, 0, 0 })`, the sleep type a guest writes to
+    /// power off. AML: NameOp "_S5_" PackageOp PkgLength(7) NumElements(4) BytePrefix 5 Zero Zero Zero.
+    static func dsdt() -> [UInt8] {
+        let aml: [UInt8] = [0x08] + Array("_S5_".utf8) + [0x12, 0x07, 0x04, 0x0a, ACPIPowerControl.softOffSleepType, 0, 0, 0]
+        return finish(header("DSDT", length: 36 + aml.count, revision: 2) + aml)
+    }
+
     static func mcfg() -> [UInt8] {
         var t = header("MCFG", length: 36 + 8 + 16, revision: 1)
         t += [UInt8](repeating: 0, count: 8)
@@ -92,6 +136,9 @@ public enum ACPITables {
         body += [2, 10, 0, 0]  // interrupt source override: ISA IRQ 0 → GSI 2
         body.appendLittleEndian(UInt32(2))
         body.appendLittleEndian(UInt16(0))  // conforming polarity and trigger
+        // Local APIC NMI: every processor (UID 0xff), conforming, on LINT1, as the MP table
+        // and QEMU's MADT say.
+        body += [4, 6, 0xff, 0, 0, 1]
         return finish(header("APIC", length: 36 + body.count, revision: 3) + body)
     }
 

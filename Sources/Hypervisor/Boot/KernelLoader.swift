@@ -1,21 +1,44 @@
-import Glibc
-
 /// How the vCPU must be entered for a loaded kernel.
 public enum BootProtocol: Sendable, Equatable {
     /// Xen PVH: 32-bit protected mode, paging off, ebx = hvm_start_info.
     case pvh(entry: UInt32)
+    /// Linux's 64-bit boot protocol: long mode on identity-mapped page tables at `entry`
+    /// (startup_64), rsi = boot_params, whose setup header starts as a copy of `setupHeader`.
+    case linux64(entry: UInt64, loadAddress: UInt64, setupHeader: [UInt8])
 }
 
 public struct LoadedKernel: Sendable, Equatable {
     public let bootProtocol: BootProtocol
-    /// First byte past the highest loaded segment, where an initrd may follow.
+    /// First byte past the memory the kernel occupies (or needs while it starts), above which
+    /// an initrd may go.
     public let end: UInt64
+    /// The highest address the initrd's last byte may have: the kernel reads it no higher.
+    public let initrdLimit: UInt64
+
+    public init(bootProtocol: BootProtocol, end: UInt64, initrdLimit: UInt64 = UInt64(UInt32.max)) {
+        self.bootProtocol = bootProtocol
+        self.end = end
+        self.initrdLimit = initrdLimit
+    }
 }
 
 /// A kernel image format: puts the image into guest memory and says how to enter it.
-/// PVH ELF is the first; a bzImage loader joins it for Linux's 64-bit boot protocol.
 public protocol KernelLoader {
     func load(into memory: GuestMemory) throws(BootError) -> LoadedKernel
+}
+
+/// Picks the loader by the image's first bytes: an ELF goes through PVH, an image with a
+/// Linux setup header ("HdrS") through the 64-bit boot protocol.
+public enum KernelImage {
+    public static func loader(path: String) throws(BootError) -> any KernelLoader {
+        try loader(bytes: try ImageFile.read(path, role: .kernel))
+    }
+
+    public static func loader(bytes: [UInt8]) throws(BootError) -> any KernelLoader {
+        if bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]) { return try PVHELFLoader(bytes: bytes) }
+        if BzImage.isBzImage(bytes) { return BzImageLoader(image: try BzImage(bytes: bytes)) }
+        throw .notAKernel
+    }
 }
 
 /// Loads a PVH ELF (ELF32 or ELF64) at its physical addresses.
@@ -31,7 +54,7 @@ public struct PVHELFLoader: KernelLoader {
     }
 
     public init(path: String) throws(BootError) {
-        try self.init(bytes: try Self.readFile(path))
+        try self.init(bytes: try ImageFile.read(path, role: .kernel))
     }
 
     public func load(into memory: GuestMemory) throws(BootError) -> LoadedKernel {
@@ -61,23 +84,5 @@ public struct PVHELFLoader: KernelLoader {
             }
         }
         return LoadedKernel(bootProtocol: .pvh(entry: entry), end: end)
-    }
-
-    static func readFile(_ path: String) throws(BootError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .unreadable(path: path, errno: errno) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .unreadable(path: path, errno: errno) }
-        guard info.st_mode & S_IFMT == S_IFREG else { throw .unreadable(path: path, errno: EISDIR) }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-        var done = 0
-        while done < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { throw .unreadable(path: path, errno: count < 0 ? errno : EIO) }
-            done += count
-        }
-        return bytes
     }
 }

@@ -13,7 +13,8 @@ public enum PVHBoot {
     static let tssSelector: UInt16 = 0x18
 
     public static func writeBootInformation(into memory: GuestMemory, commandLine: String,
-                                            memoryMap: [MemoryMapEntry], rsdp: GuestAddress? = nil) throws(BootError) {
+                                            memoryMap: [MemoryMapEntry], rsdp: GuestAddress? = nil,
+                                            initrd: InitrdPlacement.Placed? = nil) throws(BootError) {
         let cmdline = Array(commandLine.utf8)
         guard cmdline.count < X86BootLayout.commandLineCapacity else {
             throw .commandLineTooLong(length: cmdline.count, limit: X86BootLayout.commandLineCapacity - 1)
@@ -34,6 +35,16 @@ public enum PVHBoot {
             try memory.fill(0, at: X86BootLayout.startInfo, length: 56)
             try memory.write(startInfoMagic, at: GuestAddress(info))
             try memory.write(startInfoVersion, at: GuestAddress(info + 4))
+            if let initrd {
+                // Linux takes the first module as its initrd (hvm_modlist_entry: paddr, size,
+                // cmdline_paddr, reserved).
+                let entry = X86BootLayout.moduleList
+                try memory.fill(0, at: entry, length: 32)
+                try memory.write(initrd.address, at: entry)
+                try memory.write(initrd.size, at: GuestAddress(entry.raw + 8))
+                try memory.write(UInt32(1), at: GuestAddress(info + 12))
+                try memory.write(entry.raw, at: GuestAddress(info + 16))
+            }
             try memory.write(X86BootLayout.commandLine.raw, at: GuestAddress(info + 24))
             try memory.write(rsdp?.raw ?? 0, at: GuestAddress(info + 32))
             try memory.write(X86BootLayout.memoryMap.raw, at: GuestAddress(info + 40))

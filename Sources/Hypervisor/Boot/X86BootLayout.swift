@@ -5,12 +5,23 @@
 public enum X86BootLayout {
     /// The GDT the vCPU's segment registers are loaded from at entry (null, code, data, TSS).
     public static let bootGDT = GuestAddress(0x500)
+    /// The GDT of the Linux 64-bit entry (its __BOOT_CS is 0x10 and __BOOT_DS 0x18).
+    public static let linuxGDT = GuestAddress(0x540)
+    /// The stack pointer at the Linux 64-bit entry, growing down towards the GDTs.
+    public static let bootStackTop = GuestAddress(0x5ff0)
     public static let startInfo = GuestAddress(0x6000)
     public static let memoryMap = GuestAddress(0x6040)
     public static let memoryMapCapacity = 128
+    /// PVH's module list (hvm_modlist_entry), after the memory map's 128 entries.
+    public static let moduleList = GuestAddress(0x6f00)
     public static let commandLine = GuestAddress(0x7000)
     /// Including the terminating NUL; Linux's x86 COMMAND_LINE_SIZE is 2048, we allow a page.
     public static let commandLineCapacity = 4096
+    /// Linux's zero page, `struct boot_params`.
+    public static let bootParams = GuestAddress(0x8000)
+    /// Identity-mapped page tables for the Linux 64-bit entry: PML4, PDPT, four page directories
+    /// of 2 MiB pages (the first 4 GiB), up to 0xf000.
+    public static let pageTables = GuestAddress(0x9000)
     /// Kernels load at or above this address.
     public static let kernelAreaStart: UInt64 = 0x10_0000
 

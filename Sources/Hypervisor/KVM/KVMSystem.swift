@@ -33,6 +33,15 @@ public final class KVMSystem: @unchecked Sendable {
         max(0, ckvm_check_extension(fd, capability))
     }
 
+    /// How many vCPUs one VM may have: KVM_CAP_MAX_VCPUS, else the recommended KVM_CAP_NR_VCPUS,
+    /// else the 4 that api.rst promises when neither is reported.
+    public var maximumVCPUs: Int {
+        let maximum = checkExtension(Int32(KVM_CAP_MAX_VCPUS))
+        if maximum > 0 { return Int(maximum) }
+        let recommended = checkExtension(Int32(KVM_CAP_NR_VCPUS))
+        return recommended > 0 ? Int(recommended) : 4
+    }
+
     /// The CPUID leaves this host's KVM can present to a guest.
     public func supportedCPUID() throws(HypervisorError) -> [kvm_cpuid_entry2] {
         var capacity: UInt32 = 256

@@ -65,6 +65,17 @@ public final class KVMVCPU: @unchecked Sendable {
         _ = try SystemError.check(result, "KVM_SET_CPUID2")
     }
 
+    /// One model-specific register; nil where KVM does not know it.
+    public func modelSpecificRegister(_ index: UInt32) -> UInt64? {
+        var value: UInt64 = 0
+        return ckvm_get_msr(fd, index, &value) == 1 ? value : nil
+    }
+
+    /// Sets one model-specific register; false where KVM refuses the index or the value.
+    public func setModelSpecificRegister(_ index: UInt32, _ value: UInt64) -> Bool {
+        ckvm_set_msr(fd, index, value) == 1
+    }
+
     /// Makes the next (or the current) KVM_RUN return at once; safe from any thread.
     public func setImmediateExit(_ value: Bool) {
         ckvm_run_set_immediate_exit(runState, value ? 1 : 0)

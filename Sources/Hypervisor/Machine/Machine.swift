@@ -5,7 +5,7 @@ import Platform
 import Logging
 import Synchronization
 
-/// A running VM: KVM objects, guest memory, buses, platform devices, and its vCPU thread.
+/// A running VM: KVM objects, guest memory, buses, platform devices, and its vCPU threads.
 ///
 /// Built from a `MachineConfiguration`; `run()` blocks until the guest exits, faults, or is
 /// stopped by `requestStop` (which SIGINT/SIGTERM call when `run(stopOnSignals:)` asks).
@@ -24,12 +24,14 @@ public final class Machine: @unchecked Sendable {
 
     let kvm: KVMSystem
     let vm: KVMVirtualMachine
-    let vcpu: KVMVCPU
+    /// vCPU 0 is the boot processor; the others wait in KVM (the in-kernel LAPIC holds them in
+    /// the INIT state) until the guest starts them with INIT and SIPI.
+    let vcpus: [KVMVCPU]
     let interrupts: InterruptRouter
     private let console: ConsoleWriter
     let logger: Logger
     private let requestedExit = Mutex<MachineExit?>(nil)
-    private let vcpuThread = Mutex<NativeThread?>(nil)
+    private let vcpuThreads = Mutex<[NativeThread]>([])
     private let exitCounts = Mutex(ExitStatistics())
     private let pauseGate = PauseGate()
     private let running = Atomic<Bool>(false)
@@ -44,7 +46,9 @@ public final class Machine: @unchecked Sendable {
     /// halts, interrupt injections). Empty when this kernel has no binary statistics.
     public func kvmStatistics() -> [String: UInt64] {
         var totals = (try? vm.statistics()) ?? [:]
-        for (name, value) in (try? vcpu.statistics()) ?? [:] { totals[name, default: 0] += value }
+        for vcpu in vcpus {
+            for (name, value) in (try? vcpu.statistics()) ?? [:] { totals[name, default: 0] += value }
+        }
         return totals
     }
 
@@ -52,8 +56,12 @@ public final class Machine: @unchecked Sendable {
                 logger: Logger = Logger(label: "malvvm.machine")) throws(HypervisorError) {
         try configuration.validate()
         // Read and check the kernel before any KVM state exists: a bad path is the common mistake.
-        let loader: PVHELFLoader
-        do { loader = try PVHELFLoader(path: configuration.kernelPath) } catch { throw .boot(error) }
+        let loader: any KernelLoader
+        let initrd: [UInt8]?
+        do throws(BootError) {
+            loader = try KernelImage.loader(path: configuration.kernelPath)
+            initrd = try configuration.initrdPath.map { path throws(BootError) in try ImageFile.read(path, role: .initrd) }
+        } catch { throw .boot(error) }
 
         self.configuration = configuration
         self.console = console
@@ -83,12 +91,22 @@ public final class Machine: @unchecked Sendable {
             try? vm.setIRQLine(Machine.serialIRQ, high: true)
             try? vm.setIRQLine(Machine.serialIRQ, high: false)
         })
-        vcpu = try vm.createVCPU(id: 0)
+        let maximumVCPUs = kvm.maximumVCPUs
+        guard configuration.vcpuCount <= maximumVCPUs else {
+            throw .configuration("\(configuration.vcpuCount) vCPUs asked for; this host's KVM allows at most \(maximumVCPUs)")
+        }
+        var vcpus: [KVMVCPU] = []
+        for id in 0..<configuration.vcpuCount { vcpus.append(try vm.createVCPU(id: id)) }
+        self.vcpus = vcpus
 
         do {
             try portBus.insert(serial, name: "serial0", base: Self.serialPort, size: Serial8250.portCount)
             try portBus.insert(DebugExit { [weak self] code in self?.requestStop(.guestExit(code: code)) },
                                name: "debug-exit", base: DebugExit.defaultPort, size: DebugExit.portCount)
+            try portBus.insert(ACPIPowerControl { [weak self] request in
+                self?.logger.info("the guest asked to \(request == .powerOff ? "power off" : "reset"); ending the VM")
+                self?.requestStop(.guestShutdown)
+            }, name: "acpi-power", base: ACPIPowerControl.basePort, size: ACPIPowerControl.portCount)
             try portBus.insert(pci.configPorts, name: "pci-conf1", base: PCIRootComplex.configAddressPort, size: 8)
             try mmioBus.insert(pci.ecam, name: "pci-ecam", base: X86BootLayout.ecamStart, size: X86BootLayout.ecamSize)
         } catch { throw .bus(error) }
@@ -106,11 +124,26 @@ public final class Machine: @unchecked Sendable {
         let kernel: LoadedKernel
         do throws(BootError) {
             kernel = try loader.load(into: memory)
+            let placedInitrd = try initrd.map { bytes throws(BootError) in
+                try InitrdPlacement.place(bytes, kernel: kernel, memory: memory)
+            }
             let rsdp: GuestAddress
-            do { rsdp = try ACPITables.write(into: memory, vcpuCount: 1) } catch { throw BootError.bootAreaOutsideMemory }
-            try PVHBoot.writeBootInformation(into: memory, commandLine: configuration.commandLine,
-                                             memoryMap: X86BootLayout.memoryMap(ram: memory.regions), rsdp: rsdp)
+            do {
+                rsdp = try ACPITables.write(into: memory, vcpuCount: configuration.vcpuCount)
+                try MPTable.write(into: memory, vcpuCount: configuration.vcpuCount)
+            } catch { throw BootError.bootAreaOutsideMemory }
+            let memoryMap = X86BootLayout.memoryMap(ram: memory.regions)
+            switch kernel.bootProtocol {
+            case .pvh:
+                try PVHBoot.writeBootInformation(into: memory, commandLine: configuration.commandLine,
+                                                 memoryMap: memoryMap, rsdp: rsdp, initrd: placedInitrd)
+            case let .linux64(_, loadAddress, setupHeader):
+                try LinuxBoot.writeBootInformation(into: memory, LinuxBoot.Parameters(
+                    loadAddress: loadAddress, setupHeader: setupHeader, commandLine: configuration.commandLine,
+                    memoryMap: memoryMap, rsdp: rsdp, initrd: placedInitrd))
+            }
         } catch { throw .boot(error) }
+        let vcpu = vcpus[0]
         do {
             switch kernel.bootProtocol {
             case let .pvh(entry):
@@ -118,6 +151,11 @@ public final class Machine: @unchecked Sendable {
                 try vcpu.setRegisters(PVHBoot.initialRegisters(entry: entry))
                 logger.debug("loaded PVH kernel", metadata: ["entry": "0x\(String(entry, radix: 16))",
                                                              "end": "0x\(String(kernel.end, radix: 16))"])
+            case let .linux64(entry, loadAddress, _):
+                try vcpu.setSpecialRegisters(LinuxBoot.initialSpecialRegisters(from: vcpu.specialRegisters()))
+                try vcpu.setRegisters(LinuxBoot.initialRegisters(entry: entry))
+                logger.debug("loaded bzImage", metadata: ["load": "0x\(String(loadAddress, radix: 16))",
+                                                          "end": "0x\(String(kernel.end, radix: 16))"])
             }
         } catch { throw .system(error) }
     }
@@ -126,21 +164,51 @@ public final class Machine: @unchecked Sendable {
     /// hot-plug only.
     public var isRunning: Bool { running.load(ordering: .acquiring) }
 
-    /// The host's supported CPUID, marked as a hypervisor guest with APIC ID 0.
+    /// The host's supported CPUID shaped by the CPU template, marked as a hypervisor guest, each
+    /// vCPU with its own APIC ID (the one the MADT and MP table list for it).
     private func configureCPUID() throws(HypervisorError) {
-        var entries = try kvm.supportedCPUID()
-        for index in entries.indices {
-            switch entries[index].function {
-            case 1:
-                entries[index].ecx |= 1 << 31  // hypervisor present
-                entries[index].ebx &= 0x00ff_ffff  // initial APIC ID (bits 31:24) = vCPU 0
-            case 0xb, 0x1f:
-                entries[index].edx = 0  // x2APIC ID
-            default:
-                break
+        var supported = try kvm.supportedCPUID()
+        configuration.cpuTemplate.apply(to: &supported)
+        for vcpu in vcpus {
+            var entries = supported
+            let apicID = UInt32(vcpu.id)
+            for index in entries.indices {
+                switch entries[index].function {
+                case 1:
+                    entries[index].ecx |= 1 << 31  // hypervisor present
+                    entries[index].ebx = (entries[index].ebx & 0x00ff_ffff) | apicID << 24  // initial APIC ID
+                case 0xb, 0x1f:
+                    entries[index].edx = apicID  // x2APIC ID
+                default:
+                    break
+                }
             }
+            do { try vcpu.setCPUID(entries) } catch { throw .system(error) }
+            setTSCFrequencySelect(vcpu, cpuid: entries)
         }
-        do { try vcpu.setCPUID(entries) } catch { throw .system(error) }
+    }
+
+    /// AMD's MSR_K7_HWCR and its TscFreqSel bit (24): real family 10h+ parts set it (the TSC
+    /// counts at the P0 frequency), KVM's reset value leaves it clear, and Linux then prints
+    /// "[Firmware Bug]: TSC doesn't count with P0 frequency!". KVM lets the VMM set it since
+    /// Linux 6.7; an older KVM refuses the write, and the message stays.
+    private func setTSCFrequencySelect(_ vcpu: KVMVCPU, cpuid: [kvm_cpuid_entry2]) {
+        let amdHardwareConfiguration: UInt32 = 0xc001_0015
+        let tscFrequencySelect: UInt64 = 1 << 24
+        guard let vendor = cpuid.first(where: { $0.function == 0 }),
+              vendor.ebx == 0x6874_7541, vendor.edx == 0x6974_6e65, vendor.ecx == 0x444d_4163,  // "AuthenticAMD"
+              let current = vcpu.modelSpecificRegister(amdHardwareConfiguration) else { return }
+        if !vcpu.setModelSpecificRegister(amdHardwareConfiguration, current | tscFrequencySelect) {
+            logger.debug("KVM refused HWCR.TscFreqSel; Linux will report the TSC as not counting at P0")
+        }
+    }
+
+    /// Knocks every vCPU out of KVM_RUN: immediate_exit for one about to enter, the signal for
+    /// one inside (an AP still waiting for its SIPI included).
+    private func kickAllVCPUs() {
+        for vcpu in vcpus { vcpu.setImmediateExit(true) }
+        // Under the lock: run() clears the threads only after joining them, so none is signalled once gone.
+        vcpuThreads.withLock { threads in for thread in threads { thread.signal(VCPUKick.signal) } }
     }
 
     /// Asks the VM to end with `exit`; the first request wins. Safe from any thread.
@@ -153,35 +221,32 @@ public final class Machine: @unchecked Sendable {
         guard first else { return }
         // A parked vCPU must wake to see the stop.
         _ = pauseGate.release()
-        vcpu.setImmediateExit(true)
-        // Under the lock: run() clears the thread only after joining it, so it is never signalled once gone.
-        vcpuThread.withLock { $0?.signal(VCPUKick.signal) }
+        kickAllVCPUs()
     }
 
-    /// Whether the vCPU is paused (or asked to pause).
+    /// Whether the vCPUs are paused (or asked to pause).
     public var isPaused: Bool { pauseGate.isPaused }
 
-    /// Stops the vCPU at its next exit and returns once it is parked; devices keep running.
+    /// Stops every vCPU at its next exit and returns once all are parked; devices keep running.
     /// Safe from any thread while `run()` runs.
     public func pause(timeout: Duration = .seconds(2)) throws(HypervisorError) {
-        guard vcpuThread.withLock({ $0 != nil }), requestedExit.withLock({ $0 }) == nil else {
+        guard vcpuThreads.withLock({ !$0.isEmpty }), requestedExit.withLock({ $0 }) == nil else {
             throw .state("the VM is not running")
         }
         guard pauseGate.request() else { throw .state("the VM is already paused") }
-        vcpu.setImmediateExit(true)
-        vcpuThread.withLock { $0?.signal(VCPUKick.signal) }
-        guard pauseGate.waitUntilParked(timeout: timeout) else {
+        kickAllVCPUs()
+        guard pauseGate.waitUntilParked(count: vcpus.count, timeout: timeout) else {
             _ = pauseGate.release()
-            throw .state("the vCPU did not stop within \(timeout)")
+            throw .state("the vCPUs did not stop within \(timeout)")
         }
     }
 
-    /// Lets a paused vCPU run again.
+    /// Lets paused vCPUs run again.
     public func resume() throws(HypervisorError) {
         guard pauseGate.release() else { throw .state("the VM is not paused") }
     }
 
-    /// Runs the guest on its own vCPU thread until it ends. With `stopOnSignals`, SIGINT and
+    /// Runs the guest, each vCPU on a thread of its own, until it ends. With `stopOnSignals`, SIGINT and
     /// SIGTERM end the VM cleanly (`.stopped`) instead of killing the process.
     public func run(stopOnSignals: Bool = false) throws(HypervisorError) -> MachineExit {
         _ = VCPUKick.installed
@@ -202,18 +267,30 @@ public final class Machine: @unchecked Sendable {
         }
 
         let failure = Mutex<SystemError?>(nil)
-        let thread: NativeThread
-        do throws(ThreadStartError) {
-            thread = try NativeThread(name: "vcpu0") { [self] in
-                VCPUKick.unblockOnThisThread()
-                do throws(SystemError) { try runLoop() } catch { failure.withLock { $0 = error } }
+        var startError: ThreadStartError?
+        for vcpu in vcpus {
+            do throws(ThreadStartError) {
+                let thread = try NativeThread(name: "vcpu\(vcpu.id)") { [self] in
+                    VCPUKick.unblockOnThisThread()
+                    do throws(SystemError) { try runLoop(vcpu) } catch {
+                        failure.withLock { $0 = $0 ?? error }
+                        // One vCPU's loop failing ends the VM: the others must not run on alone.
+                        requestStop(.fault(reason: "vCPU \(vcpu.id) failed: \(error)", details: ""))
+                    }
+                }
+                vcpuThreads.withLock { $0.append(thread) }
+            } catch {
+                startError = error
+                requestStop(.fault(reason: "cannot start the thread of vCPU \(vcpu.id)", details: ""))
+                break
             }
-        } catch { throw .system(SystemError("pthread_create", errno: error.errno)) }
-        vcpuThread.withLock { $0 = thread }
-        // A stop requested before the thread existed could not signal it; immediate_exit covers that.
-        thread.join()
-        vcpuThread.withLock { $0 = nil }
+        }
+        // A stop requested before a thread existed could not signal it; immediate_exit covers that.
+        for thread in vcpuThreads.withLock({ $0 }) { thread.join() }
+        vcpuThreads.withLock { $0 = [] }
         console.flush()
+
+        if let startError { throw .system(SystemError("pthread_create", errno: startError.errno)) }
 
         if let error = failure.withLock({ $0 }) { throw .system(error) }
         let exit = requestedExit.withLock { $0 } ?? .fault(reason: "vCPU loop ended without a reason", details: "")
@@ -221,9 +298,9 @@ public final class Machine: @unchecked Sendable {
         return exit
     }
 
-    private func runLoop() throws(SystemError) {
+    private func runLoop(_ vcpu: KVMVCPU) throws(SystemError) {
         var counts = ExitStatistics()
-        defer { exitCounts.withLock { $0 = counts } }
+        defer { exitCounts.withLock { $0.add(counts) } }
         while requestedExit.withLock({ $0 }) == nil {
             pauseGate.parkIfRequested()
             guard requestedExit.withLock({ $0 }) == nil else { break }
@@ -251,35 +328,36 @@ public final class Machine: @unchecked Sendable {
             case .halt:
                 // The in-kernel LAPIC handles HLT; seeing one means the guest halted for good.
                 counts.other += 1
-                requestStop(.fault(reason: "guest halted with no way to wake", details: registerDump()))
+                requestStop(.fault(reason: "guest halted with no way to wake", details: registerDump(vcpu)))
             case .shutdown:
                 counts.other += 1
-                requestStop(.fault(reason: "triple fault", details: registerDump()))
+                requestStop(.fault(reason: "triple fault", details: registerDump(vcpu)))
             case let .internalError(suberror, data):
                 counts.other += 1
                 let words = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
                 requestStop(.fault(reason: "KVM internal error (suberror \(suberror), emulation failure or triple fault)",
-                                   details: "data: \(words)\n" + registerDump()))
+                                   details: "data: \(words)\n" + registerDump(vcpu)))
             case let .failEntry(reason):
                 counts.other += 1
                 requestStop(.fault(reason: "VM entry failed (hardware reason 0x\(String(reason, radix: 16)))",
-                                   details: registerDump()))
+                                   details: registerDump(vcpu)))
             case let .systemEvent(type):
                 counts.other += 1
                 if type == UInt32(KVM_SYSTEM_EVENT_CRASH) {
-                    requestStop(.fault(reason: "guest reported a crash", details: registerDump()))
+                    requestStop(.fault(reason: "guest reported a crash", details: registerDump(vcpu)))
                 } else {
                     requestStop(.guestShutdown)
                 }
             case let .unhandled(reason):
                 counts.other += 1
-                requestStop(.fault(reason: "unhandled KVM exit reason \(reason)", details: registerDump()))
+                requestStop(.fault(reason: "unhandled KVM exit reason \(reason)", details: registerDump(vcpu)))
             }
         }
     }
 
-    /// The vCPU's registers, for the report of a fatal exit.
-    public func registerDump() -> String {
+    /// A vCPU's registers (the boot processor's by default), for the report of a fatal exit.
+    public func registerDump(_ vcpu: KVMVCPU? = nil) -> String {
+        let vcpu = vcpu ?? vcpus[0]
         guard let r = try? vcpu.registers(), let s = try? vcpu.specialRegisters() else { return "(registers unavailable)" }
         func hex(_ value: UInt64) -> String {
             let digits = String(value, radix: 16)
@@ -289,6 +367,7 @@ public final class Machine: @unchecked Sendable {
             "\(name)=\(String(x.selector, radix: 16)) base=\(hex(x.base)) limit=\(String(x.limit, radix: 16)) type=\(x.type) dpl=\(x.dpl) l=\(x.l) db=\(x.db)"
         }
         return """
+        vcpu=\(vcpu.id)
         rip=\(hex(r.rip)) rsp=\(hex(r.rsp)) rflags=\(hex(r.rflags))
         rax=\(hex(r.rax)) rbx=\(hex(r.rbx)) rcx=\(hex(r.rcx)) rdx=\(hex(r.rdx))
         rsi=\(hex(r.rsi)) rdi=\(hex(r.rdi)) rbp=\(hex(r.rbp)) r8=\(hex(r.r8))

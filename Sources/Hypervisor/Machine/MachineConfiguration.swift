@@ -14,8 +14,17 @@ public struct DiskConfiguration: Sendable, Equatable {
 /// What a VM is made of. A value: build it, validate it, then hand it to `Machine`.
 public struct MachineConfiguration: Sendable {
     public var kernelPath: String
+    /// An initial ramdisk: the first PVH module for an ELF kernel, ramdisk_image for a bzImage.
+    public var initrdPath: String?
     public var commandLine: String
     public var memorySize: UInt64
+    /// vCPUs: the boot processor and vcpuCount - 1 application processors the guest starts.
+    public var vcpuCount: Int = 1
+    /// How the guest's CPUID differs from what the host's KVM supports.
+    public var cpuTemplate: CPUTemplate = .host
+    /// xAPIC IDs are 8 bits and 255 is the broadcast ID; the MP table gives the IOAPIC the ID
+    /// after the last CPU's. KVM may allow fewer (`KVMSystem.maximumVCPUs`).
+    public static let maximumVCPUs = 254
     public var kvmPath: String
     public var disks: [DiskConfiguration] = []
     /// PCIe root ports, each with one empty hot-plug slot, for devices attached while the VM
@@ -50,6 +59,9 @@ public struct MachineConfiguration: Sendable {
         let host = HostResources.physicalMemory
         guard host == 0 || memorySize <= host else {
             throw .configuration("memory size \(MemorySize.format(memorySize)) exceeds this host's \(MemorySize.format(host)) of RAM")
+        }
+        guard (1...Self.maximumVCPUs).contains(vcpuCount) else {
+            throw .configuration("vCPUs must be 1 to \(Self.maximumVCPUs), not \(vcpuCount)")
         }
         guard (0...Self.maximumHotplugSlots).contains(hotplugSlots) else {
             throw .configuration("hot-plug slots must be 0 to \(Self.maximumHotplugSlots), not \(hotplugSlots)")

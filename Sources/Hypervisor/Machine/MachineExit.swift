@@ -19,4 +19,12 @@ public struct ExitStatistics: Sendable, Equatable {
     public var interrupted: UInt64 = 0
     public var other: UInt64 = 0
     public var total: UInt64 { portIO + mmio + interrupted + other }
+
+    /// Adds another vCPU's counts.
+    public mutating func add(_ other: ExitStatistics) {
+        portIO += other.portIO
+        mmio += other.mmio
+        interrupted += other.interrupted
+        self.other += other.other
+    }
 }

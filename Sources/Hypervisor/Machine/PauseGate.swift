@@ -1,59 +1,59 @@
-import Dispatch
-import Synchronization
+import Platform
 
-/// Parks the vCPU thread between a pause and a resume, as Firecracker's and Cloud
+/// Parks the vCPU threads between a pause and a resume, as Firecracker's and Cloud
 /// Hypervisor's pause do: vCPUs stop at an exit boundary, devices keep serving what is in
-/// flight, guest memory stays as it is. `pause` returns only once the vCPU is parked, so a
+/// flight, guest memory stays as it is. `pause` returns only once every vCPU is parked, so a
 /// caller that snapshots or inspects the guest sees it still.
-final class PauseGate: Sendable {
-    private struct State {
-        var requested = false
-        var parked = false
-    }
+final class PauseGate: @unchecked Sendable {
+    private let monitor = Monitor()
+    private let changed: Monitor.Condition
+    private var requested = false
+    private var parked = 0
 
-    private let state = Mutex(State())
-    private let parkedSignal = DispatchSemaphore(value: 0)
-    private let resumeSignal = DispatchSemaphore(value: 0)
+    init() { changed = monitor.makeCondition() }
 
-    var isPaused: Bool { state.withLock { $0.requested } }
+    var isPaused: Bool { monitor.withLock { requested } }
 
-    /// Asks the vCPU to park. False if a pause is already requested.
+    /// Asks the vCPUs to park. False if a pause is already requested.
     func request() -> Bool {
-        state.withLock { state in
-            guard !state.requested else { return false }
-            state.requested = true
+        monitor.withLock {
+            guard !requested else { return false }
+            requested = true
             return true
         }
     }
 
-    /// Waits for the vCPU to report parked.
-    func waitUntilParked(timeout: Duration) -> Bool {
+    /// Waits until `count` vCPUs report parked.
+    func waitUntilParked(count: Int, timeout: Duration) -> Bool {
         let (seconds, attoseconds) = timeout.components
-        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-        return parkedSignal.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success
+        let deadline = monotonicNanoseconds() + UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        return monitor.withLock {
+            while parked < count {
+                guard requested, monotonicNanoseconds() < deadline else { return false }
+                changed.wait(until: deadline)
+            }
+            return true
+        }
     }
 
-    /// Lets a parked (or about to park) vCPU go on. False if no pause was requested.
+    /// Lets parked (or about to park) vCPUs go on. False if no pause was requested.
     func release() -> Bool {
-        let wasRequested = state.withLock { state -> Bool in
-            guard state.requested else { return false }
-            state.requested = false
+        monitor.withLock {
+            guard requested else { return false }
+            requested = false
+            changed.broadcast()
             return true
         }
-        if wasRequested { resumeSignal.signal() }
-        return wasRequested
     }
 
-    /// On the vCPU thread, between runs: parks while a pause is requested.
+    /// On a vCPU thread, between runs: parks while a pause is requested.
     func parkIfRequested() {
-        let park = state.withLock { state -> Bool in
-            guard state.requested, !state.parked else { return false }
-            state.parked = true
-            return true
+        monitor.withLock {
+            guard requested else { return }
+            parked += 1
+            changed.broadcast()
+            while requested { changed.wait() }
+            parked -= 1
         }
-        guard park else { return }
-        parkedSignal.signal()
-        resumeSignal.wait()
-        state.withLock { $0.parked = false }
     }
 }
