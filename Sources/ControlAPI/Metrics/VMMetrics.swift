@@ -67,7 +67,7 @@ public struct VMMetrics: Sendable {
         self.name = name
         self.uptimeSeconds = uptimeSeconds
         paused = machine.isPaused
-        vcpus = 1
+        vcpus = machine.configuration.vcpuCount
         kvm = machine.kvmStatistics()
         let exits = machine.statistics
         vmm = ["port_io_exits": exits.portIO, "mmio_exits": exits.mmio, "interrupted": exits.interrupted,
