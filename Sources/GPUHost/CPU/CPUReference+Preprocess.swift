@@ -19,8 +19,13 @@ extension CPUReference {
         out.reserveCapacity(p.batch * p.channels * p.outHeight * p.outWidth)
         for plane in 0 ..< p.batch * p.channels {
             for y in 0 ..< p.outHeight {
-                let start = (plane * p.height + p.top + y) * p.width + p.left
-                out.append(contentsOf: input[start ..< start + p.outWidth])
+                // Coordinates in the input; outside it lies the padding.
+                let row = p.top + y - p.padding
+                for x in 0 ..< p.outWidth {
+                    let column = p.left + x - p.padding
+                    let inside = row >= 0 && row < p.height && column >= 0 && column < p.width
+                    out.append(inside ? input[(plane * p.height + row) * p.width + column] : p.padValue)
+                }
             }
         }
         return out

@@ -171,12 +171,19 @@ extension Kernel {
             let outWidth = try check.positive("outWidth", p.outWidth)
             let top = try check.nonNegative("top", p.top)
             let left = try check.nonNegative("left", p.left)
-            // Both terms are below 2^31, so these sums cannot overflow Int.
-            guard top + outHeight <= height else {
-                throw check.invalid("top+outHeight", "\(top + outHeight) exceeds height \(height)")
+            let padding = try check.nonNegative("padding", p.padding)
+            guard padding <= CropParams.maxPadding else {
+                throw check.invalid("padding", "must be at most \(CropParams.maxPadding) (is \(padding))")
             }
-            guard left + outWidth <= width else {
-                throw check.invalid("left+outWidth", "\(left + outWidth) exceeds width \(width)")
+            try check.finite("padValue", p.padValue)
+            // Every term is below 2^31, so these sums cannot overflow Int.
+            guard top + outHeight <= height + 2 * padding else {
+                throw check.invalid("top+outHeight", "\(top + outHeight) exceeds height \(height)"
+                                    + (padding > 0 ? " + 2*padding \(padding)" : ""))
+            }
+            guard left + outWidth <= width + 2 * padding else {
+                throw check.invalid("left+outWidth", "\(left + outWidth) exceeds width \(width)"
+                                    + (padding > 0 ? " + 2*padding \(padding)" : ""))
             }
             return [
                 KernelOperand(name: "input", range: p.input, access: .read,

@@ -30,8 +30,16 @@ public struct NormalizeParams: Hashable, Sendable {
     }
 }
 
-/// NCHW f32 crop: output[n][c][y][x] = input[n][c][top + y][left + x].
+/// NCHW f32 crop of the input padded by `padding` elements of `padValue` on every side:
+/// output[n][c][y][x] = padded[n][c][top + y][left + x], where padded[n][c][i][j] is
+/// input[n][c][i - padding][j - padding] inside the input and `padValue` outside it. With
+/// padding 0 (the compute stream's CROP) this is a plain crop; with padding it is torchvision's
+/// RandomCrop(size, padding) at one offset, in one pass (the MLaaS preprocess service's random
+/// crop: no padded copy of the image is ever made).
 public struct CropParams: Hashable, Sendable {
+    /// The largest padding accepted: as much as an image side.
+    public static let maxPadding = 4096
+
     public var batch: Int
     public var channels: Int
     public var height: Int
@@ -40,11 +48,17 @@ public struct CropParams: Hashable, Sendable {
     public var left: Int
     public var outHeight: Int
     public var outWidth: Int
+    /// Elements of `padValue` around each side of every input plane (0: none).
+    public var padding: Int
+    public var padValue: Float
     public var input: BufferRange
     public var output: BufferRange
 
     public init(batch: Int, channels: Int, height: Int, width: Int, top: Int, left: Int,
-                outHeight: Int, outWidth: Int, input: BufferRange, output: BufferRange) {
+                outHeight: Int, outWidth: Int, padding: Int = 0, padValue: Float = 0,
+                input: BufferRange, output: BufferRange) {
+        self.padding = padding
+        self.padValue = padValue
         self.batch = batch
         self.channels = channels
         self.height = height

@@ -138,7 +138,7 @@ extension Kernel {
         case let .crop(p):
             return single(.crop, [p.input, p.output],
                           [u(p.batch * p.channels), u(p.height), u(p.width), u(p.outHeight), u(p.outWidth),
-                           u(p.top), u(p.left), u(p.input.offset), u(p.output.offset)],
+                           u(p.top), u(p.left), u(p.input.offset), u(p.output.offset), u(p.padding), f(p.padValue)],
                           elementwise(p.batch * p.channels * p.outHeight * p.outWidth))
 
         case let .flipHorizontal(p):
