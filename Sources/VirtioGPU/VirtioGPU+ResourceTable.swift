@@ -100,6 +100,9 @@ extension VirtioGPU {
                     logger.warning("vGPU: removing \(context.client) failed: \(error)", metadata: ["device": "\(name)"])
                 }
                 stateLock.withLock {
+                    // The client's removal freed the MLaaS scratch buffers too.
+                    for (_, scratch) in context.scratch { state.memoryInUse -= scratch.bytes }
+                    context.scratch = [:]
                     for resource in state.resources.values where resource.owner === context {
                         if resource.buffer != nil { state.memoryInUse -= Int(resource.size) }
                         resource.buffer = nil
