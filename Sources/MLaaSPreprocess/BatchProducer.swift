@@ -1,4 +1,7 @@
 import CMLaaS
+#if canImport(Glibc)
+import Glibc
+#endif
 import MLaaSServiceSupport
 
 /// One batch as the guest's NEXT request hears of it (docs/mlaas.md, "preprocess requests").
@@ -96,6 +99,15 @@ final class BatchProducer: @unchecked Sendable {
             }
         }
         let p = pipeline
+        // Every batch is one run: its kernels must fit one (a crop per image, or per channel
+        // where the channels' blacks differ; a flip per image at most).
+        let blacks = Set(zip(p.mean, p.std).map { ((Float(0) * (Float(1) / Float(255)) - Float($0.0)) / Float($0.1)).bitPattern })
+        let perImage = (p.hasCrop ? (blacks.count == 1 ? 1 : p.channels) : 0) + (p.flip ? 1 : 0)
+        let most = 3 + p.batch * perImage + 1
+        guard most <= Int(table.pointee.max_kernels) else {
+            throw Refused(message: "a batch of \(p.batch) needs up to \(most) kernels; one run takes \(table.pointee.max_kernels) (use a smaller batch)",
+                          status: MALV_MLAAS_E_RANGE)
+        }
         var wanted: [(WritableKeyPath<Scratch, UInt32>, Int)] = [
             (\.pixels, p.batch * p.pixelBytes),
             (\.normalized, p.batch * p.channels * p.height * p.width * 4),
@@ -160,12 +172,25 @@ final class BatchProducer: @unchecked Sendable {
                 return stopping || failure != nil ? nil : produced
             }
             guard let m = next else { return }
+            let start = Self.now()
             let problem = write(batch: m)
+            if let log = host.pointee.log {
+                "batch \(m) written in \((Self.now() - start) / 1000) us".withCString {
+                    log(host.pointee.host_context, Int32(MALV_MLAAS_LOG_DEBUG.rawValue), $0)
+                }
+            }
             monitor.withLock {
                 if let problem { failure = "batch \(m): \(problem)" } else { produced += 1 }
                 monitor.broadcast()
             }
         }
+    }
+
+    /// The monotonic clock in nanoseconds (for the debug log's batch times).
+    static func now() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
     }
 
     /// Reads batch `m`'s records and runs its kernels; nil, or what went wrong.

@@ -29,6 +29,8 @@ import Testing
             if exact { #expect(line.contains(": 147456 of 147456 values bit-identical, max |diff| 0.000e+00,"), "\(line)") }
         }
         #expect(lines.contains { $0.hasPrefix("preprocess: result: PASS: 6 batches of 64") }, "\(lines)")
+        // Eight more, each after a 20 ms step: the pipeline keeps going (timings are printed, not judged).
+        #expect(lines.contains { $0.hasPrefix("preprocess: pipelined: 8 NEXTs after 20 ms steps: ") }, "\(lines)")
     }
 
     @Test func batchesFromTheHostsGPUEqualTheGuestsCPUReferenceAndEveryBadRequestIsRefused() throws {
