@@ -14,6 +14,9 @@ struct BatchInfo: Equatable {
     var index: UInt32
     /// Batches handed out before this one.
     var sequence: UInt64
+    /// How long the NEXT waited for the batch to be written (0: it was ready: the pipeline
+    /// kept ahead of the guest).
+    var waitedNanoseconds: UInt64
 }
 
 /// A VM's running pipeline: a thread that reads each batch's records from the VM's disk through
@@ -138,18 +141,24 @@ final class BatchProducer: @unchecked Sendable {
 
     /// The next batch, once it is ready (the guest's NEXT); or why the pipeline stopped.
     func next() -> Result<BatchInfo, Refused> {
-        monitor.withLock {
+        let start = Self.now()
+        return monitor.withLock {
             let n = requested
             requested += 1
             monitor.broadcast()
-            while produced <= n && failure == nil && !stopping { monitor.wait() }
+            var waited = false
+            while produced <= n && failure == nil && !stopping {
+                waited = true
+                monitor.wait()
+            }
             guard produced > n else {
                 requested -= 1
                 return .failure(Refused(message: failure ?? "the pipeline was stopped", status: MALV_MLAAS_E_IO))
             }
             let perEpoch = pipeline.batchesPerEpoch
             return .success(BatchInfo(slot: UInt32(n % 2), count: UInt32(pipeline.batch), epoch: UInt32(truncatingIfNeeded: n / perEpoch),
-                                      index: UInt32(n % perEpoch), sequence: n))
+                                      index: UInt32(n % perEpoch), sequence: n,
+                                      waitedNanoseconds: waited ? Self.now() - start : 0))
         }
     }
 

@@ -166,9 +166,9 @@ nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<malv_mlaas_serv
 /// The guest's requests (MLAAS_REQUEST's bytes): `le32 op, le32 reserved`.
 enum PreprocessRequest {
     /// The next batch: answered once it is ready with `le32 slot, le32 count, le32 epoch,
-    /// le32 index, le64 sequence`.
+    /// le32 index, le64 sequence, le64 waited_ns`.
     static let next: UInt32 = 1
-    static let nextAnswerBytes = 24
+    static let nextAnswerBytes = 32
 
     /// NEXT's answer, little-endian.
     static func encode(_ batch: BatchInfo) -> [UInt8] {
@@ -176,7 +176,9 @@ enum PreprocessRequest {
         for word in [batch.slot, batch.count, batch.epoch, batch.index] {
             for i in 0 ..< 4 { bytes.append(UInt8(truncatingIfNeeded: word >> (8 * i))) }
         }
-        for i in 0 ..< 8 { bytes.append(UInt8(truncatingIfNeeded: batch.sequence >> (8 * UInt64(i)))) }
+        for value in [batch.sequence, batch.waitedNanoseconds] {
+            for i in 0 ..< 8 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
+        }
         return bytes
     }
 }

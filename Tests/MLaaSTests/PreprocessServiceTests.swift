@@ -50,18 +50,18 @@ import Testing
         let (binding, disk) = try attached()
         defer { registry.unloadAll(); unlink(disk) }
         try binding.configure("disk=0,records=10,image=4x4x1,batch=5")
-        let idle = refusal { () throws(MLaaSError) in _ = try binding.request(Self.next, capacity: 24) }
+        let idle = refusal { () throws(MLaaSError) in _ = try binding.request(Self.next, capacity: 32) }
         #expect(idle?.contains("no pipeline is running") == true, "\(idle ?? "answered")")
-        let op = refusal { () throws(MLaaSError) in _ = try binding.request([7, 0, 0, 0, 0, 0, 0, 0], capacity: 24) }
+        let op = refusal { () throws(MLaaSError) in _ = try binding.request([7, 0, 0, 0, 0, 0, 0, 0], capacity: 32) }
         #expect(op?.contains("unknown request op 7") == true, "\(op ?? "answered")")
-        let short = refusal { () throws(MLaaSError) in _ = try binding.request([1, 0, 0, 0], capacity: 24) }
+        let short = refusal { () throws(MLaaSError) in _ = try binding.request([1, 0, 0, 0], capacity: 32) }
         #expect(short?.contains("a request is 8 bytes") == true, "\(short ?? "answered")")
         try binding.disable()
-        let after = refusal { () throws(MLaaSError) in _ = try binding.request(Self.next, capacity: 24) }
+        let after = refusal { () throws(MLaaSError) in _ = try binding.request(Self.next, capacity: 32) }
         #expect(after?.contains("no pipeline is running") == true, "\(after ?? "answered")")
         // Unloaded: every call is the registry's error, not the service's.
         registry.unloadAll()
-        #expect(mlaasError { () throws(MLaaSError) in _ = try binding.request(Self.next, capacity: 24) }
+        #expect(mlaasError { () throws(MLaaSError) in _ = try binding.request(Self.next, capacity: 32) }
             == .serviceUnloaded(service: "preprocess", vm: "pp"))
     }
 
