@@ -190,7 +190,7 @@ int test_preprocess(void)
     const uint64_t image_slot = (uint64_t)BATCH * values * 4, label_slot = BATCH * 4;
 
     struct vgpu_ctx ctx, other;
-    struct vgpu_buf images, labels, foreign, small, guest_blob;
+    struct vgpu_buf images, labels, foreign, small, guest_blob, labels2;
     uint32_t st = vgpu_ctx_create(&gpu, &ctx, "preprocess", -1);
     if (st == VIRTIO_GPU_STATUS_OK)
         st = vgpu_ctx_create(&gpu, &other, "other", -1);
@@ -204,6 +204,8 @@ int test_preprocess(void)
         st = vgpu_buf_create(&ctx, &small, image_slot, VGPU_MEM_HOST);
     if (st == VIRTIO_GPU_STATUS_OK)
         st = vgpu_buf_create(&ctx, &guest_blob, 2 * image_slot, VGPU_MEM_GUEST);
+    if (st == VIRTIO_GPU_STATUS_OK)
+        st = vgpu_buf_create(&ctx, &labels2, 2 * label_slot, VGPU_MEM_HOST);
     if (st != VIRTIO_GPU_STATUS_OK) {
         vgpu_print_failure("preprocess", "contexts and blobs", &gpu, st);
         return 1;
@@ -396,6 +398,31 @@ int test_preprocess(void)
     report("bad: next without a running pipeline", next(&a, &err, 1), &err);
     report("disable", vgpu_mlaas_disable(&gpu, SERVICE, &err), &err);
     report("bad: next after disable", next(&a, &err, 1), &err);
+
+    /*
+     * Mid-use: a destination unreferenced, then the context destroyed, while
+     * the pipeline runs. The batches already written may still be handed out;
+     * the first one that cannot be written stops the pipeline, and the NEXT
+     * that was due says why.
+     */
+    if (enable("enable again", params) == VIRTIO_GPU_STATUS_OK) {
+        report("next", next(&a, &err, 1), &err);
+        report("unref labels", vgpu_buf_destroy(&labels), &err);
+        for (int i = 0; i < 3 && (st = next(&a, &err, 1)) == VIRTIO_GPU_STATUS_OK; i++)
+            ;
+        report("bad: labels unreferenced mid-use", st, &err);
+    }
+    snprintf(params, sizeof params,
+             "disk=0,offset=%llu,records=%u,image=28x28x1,resize=56x56,crop=48x48,padding=4,flip=on,"
+             "mean=0.1307,std=0.3081,seed=%u,batch=%u,context=%u,images=%u,labels=%u",
+             (unsigned long long)head.train_records, records, seed, BATCH, ctx.id, images.id, labels2.id);
+    if (enable("enable with new labels", params) == VIRTIO_GPU_STATUS_OK) {
+        report("next", next(&a, &err, 1), &err);
+        report("destroy the context", vgpu_ctx_destroy(&ctx), &err);
+        for (int i = 0; i < 3 && (st = next(&a, &err, 1)) == VIRTIO_GPU_STATUS_OK; i++)
+            ;
+        report("bad: context destroyed mid-use", st, &err);
+    }
     printf("preprocess: done\n");
     return transport_broken ? 1 : 0;
 }

@@ -59,6 +59,12 @@ import Testing
         #expect(lines.contains("preprocess: disable: OK"), "\(lines)")
         #expect(lines.contains("preprocess: bad: next after disable: ERR_INVALID_PARAMETER (not enabled): service 'preprocess' is not enabled"),
                 "\(lines)")
+        // Mid-use: the first batch that cannot be written stops the pipeline with its reason.
+        for (step, reason) in [("bad: labels unreferenced mid-use", "resource 2 is not attached to and owned by context 1"),
+                               ("bad: context destroyed mid-use", "no context 1 on this vGPU")] {
+            let line = lines.first { $0.hasPrefix("preprocess: \(step): ") } ?? "missing"
+            #expect(line.hasPrefix("preprocess: \(step): \(refused)batch ") && line.hasSuffix(reason), "\(line)")
+        }
         #expect(lines.last == "preprocess: done")
     }
 
