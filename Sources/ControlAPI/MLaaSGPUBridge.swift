@@ -50,9 +50,10 @@ final class MLaaSGPUBridge: ServiceGPU, @unchecked Sendable {
         case let .normalizeU8(batch, height, width, channels, scale, mean, std, input, output):
             return .normalizeU8(NormalizeParams(batch: batch, height: height, width: width, channels: channels, scale: scale,
                                                 mean: mean, std: std, input: try range(input, 1), output: try range(output, 4)))
-        case let .crop(batch, channels, height, width, top, left, outHeight, outWidth, padding, padValue, input, output):
+        case let .crop(batch, channels, height, width, top, left, outHeight, outWidth, padding, padValue, offsets, input, output):
             return .crop(CropParams(batch: batch, channels: channels, height: height, width: width, top: top, left: left,
                                     outHeight: outHeight, outWidth: outWidth, padding: padding, padValue: padValue,
+                                    offsets: try offsets.map { buffer throws(MLaaSGPUError) in try range(buffer, 4) },
                                     input: try range(input, 4), output: try range(output, 4)))
         case let .flipHorizontal(batch, channels, height, width, input, output):
             return .flipHorizontal(FlipParams(batch: batch, channels: channels, height: height, width: width,

@@ -30,7 +30,7 @@ public enum ServiceGPUKernel: Sendable, Equatable {
     case normalizeU8(batch: Int, height: Int, width: Int, channels: Int, scale: Float, mean: [Float], std: [Float],
                      input: ServiceGPUBuffer, output: ServiceGPUBuffer)
     case crop(batch: Int, channels: Int, height: Int, width: Int, top: Int, left: Int, outHeight: Int, outWidth: Int,
-              padding: Int, padValue: Float, input: ServiceGPUBuffer, output: ServiceGPUBuffer)
+              padding: Int, padValue: Float, offsets: ServiceGPUBuffer?, input: ServiceGPUBuffer, output: ServiceGPUBuffer)
     case flipHorizontal(batch: Int, channels: Int, height: Int, width: Int, input: ServiceGPUBuffer, output: ServiceGPUBuffer)
     case resizeBilinear(batch: Int, channels: Int, height: Int, width: Int, outHeight: Int, outWidth: Int,
                         input: ServiceGPUBuffer, output: ServiceGPUBuffer)
@@ -91,6 +91,11 @@ enum ServiceGPUDecoding {
     static func kernel(_ k: malv_mlaas_gpu_kernel, index: Int) throws(ServiceGPUError) -> ServiceGPUKernel {
         let at = "kernel \(index)"
         let input = try buffer(k.input, "\(at) input"), output = try buffer(k.output, "\(at) output")
+        let noOffsets = withUnsafeBytes(of: k.offsets) { $0.allSatisfy { $0 == 0 } }
+        let offsets = noOffsets ? nil : try buffer(k.offsets, "\(at) offsets")
+        guard offsets == nil || k.op == UInt32(MALV_MLAAS_GPU_CROP.rawValue) else {
+            throw .invalid("\(at): only CROP takes offsets")
+        }
         func int(_ value: UInt32) -> Int { Int(value) }
         let mean = withUnsafeBytes(of: k.mean) { Array($0.bindMemory(to: Float.self)) }
         let std = withUnsafeBytes(of: k.std) { Array($0.bindMemory(to: Float.self)) }
@@ -111,7 +116,7 @@ enum ServiceGPUDecoding {
             try unused([], floats: [k.scale] + mean + std)
             return .crop(batch: int(k.batch), channels: int(k.channels), height: int(k.height), width: int(k.width),
                          top: int(k.top), left: int(k.left), outHeight: int(k.out_height), outWidth: int(k.out_width),
-                         padding: int(k.padding), padValue: k.pad_value, input: input, output: output)
+                         padding: int(k.padding), padValue: k.pad_value, offsets: offsets, input: input, output: output)
         case UInt32(MALV_MLAAS_GPU_FLIP_HORIZONTAL.rawValue):
             try unused([k.out_height, k.out_width, k.top, k.left, k.padding], floats: [k.scale, k.pad_value] + mean + std)
             return .flipHorizontal(batch: int(k.batch), channels: int(k.channels), height: int(k.height), width: int(k.width),

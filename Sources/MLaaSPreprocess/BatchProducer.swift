@@ -31,9 +31,11 @@ struct BatchInfo: Equatable {
 /// batch n - 1 runs before it is overwritten, and a NEXT usually finds its batch ready.
 ///
 /// On the GPU, per batch: the uploaded u8 records → NORMALIZE_U8 (scale 1/255, mean, std; NHWC →
-/// NCHW f32) → RESIZE_BILINEAR (if the size changes) → per image a CROP at its drawn offset
-/// inside `padding` pixels of the normalised black (if a crop is asked) → per image a
-/// FLIP_HORIZONTAL where drawn → the images slot; the labels (u32) are COPY'd into theirs.
+/// NCHW f32) → RESIZE_BILINEAR (if the size changes) → one CROP with the uploaded per-image
+/// draws (each image at its offset inside `padding` pixels of the normalised black, mirrored
+/// where drawn) → the images slot; the labels (u32) are COPY'd into theirs. Four dispatches a
+/// batch. Where the channels' blacks differ (one pad value per kernel), a CROP per image and
+/// channel and a FLIP_HORIZONTAL per flipped image instead.
 final class BatchProducer: @unchecked Sendable {
     private let host: UnsafePointer<malv_mlaas_host>
     private let gpu: UnsafePointer<malv_mlaas_gpu>
@@ -50,7 +52,9 @@ final class BatchProducer: @unchecked Sendable {
         var resized: UInt32 = 0
         var cropped: UInt32 = 0
         var labels: UInt32 = 0
-        var all: [UInt32] { [pixels, normalized, resized, cropped, labels].filter { $0 != 0 } }
+        /// The batch's draws, u32 (top, left, flip) per image, for the one batched CROP.
+        var draws: UInt32 = 0
+        var all: [UInt32] { [pixels, normalized, resized, cropped, labels, draws].filter { $0 != 0 } }
     }
 
     private let monitor = ServiceMonitor()
@@ -102,10 +106,11 @@ final class BatchProducer: @unchecked Sendable {
             }
         }
         let p = pipeline
-        // Every batch is one run: its kernels must fit one (a crop per image, or per channel
-        // where the channels' blacks differ; a flip per image at most).
-        let blacks = Set(zip(p.mean, p.std).map { ((Float(0) * (Float(1) / Float(255)) - Float($0.0)) / Float($0.1)).bitPattern })
-        let perImage = (p.hasCrop ? (blacks.count == 1 ? 1 : p.channels) : 0) + (p.flip ? 1 : 0)
+        // Every batch is one run: its kernels must fit one. Where every channel's black is the
+        // same, one batched CROP crops and flips all images; otherwise a crop per image and
+        // channel, and a flip per image at most.
+        let batched = Self.batchedCrop(p)
+        let perImage = batched ? 0 : (p.hasCrop ? p.channels : 0) + (p.flip ? 1 : 0)
         let most = 3 + p.batch * perImage + 1
         guard most <= Int(table.pointee.max_kernels) else {
             throw Refused(message: "a batch of \(p.batch) needs up to \(most) kernels; one run takes \(table.pointee.max_kernels) (use a smaller batch)",
@@ -119,7 +124,8 @@ final class BatchProducer: @unchecked Sendable {
         if p.resizeHeight != p.height || p.resizeWidth != p.width {
             wanted.append((\.resized, p.batch * p.channels * p.resizeHeight * p.resizeWidth * 4))
         }
-        if p.hasCrop && p.flip { wanted.append((\.cropped, p.batch * p.outValues * 4)) }
+        if batched && (p.hasCrop || p.flip) { wanted.append((\.draws, p.batch * 3 * 4)) }
+        if !batched && p.hasCrop && p.flip { wanted.append((\.cropped, p.batch * p.outValues * 4)) }
         var scratch = Scratch()
         for (field, bytes) in wanted {
             let handle = allocate(context, vm, destination.context, UInt64(bytes))
@@ -195,6 +201,13 @@ final class BatchProducer: @unchecked Sendable {
         }
     }
 
+    /// Whether one CROP with per-image offsets does the batch's crops and flips: every channel
+    /// pads with the same normalised black (one image-wide pad value).
+    static func batchedCrop(_ p: Pipeline) -> Bool {
+        let scale = Float(1) / Float(255)
+        return Set(zip(p.mean, p.std).map { ((Float(0) * scale - Float($0.0)) / Float($0.1)).bitPattern }).count == 1
+    }
+
     /// The monotonic clock in nanoseconds (for the debug log's batch times).
     static func now() -> UInt64 {
         var t = timespec()
@@ -229,22 +242,27 @@ final class BatchProducer: @unchecked Sendable {
             draws.append(Augmentation.draw(p, epoch: epoch, position: position))
         }
         let kernels = self.kernels(slot: m % 2, draws: draws)
+        let drawWords: [UInt32] = draws.flatMap { draw -> [UInt32] in [UInt32(draw.top), UInt32(draw.left), draw.flip ? 1 : 0] }
         var error = [CChar](repeating: 0, count: Int(MALV_MLAAS_ERROR_MAX))
         let status = pixels.withUnsafeBytes { pixelBytes in
-            labels.withUnsafeBytes { labelBytes in
-                let uploads = [
+            labels.withUnsafeBytes { labelBytes in drawWords.withUnsafeBytes { drawBytes in
+                var uploads = [
                     malv_mlaas_gpu_upload(scratch: scratch.pixels, reserved: 0, offset: 0, bytes: pixelBytes.baseAddress,
                                           length: UInt64(pixelBytes.count)),
                     malv_mlaas_gpu_upload(scratch: scratch.labels, reserved: 0, offset: 0, bytes: labelBytes.baseAddress,
                                           length: UInt64(labelBytes.count)),
                 ]
+                if scratch.draws != 0 {
+                    uploads.append(malv_mlaas_gpu_upload(scratch: scratch.draws, reserved: 0, offset: 0, bytes: drawBytes.baseAddress,
+                                                         length: UInt64(drawBytes.count)))
+                }
                 return uploads.withUnsafeBufferPointer { u in
                     kernels.withUnsafeBufferPointer { k in
                         gpu.pointee.run!(context, vm, destination.context, u.baseAddress, UInt32(u.count), k.baseAddress,
                                          UInt32(k.count), &error, UInt64(error.count))
                     }
                 }
-            }
+            } }
         }
         guard status == MALV_MLAAS_OK else {
             error[error.count - 1] = 0
@@ -307,7 +325,18 @@ final class BatchProducer: @unchecked Sendable {
         // padding then normalising (torchvision's order) and this agree.
         let black = (0 ..< c).map { (Float(0) * scale - mean[$0]) / std[$0] }
         let sameBlack = black.allSatisfy { $0.bitPattern == black[0].bitPattern }
-        for (n, draw) in draws.enumerated() {
+        if scratch.draws != 0 {
+            // Every image at its own offset, mirrored where drawn: one dispatch.
+            list.append(kernel(MALV_MLAAS_GPU_CROP, scratchRef(source, 0, p.batch * sourceImageBytes),
+                               resourceRef(destination.images, slotBase, p.batch * imageBytes)) { k in
+                (k.batch, k.channels, k.height, k.width) = (UInt32(p.batch), UInt32(c), UInt32(rh), UInt32(rw))
+                (k.out_height, k.out_width) = (UInt32(oh), UInt32(ow))
+                k.padding = p.hasCrop ? UInt32(p.padding) : 0
+                k.pad_value = black[0]
+                k.offsets = scratchRef(scratch.draws, 0, p.batch * 3 * 4)
+            })
+        }
+        for (n, draw) in draws.enumerated() where scratch.draws == 0 {
             if p.hasCrop {
                 let target = draw.flip ? scratchRef(scratch.cropped, n * imageBytes, imageBytes) : destinationImage(n)
                 // One crop per image, or per channel where the channels' blacks differ.

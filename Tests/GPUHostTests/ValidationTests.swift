@@ -100,6 +100,12 @@ struct ValidationTests {
             (.crop(CropParams(batch: 1, channels: 1, height: 2, width: 3, top: 1, left: 0, outHeight: 2, outWidth: 2,
                               input: a, output: c)), {
                 if case .invalidParameter(_, "top+outHeight", _) = $0 { return true } else { return false } }),
+            // Per-image offsets replace top and left.
+            (.crop(CropParams(batch: 1, channels: 1, height: 2, width: 3, top: 1, left: 0, outHeight: 1, outWidth: 2,
+                              offsets: BufferRange(b.buffer, offset: b.offset, count: 3),
+                              input: BufferRange(a.buffer, offset: a.offset, count: 6),
+                              output: BufferRange(c.buffer, offset: c.offset, count: 2))), {
+                if case .invalidParameter(_, "top/left", _) = $0 { return true } else { return false } }),
             // Padding widens the window's room by 2*padding, and no further.
             (.crop(CropParams(batch: 1, channels: 1, height: 2, width: 3, top: 0, left: 4, outHeight: 2, outWidth: 2,
                               padding: 1, input: BufferRange(a.buffer, offset: a.offset, count: 6), output: c)), {

@@ -80,7 +80,7 @@ import Testing
             (k.padding, k.pad_value) = (1, -0.5)
         }, index: 0)
         #expect(crop == .crop(batch: 1, channels: 1, height: 4, width: 4, top: 0, left: 1, outHeight: 4, outWidth: 4, padding: 1,
-                              padValue: -0.5, input: ServiceGPUBuffer(kind: .scratch, id: 1, offset: 0, length: 64),
+                              padValue: -0.5, offsets: nil, input: ServiceGPUBuffer(kind: .scratch, id: 1, offset: 0, length: 64),
                               output: ServiceGPUBuffer(kind: .resource, id: 2, offset: 64, length: 64)))
         let normalize = try ServiceGPUDecoding.kernel(Self.kernel(MALV_MLAAS_GPU_NORMALIZE_U8) { k in
             (k.batch, k.channels, k.height, k.width, k.scale) = (1, 2, 4, 2, 0.5)
@@ -99,6 +99,8 @@ import Testing
                 k.op = MALV_MLAAS_GPU_NORMALIZE_U8.rawValue; k.channels = 1; k.mean = (0, 5, 0, 0) }, "does not use is not 0"),
             ("a buffer kind", { k in k.input.kind = 3 }, "kind 3 is neither scratch"),
             ("an empty buffer", { k in k.output.length = 0 }, "output is empty"),
+            ("offsets on a COPY", { k in k.offsets = malv_mlaas_gpu_buffer(kind: MALV_MLAAS_GPU_SCRATCH, id: 1, offset: 0, length: 12) },
+             "only CROP takes offsets"),
         ]
         for (what, spoil, reason) in cases {
             var k = Self.kernel(MALV_MLAAS_GPU_COPY)

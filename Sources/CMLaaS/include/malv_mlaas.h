@@ -115,7 +115,9 @@ typedef enum malv_mlaas_gpu_op {
     /** NHWC u8 -> NCHW f32: out = (in * scale - mean[c]) / std[c] (channels 1-4; unused 0). */
     MALV_MLAAS_GPU_NORMALIZE_U8 = 1,
     /** NCHW f32: out[n][c][y][x] = padded[n][c][top + y][left + x], the input padded by
-     *  `padding` elements of `pad_value` on every side (top + out_height <= height + 2 padding). */
+     *  `padding` elements of `pad_value` on every side (top + out_height <= height + 2 padding).
+     *  With `offsets`: u32 (top, left, flip) per image, each image cropped at its own offset and
+     *  mirrored where flip is not 0, in one dispatch (`top` and `left` then 0). */
     MALV_MLAAS_GPU_CROP = 2,
     /** NCHW f32 mirror: out[n][c][y][x] = in[n][c][y][width - 1 - x]. */
     MALV_MLAAS_GPU_FLIP_HORIZONTAL = 3,
@@ -149,6 +151,8 @@ typedef struct malv_mlaas_gpu_kernel {
     float pad_value;                    /* CROP */
     float mean[4], std[4];              /* NORMALIZE_U8 */
     malv_mlaas_gpu_buffer input, output;
+    /** CROP's per-image (top, left, flip) u32 triples; all 0 (kind 0): none. */
+    malv_mlaas_gpu_buffer offsets;
 } malv_mlaas_gpu_kernel;
 
 /** Host bytes copied into a scratch buffer before a run's kernels. */

@@ -185,12 +185,19 @@ extension Kernel {
                 throw check.invalid("left+outWidth", "\(left + outWidth) exceeds width \(width)"
                                     + (padding > 0 ? " + 2*padding \(padding)" : ""))
             }
-            return [
+            var operands = [
                 KernelOperand(name: "input", range: p.input, access: .read,
                               expectedCount: try check.product("input", planes, height, width), pointwise: false),
                 KernelOperand(name: "output", range: p.output, access: .write,
                               expectedCount: try check.product("output", planes, outHeight, outWidth), pointwise: false),
             ]
+            if let offsets = p.offsets {
+                // The per-image offsets replace top and left.
+                guard top == 0, left == 0 else { throw check.invalid("top/left", "must be 0 with per-image offsets") }
+                operands.append(KernelOperand(name: "offsets", range: offsets, element: .uint32, access: .read,
+                                              expectedCount: try check.product("offsets", p.batch, 3), pointwise: false))
+            }
+            return operands
 
         case let .flipHorizontal(p):
             let count = try check.product("batch*channels*height*width",
