@@ -64,8 +64,10 @@ final class BatchProducer: @unchecked Sendable {
     private var stopping = false
     private var failure: String?
     private var thread: ServiceThread?
-    /// The producer thread's own: the order of the records in the current epoch.
+    /// The producer thread's own: the order of the records in the current epoch, and how long
+    /// the last batch's reads took (for the debug log).
     private var order: (epoch: UInt64, records: [UInt32])?
+    private var lastReadNanoseconds: UInt64 = 0
 
     struct Refused: Error {
         let message: String
@@ -190,7 +192,7 @@ final class BatchProducer: @unchecked Sendable {
             let start = Self.now()
             let problem = write(batch: m)
             if let log = host.pointee.log {
-                "batch \(m) written in \((Self.now() - start) / 1000) us".withCString {
+                "batch \(m) written in \((Self.now() - start) / 1000) us (reading its records \(lastReadNanoseconds / 1000) us)".withCString {
                     log(host.pointee.host_context, Int32(MALV_MLAAS_LOG_DEBUG.rawValue), $0)
                 }
             }
@@ -228,6 +230,7 @@ final class BatchProducer: @unchecked Sendable {
         var labels = [UInt32](repeating: 0, count: p.batch)
         var record = [UInt8](repeating: 0, count: Int(p.recordBytes))
         var draws: [Augmentation.Draw] = []
+        let readStart = Self.now()
         for k in 0 ..< p.batch {
             let position = index * UInt64(p.batch) + UInt64(k)
             let r = UInt64(records[Int(position)])
@@ -241,6 +244,7 @@ final class BatchProducer: @unchecked Sendable {
             labels[k] = UInt32(record[p.pixelBytes])
             draws.append(Augmentation.draw(p, epoch: epoch, position: position))
         }
+        lastReadNanoseconds = Self.now() - readStart
         let kernels = self.kernels(slot: m % 2, draws: draws)
         let drawWords: [UInt32] = draws.flatMap { draw -> [UInt32] in [UInt32(draw.top), UInt32(draw.left), draw.flip ? 1 : 0] }
         var error = [CChar](repeating: 0, count: Int(MALV_MLAAS_ERROR_MAX))
