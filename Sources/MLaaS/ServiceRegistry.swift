@@ -333,8 +333,8 @@ final class LoadedService: @unchecked Sendable {
     }
 }
 
-/// How one VM asks one service: what the VM (in the next slice, its vGPU's control requests)
-/// holds. Once the VM is detached — or the service unloaded — every call throws.
+/// How one VM asks one service: what the VM's process (for its guest's MLaaS requests through
+/// a vGPU, `MLaaSController`) holds. Once the VM is detached — or the service unloaded — every call throws.
 public final class ServiceBinding: Sendable {
     private let service: LoadedService
     public let vm: String

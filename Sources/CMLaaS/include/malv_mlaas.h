@@ -103,7 +103,7 @@ typedef struct malv_mlaas_disk_range {
     uint64_t handle;
     /** The disk's position among the VM's virtio-blk disks (0 for the first --disk). */
     uint32_t disk_index;
-    uint32_t flags;      /* MALV_MLAAS_RANGE_*; ABI 1 grants are always READ_ONLY */
+    uint32_t flags;      /* MALV_MLAAS_RANGE_*; grants are always READ_ONLY */
     /** Bytes in the range; reads address it from 0 to length. */
     uint64_t length;
 } malv_mlaas_disk_range;
@@ -276,8 +276,9 @@ typedef struct malv_mlaas_service {
     malv_mlaas_status (*attach)(void *service_state, const malv_mlaas_vm *vm, void **vm_state);
 
     /**
-     * Parameters for an attached VM (what the guest's "enable NAME with parameters" carries in
-     * the next slice): `parameters` is `length` bytes whose format the service defines. On an
+     * Parameters for an attached VM (what the guest's MLAAS_ENABLE carries; the host's `gpu`
+     * reaches the vGPU it came through from this call on): `parameters` is `length` bytes whose
+     * format the service defines. On an
      * error, write one line (NUL-terminated, at most `error_capacity` bytes) to `error`.
      * May be NULL: the service takes no parameters.
      */
@@ -286,7 +287,9 @@ typedef struct malv_mlaas_service {
 
     /**
      * The VM is detached (it ended, deselected the service, or the service is being unloaded):
-     * release `vm_state`. After this returns the VM's handle and ranges are invalid. Cannot fail.
+     * release `vm_state`. After this returns the VM's handle and ranges are invalid, so stop
+     * the VM's background work here (bounded: preprocess waits for the batch it is writing;
+     * the host's callbacks keep working until this returns). Cannot fail.
      */
     void (*detach)(void *service_state, void *vm_state);
 
