@@ -12,6 +12,8 @@ static uint8_t params_page[VIRTIO_GPU_MLAAS_MAX_PARAMS] __attribute__((aligned(4
 
 _Static_assert(sizeof(struct virtio_gpu_mlaas_enable) == 64, "MLAAS_ENABLE layout");
 _Static_assert(sizeof(struct virtio_gpu_mlaas_disable) == 56, "MLAAS_DISABLE layout");
+_Static_assert(sizeof(struct virtio_gpu_mlaas_request) == 64, "MLAAS_REQUEST layout");
+_Static_assert(sizeof(struct virtio_gpu_resp_mlaas_response) == 32, "MLAAS_REQUEST response layout");
 _Static_assert(sizeof(struct virtio_gpu_mlaas_entry) == 40, "MLaaS list entry layout");
 _Static_assert(sizeof(struct virtio_gpu_resp_mlaas_list) == 352, "MLAAS_LIST response layout");
 _Static_assert(sizeof(struct virtio_gpu_resp_mlaas_error) <= VIRTIO_GPU_RESP_BYTES, "MLaaS error fits");
@@ -127,6 +129,36 @@ uint32_t vgpu_mlaas_disable(struct vgpu *g, const char *name, struct vgpu_mlaas_
         return VIRTIO_GPU_STATUS_TOO_BIG;
     uint8_t resp[VIRTIO_GPU_RESP_BYTES];
     return call(g, &rq, sizeof rq, NULL, 0, VIRTIO_GPU_RESP_OK_NODATA, HDR_BYTES, resp, err);
+}
+
+uint32_t vgpu_mlaas_request(struct vgpu *g, const char *name, const void *request, uint32_t len, void *answer,
+                            uint32_t cap, uint32_t *answer_len, struct vgpu_mlaas_error *err)
+{
+    clear_error(err);
+    if (answer_len)
+        *answer_len = 0;
+    if (cap > VGPU_MLAAS_MAX_ANSWER)
+        cap = VGPU_MLAAS_MAX_ANSWER;
+    struct virtio_gpu_mlaas_request rq = {
+        .hdr = { .type = VIRTIO_GPU_CMD_MALVVM_MLAAS_REQUEST },
+        .request_length = len,
+        .response_capacity = cap,
+    };
+    if (!put_name(rq.name, name) || len > VIRTIO_GPU_MLAAS_MAX_REQUEST || (len && !request))
+        return VIRTIO_GPU_STATUS_TOO_BIG;
+    memcpy(params_page, request, len);
+    uint8_t resp[VIRTIO_GPU_RESP_BYTES];
+    uint32_t st = call(g, &rq, sizeof rq, len ? params_page : NULL, len, VIRTIO_GPU_RESP_OK_MALVVM_MLAAS_RESPONSE,
+                       HDR_BYTES + 8, resp, err);
+    if (st != VIRTIO_GPU_STATUS_OK)
+        return st;
+    const struct virtio_gpu_resp_mlaas_response *r = (const void *)resp;
+    /* Never trust the device's length beyond what was asked and what arrived. */
+    uint32_t n = r->length < cap ? r->length : cap;
+    memcpy(answer, r->data, n);
+    if (answer_len)
+        *answer_len = n;
+    return VIRTIO_GPU_STATUS_OK;
 }
 
 const char *vgpu_mlaas_status_name(uint32_t status)

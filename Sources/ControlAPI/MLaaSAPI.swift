@@ -76,6 +76,9 @@ public final class MLaaSController: MLaaSControl {
     /// The services the guest enabled, each with the binding it enabled: a service unloaded
     /// and loaded again is not enabled until the guest asks again.
     private let enabled = Mutex<[String: ServiceBinding]>([:])
+    /// One bridge per vGPU the guest enabled services through: a service keeps its scratch
+    /// buffers across enables through the same vGPU.
+    private let bridges = Mutex<[ObjectIdentifier: MLaaSGPUBridge]>([:])
 
     public init(registry: ServiceRegistry, vm: AttachedVM? = nil, permitted: [String] = []) {
         self.registry = registry
@@ -147,9 +150,13 @@ extension MLaaSController: MLaaSGuestPort {
         }
     }
 
-    public func mlaasEnable(_ name: String, parameters: [UInt8]) throws(MLaaSGuestError) {
+    public func mlaasEnable(_ name: String, parameters: [UInt8], gpu: (any MLaaSContextGPU)?) throws(MLaaSGuestError) {
         let binding = try permittedBinding(name)
-        do throws(MLaaSError) { try binding.configure(bytes: parameters) } catch {
+        let bridge = gpu.map { device in
+            bridges.withLock { $0[ObjectIdentifier(device), default: MLaaSGPUBridge(device)] }
+        }
+        if let bridge, let gpu { bridges.withLock { $0[ObjectIdentifier(gpu)] = bridge } }
+        do throws(MLaaSError) { try binding.configure(bytes: parameters, gpu: bridge) } catch {
             throw Self.guestError(error, name)
         }
         enabled.withLock { $0[name] = binding }
@@ -157,11 +164,22 @@ extension MLaaSController: MLaaSGuestPort {
 
     public func mlaasDisable(_ name: String) throws(MLaaSGuestError) {
         let binding = try permittedBinding(name)
-        // ABI 1 has no disable entry point (its slot is reserved): the service keeps the VM
-        // attached and its last configuration; the guest's enable is withdrawn.
+        // The guest's enable is withdrawn; the service stops the VM's work (its `disable`) and
+        // keeps the VM attached.
         let was = enabled.withLock { $0.removeValue(forKey: name) }
         guard was === binding else {
             throw MLaaSGuestError(.notEnabled, "service '\(name)' is not enabled")
+        }
+        do throws(MLaaSError) { try binding.disable() } catch { throw Self.guestError(error, name) }
+    }
+
+    public func mlaasRequest(_ name: String, request: [UInt8], capacity: Int) throws(MLaaSGuestError) -> [UInt8] {
+        let binding = try permittedBinding(name)
+        guard enabled.withLock({ $0[name] === binding }) else {
+            throw MLaaSGuestError(.notEnabled, "service '\(name)' is not enabled")
+        }
+        do throws(MLaaSError) { return try binding.request(request, capacity: capacity) } catch {
+            throw Self.guestError(error, name)
         }
     }
 

@@ -19,6 +19,8 @@ enum ShaderKernel: String, CaseIterable, Sendable {
     case channelSum = "channel_sum"
     case normalizeU8 = "normalize_u8"
     case crop
+    /// CROP with per-image offsets and flips (CropParams.offsets).
+    case cropBatch = "crop_batch"
     case flipHorizontal = "flip_horizontal"
     case resizeBilinear = "resize_bilinear"
 
@@ -29,7 +31,7 @@ enum ShaderKernel: String, CaseIterable, Sendable {
         case .biasAdd, .activation, .softmax, .reduceRows, .reduceColumns, .axpy, .channelSum,
              .normalizeU8, .crop, .flipHorizontal, .resizeBilinear:
             return 2
-        case .sgemm, .sgemmTile128, .activationBackward, .conv2dBackwardData, .conv2dBackwardFilter:
+        case .sgemm, .sgemmTile128, .activationBackward, .conv2dBackwardData, .conv2dBackwardFilter, .cropBatch:
             return 3
         case .softmaxCrossEntropy, .conv2dForward:
             return 4

@@ -4,8 +4,8 @@ import Logging
 import Platform
 
 /// A byte range of one of a VM's disks that a service may read (read-only, through the host's
-/// `read_range`). ABI 1 grants each of a VM's disks whole; the next slice narrows a grant to
-/// the dataset range the guest names.
+/// `read_range`). A VM's disks are granted whole, read-only: a service reads only the disks of
+/// the VM it serves, and only through `read_range`'s bounds checks.
 public struct DiskGrant: Sendable, Equatable {
     /// The disk's position among the VM's virtio-blk disks (0 for the first --disk).
     public var diskIndex: Int
@@ -96,6 +96,20 @@ final class HostContext: @unchecked Sendable {
     private let lock = Monitor()
     private var grants: [UInt64: [UInt64: OpenGrant]] = [:]
     private var detached: Set<UInt64> = []
+    /// Each VM's GPU: the vGPU its guest's last enable came through (`bindGPU`).
+    private var gpus: [UInt64: any ServiceGPU] = [:]
+    /// The scratch buffers each VM's service allocated and has not released: freed at detach
+    /// if the service did not, so a service cannot leave GPU memory behind.
+    private var scratch: [UInt64: Set<ScratchBuffer>] = [:]
+
+    struct ScratchBuffer: Hashable {
+        let context: UInt32
+        let id: UInt32
+    }
+
+    static func from(_ pointer: UnsafeMutableRawPointer?) -> HostContext? {
+        pointer.map { Unmanaged<HostContext>.fromOpaque($0).takeUnretainedValue() }
+    }
 
     init(serviceName: String) {
         logger = Logger(label: "malvvm.mlaas.\(serviceName)")
@@ -106,10 +120,59 @@ final class HostContext: @unchecked Sendable {
     }
 
     func detach(vm: UInt64) {
-        lock.withLock {
+        let (gpu, left) = lock.withLock { () -> ((any ServiceGPU)?, Set<ScratchBuffer>) in
             grants[vm] = nil
             detached.insert(vm)
+            defer { gpus[vm] = nil; scratch[vm] = nil }
+            return (gpus[vm], scratch[vm] ?? [])
         }
+        for buffer in left { gpu?.release(context: buffer.context, scratch: buffer.id) }
+    }
+
+    /// The GPU a VM's service runs on from now on (the vGPU of the guest's enable; nil: none).
+    /// Scratch buffers on the VM's previous GPU are freed.
+    func bindGPU(vm: UInt64, _ gpu: (any ServiceGPU)?) {
+        let (previous, left) = lock.withLock { () -> ((any ServiceGPU)?, Set<ScratchBuffer>) in
+            let previous = gpus[vm]
+            guard previous !== gpu else { return (nil, []) }
+            defer { gpus[vm] = gpu; scratch[vm] = nil }
+            return (previous, scratch[vm] ?? [])
+        }
+        for buffer in left { previous?.release(context: buffer.context, scratch: buffer.id) }
+    }
+
+    func gpu(vm: UInt64) throws(ServiceGPUError) -> any ServiceGPU {
+        let (gpu, gone) = lock.withLock { (gpus[vm], detached.contains(vm) || grants[vm] == nil) }
+        if gone { throw ServiceGPUError(status: MALV_MLAAS_E_DETACHED, "the VM is not attached") }
+        guard let gpu else {
+            throw ServiceGPUError(status: MALV_MLAAS_E_UNSUPPORTED, "the VM's enable did not come through a vGPU")
+        }
+        return gpu
+    }
+
+    func allocate(vm: UInt64, context: UInt32, bytes: UInt64) throws(ServiceGPUError) -> UInt32 {
+        let device = try gpu(vm: vm)
+        let id = try device.allocate(context: context, bytes: bytes)
+        let kept = lock.withLock { () -> Bool in
+            // Detached (or rebound) while allocating: the buffer is nobody's; free it.
+            guard gpus[vm] === device else { return false }
+            scratch[vm, default: []].insert(ScratchBuffer(context: context, id: id))
+            return true
+        }
+        guard kept else {
+            device.release(context: context, scratch: id)
+            throw ServiceGPUError(status: MALV_MLAAS_E_DETACHED, "the VM was detached")
+        }
+        return id
+    }
+
+    func release(vm: UInt64, context: UInt32, scratch id: UInt32) {
+        let gpu = lock.withLock { () -> (any ServiceGPU)? in
+            // Only what this VM's service allocated: a guessed handle frees nothing.
+            guard scratch[vm]?.remove(ScratchBuffer(context: context, id: id)) != nil else { return nil }
+            return gpus[vm]
+        }
+        gpu?.release(context: context, scratch: id)
     }
 
     func read(vm: UInt64, range: UInt64, offset: UInt64, buffer: UnsafeMutableRawPointer?, length: UInt64) -> Int64 {
@@ -157,6 +220,7 @@ final class HostContext: @unchecked Sendable {
                 .read(vm: vm, range: range, offset: offset, buffer: buffer, length: length)
         }
         table.pointee.max_read_bytes = Self.maxReadBytes
+        table.pointee.gpu = UnsafePointer(ServiceGPUTable.shared)
         return table
     }
 }

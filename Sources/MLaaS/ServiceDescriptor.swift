@@ -40,6 +40,9 @@ struct ServiceDescriptor {
                                           UnsafeMutablePointer<CChar>?, UInt64) -> Int32
     typealias Detach = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void
     typealias Unload = @convention(c) (UnsafeMutableRawPointer?) -> Void
+    typealias Disable = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void
+    typealias Request = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeRawPointer?, UInt64,
+                                        UnsafeMutableRawPointer?, UInt64, UnsafeMutablePointer<CChar>?, UInt64) -> Int64
 
     let name: String
     let version: String
@@ -50,6 +53,8 @@ struct ServiceDescriptor {
     let configure: Configure?
     let detach: Detach
     let unload: Unload
+    let disable: Disable?
+    let request: Request?
 
     /// Checks `raw` field by field, in an order that never reads past what an older or newer
     /// module's struct holds: magic and version first (the first 8 bytes of every version),
@@ -92,7 +97,7 @@ struct ServiceDescriptor {
         guard let detach = service.detach else { throw invalid("detach is NULL") }
         guard let unload = service.unload else { throw invalid("unload is NULL") }
         let reserved = withUnsafeBytes(of: service.reserved) { $0.allSatisfy { $0 == 0 } }
-        guard service.reserved_disable == nil, reserved else {
+        guard reserved else {
             throw invalid("reserved fields must be NULL in ABI \(ServiceABI.version)")
         }
         self.name = name
@@ -103,6 +108,8 @@ struct ServiceDescriptor {
         self.configure = service.configure
         self.detach = detach
         self.unload = unload
+        disable = service.disable
+        request = service.request
     }
 
     /// A NUL-terminated string of at most `max` bytes, or nil (NULL, too long).

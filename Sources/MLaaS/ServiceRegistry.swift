@@ -333,8 +333,8 @@ final class LoadedService: @unchecked Sendable {
     }
 }
 
-/// How one VM asks one service: what the VM (in the next slice, its vGPU's control requests)
-/// holds. Once the VM is detached — or the service unloaded — every call throws.
+/// How one VM asks one service: what the VM's process (for its guest's MLaaS requests through
+/// a vGPU, `MLaaSController`) holds. Once the VM is detached — or the service unloaded — every call throws.
 public final class ServiceBinding: Sendable {
     private let service: LoadedService
     public let vm: String
@@ -351,14 +351,17 @@ public final class ServiceBinding: Sendable {
     public var serviceName: String { service.name }
 
     /// Hands `parameters` (the service's own format) to the service's `configure`.
-    public func configure(_ parameters: String) throws(MLaaSError) {
-        try configure(bytes: Array(parameters.utf8))
+    public func configure(_ parameters: String, gpu: (any ServiceGPU)? = nil) throws(MLaaSError) {
+        try configure(bytes: Array(parameters.utf8), gpu: gpu)
     }
 
-    public func configure(bytes: [UInt8]) throws(MLaaSError) {
+    /// `configure` with `gpu` as the VM's GPU from now on (the vGPU the guest asked through;
+    /// nil: none, the service's GPU calls fail with E_UNSUPPORTED).
+    public func configure(bytes: [UInt8], gpu: (any ServiceGPU)? = nil) throws(MLaaSError) {
         let descriptor = service.descriptor
         let (status, message) = try requests.withLock { _ throws(MLaaSError) in
             try service.request(handle: handle, vm: vm) { state, vmState -> (Int32, String) in
+                service.context.bindGPU(vm: handle, gpu)
                 guard let configure = descriptor.configure else {
                     return bytes.isEmpty ? (MALV_MLAAS_OK, "") : (MALV_MLAAS_E_UNSUPPORTED, "it takes no parameters")
                 }
@@ -374,5 +377,41 @@ public final class ServiceBinding: Sendable {
             let line = message.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
             throw .refused(service: descriptor.name, reason: line.isEmpty ? ServiceABI.statusString(status) : line)
         }
+    }
+
+    /// The guest withdrew its enable: the service's `disable` (if it has one) stops the VM's work.
+    public func disable() throws(MLaaSError) {
+        let descriptor = service.descriptor
+        try requests.withLock { _ throws(MLaaSError) in
+            try service.request(handle: handle, vm: vm) { state, vmState in descriptor.disable?(state, vmState) }
+        }
+    }
+
+    /// A guest request to the service (its own format); at most `capacity` bytes come back.
+    public func request(_ bytes: [UInt8], capacity: Int) throws(MLaaSError) -> [UInt8] {
+        let descriptor = service.descriptor
+        guard let call = descriptor.request else { throw .refused(service: descriptor.name, reason: "it takes no requests") }
+        let (result, response, message) = try requests.withLock { _ throws(MLaaSError) in
+            try service.request(handle: handle, vm: vm) { state, vmState -> (Int64, [UInt8], String) in
+                var error = [CChar](repeating: 0, count: ServiceABI.errorMax)
+                var response = [UInt8](repeating: 0, count: capacity)
+                let result = bytes.withUnsafeBytes { request in
+                    response.withUnsafeMutableBytes { out in
+                        call(state, vmState, request.baseAddress, UInt64(request.count), out.baseAddress, UInt64(out.count),
+                             &error, UInt64(error.count))
+                    }
+                }
+                error[error.count - 1] = 0
+                return (result, response, ServiceDescriptor.string(error, max: error.count) ?? "")
+            }
+        }
+        guard result >= 0 else {
+            let line = message.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            throw .refused(service: descriptor.name, reason: line.isEmpty ? ServiceABI.statusString(Int32(clamping: result)) : line)
+        }
+        guard result <= Int64(capacity) else {
+            throw .refused(service: descriptor.name, reason: "answered \(result) bytes into a \(capacity)-byte response")
+        }
+        return Array(response.prefix(Int(result)))
     }
 }

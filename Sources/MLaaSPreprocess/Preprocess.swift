@@ -1,40 +1,33 @@
 import CMLaaS
 import MLaaSServiceSupport
 
-// The `preprocess` service (os-for-ml), built as libpreprocess.so (docs/mlaas.md).
+// The `preprocess` service (os-for-ml), built as libpreprocess.so (docs/mlaas.md, "preprocess").
 //
-// What it will do (issue #17, next slice): read a VM's dataset records straight from that
-// VM's own disk through the host's read_range, run the augmentation pipeline on the GPU with
-// GPUHost kernels (RESIZE_BILINEAR, CROP, FLIP, NORMALIZE_U8) into the VM's context buffers,
-// double-buffered ahead of its training steps, so the guest's vCPUs never touch the pixels.
+// A guest enables it through its vGPU with a pipeline description (Pipeline.swift): a dataset
+// on one of its own disks (records of H*W*C u8 pixels and a u8 label), the augmentation (resize,
+// random crop with padding, horizontal flip, normalisation, a shuffle seed, a batch size) and
+// where batches go (a context of that vGPU and two of its HOST3D resources, for images and
+// labels). The service then reads the records straight from the VM's disk through the host's
+// `read_range` and runs the pipeline on the GPU with GPUHost kernels through the host's `gpu`
+// table, one batch ahead of the guest (BatchProducer.swift); the guest's NEXT request
+// (MLAAS_REQUEST) hands it the next batch. The guest's CPU never touches a pixel; its own CPU
+// reference (Guest/lib/preprocess_ref.c) computes the same batches from the same seed.
 //
-// What it does in THIS slice, and nothing more: the C ABI's lifecycle (initialize, attach,
-// configure, detach, unload) and the validation of a pipeline description against the VM it is
-// for, including one bounded read through read_range to show the dataset range is readable.
-// It runs no pipeline and produces no batches: the GPU pipeline, the destination buffers and
-// the guest's requests land in the next slice.
-//
-// The pipeline description (configure's parameters) is ASCII, comma-separated key=value:
-//
-//   disk=0,records=4000,image=28x28x1[,offset=0][,resize=56x56][,crop=48x48][,padding=4]
-//   [,flip=on|off][,mean=M[/M...]][,std=S[/S...]][,seed=N],batch=64
-//
-// disk      the VM's disk (its index among the granted ranges)
-// offset    the first record's byte offset in that range (default 0)
-// records   how many records; each is H*W*C u8 pixels followed by one u8 label
-// image     H x W x C of the stored images (1-4096, 1-4096, 1-4)
-// resize    H x W after bilinear resizing (default: the stored size)
-// crop      H x W of a random crop of the resized image, after `padding` zero pixels on each side
-// flip      random horizontal flip
-// mean/std  normalisation, one value or one per channel (std > 0)
-// seed      the shuffle's and augmentation's seed (default 0)
-// batch     images per batch (1-4096, at most `records`)
+// This file is the C ABI's side: the descriptor and its entry points.
 
 /// One VM's state: what attach granted and the pipeline configure accepted last.
 final class PreprocessVM {
     let handle: UInt64
     let ranges: [(handle: UInt64, length: UInt64)]
     var pipeline: Pipeline?
+    /// The running pipeline, when the last configure named a destination.
+    var producer: BatchProducer?
+
+    /// Stops the running pipeline, if any.
+    func stop() {
+        producer?.stop()
+        producer = nil
+    }
 
     init(handle: UInt64, ranges: [(handle: UInt64, length: UInt64)]) {
         self.handle = handle
@@ -53,122 +46,10 @@ final class PreprocessService {
     }
 }
 
-struct Pipeline {
-    var disk = 0
-    var offset: UInt64 = 0
-    var records: UInt64 = 0
-    var height = 0, width = 0, channels = 0
-    var resizeHeight = 0, resizeWidth = 0
-    var cropHeight = 0, cropWidth = 0
-    var padding = 0
-    var flip = false
-    var mean: [Double] = [0]
-    var std: [Double] = [1]
-    var seed: UInt64 = 0
-    var batch = 0
-
-    var recordBytes: UInt64 { UInt64(height * width * channels) + 1 }
-
-    var summary: String {
-        "disk \(disk) offset \(offset) \(records) records of \(height)x\(width)x\(channels)+label, resize \(resizeHeight)x\(resizeWidth)"
-            + (cropHeight > 0 ? ", crop \(cropHeight)x\(cropWidth) padding \(padding)" : "") + (flip ? ", flip" : "")
-            + ", seed \(seed), batch \(batch)"
-    }
-
-    struct Invalid: Error { let message: String }
-
-    /// Parses and checks a description against the VM's granted ranges.
-    init(parsing text: String, ranges: [(handle: UInt64, length: UInt64)]) throws(Invalid) {
-        var seen = Set<String>()
-        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty else { throw Invalid(message: "'\(item)' is not key=value") }
-            let key = String(parts[0]), value = String(parts[1])
-            guard seen.insert(key).inserted else { throw Invalid(message: "'\(key)' is given twice") }
-            switch key {
-            case "disk": disk = try Self.integer(key, value, 0 ... 255)
-            case "offset": offset = try Self.unsigned(key, value)
-            case "records": records = try Self.unsigned(key, value)
-            case "image": (height, width, channels) = try Self.shape(key, value, channels: true)
-            case "resize": (resizeHeight, resizeWidth, _) = try Self.shape(key, value, channels: false)
-            case "crop": (cropHeight, cropWidth, _) = try Self.shape(key, value, channels: false)
-            case "padding": padding = try Self.integer(key, value, 0 ... 64)
-            case "flip":
-                switch value {
-                case "on": flip = true
-                case "off": flip = false
-                default: throw Invalid(message: "flip must be on or off")
-                }
-            case "mean": mean = try Self.reals(key, value, positive: false)
-            case "std": std = try Self.reals(key, value, positive: true)
-            case "seed": seed = try Self.unsigned(key, value)
-            case "batch": batch = try Self.integer(key, value, 1 ... 4096)
-            default:
-                throw Invalid(message: "unknown key '\(key)' (known: disk, offset, records, image, resize, crop, padding, flip, mean, std, seed, batch)")
-            }
-        }
-        for required in ["disk", "records", "image", "batch"] where !seen.contains(required) {
-            throw Invalid(message: "'\(required)' is missing")
-        }
-        if !seen.contains("resize") { (resizeHeight, resizeWidth) = (height, width) }
-        guard records > 0 else { throw Invalid(message: "records must be at least 1") }
-        guard UInt64(batch) <= records else { throw Invalid(message: "batch \(batch) is larger than the \(records) records") }
-        guard seen.contains("crop") || padding == 0 else { throw Invalid(message: "padding needs a crop") }
-        if seen.contains("crop") {
-            guard cropHeight <= resizeHeight + 2 * padding, cropWidth <= resizeWidth + 2 * padding else {
-                throw Invalid(message: "crop \(cropHeight)x\(cropWidth) is larger than the padded \(resizeHeight + 2 * padding)x\(resizeWidth + 2 * padding) image")
-            }
-        }
-        for (name, values) in [("mean", mean), ("std", std)] where values.count != 1 && values.count != channels {
-            throw Invalid(message: "\(name) needs 1 or \(channels) values, not \(values.count)")
-        }
-        guard disk < ranges.count else {
-            throw Invalid(message: "disk \(disk) is not granted to this service (the VM has \(ranges.count) disk\(ranges.count == 1 ? "" : "s"))")
-        }
-        let (bytes, overflow) = records.multipliedReportingOverflow(by: recordBytes)
-        let (end, overflow2) = offset.addingReportingOverflow(bytes)
-        guard !overflow, !overflow2, end <= ranges[disk].length else {
-            throw Invalid(message: "\(records) records of \(recordBytes) bytes from offset \(offset) end beyond disk \(disk) (\(ranges[disk].length) bytes)")
-        }
-    }
-
-    static func integer(_ key: String, _ value: String, _ range: ClosedRange<Int>) throws(Invalid) -> Int {
-        guard let number = Int(value), range.contains(number) else {
-            throw Invalid(message: "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return number
-    }
-
-    static func unsigned(_ key: String, _ value: String) throws(Invalid) -> UInt64 {
-        guard let number = UInt64(value) else { throw Invalid(message: "\(key) must be a non-negative integer") }
-        return number
-    }
-
-    static func shape(_ key: String, _ value: String, channels: Bool) throws(Invalid) -> (Int, Int, Int) {
-        let parts = value.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-        let form = channels ? "HxWxC" : "HxW"
-        guard parts.count == (channels ? 3 : 2), let height = parts[0], let width = parts[1],
-              (1 ... 4096).contains(height), (1 ... 4096).contains(width) else {
-            throw Invalid(message: "\(key) must be \(form) with H and W in 1...4096")
-        }
-        guard channels else { return (height, width, 0) }
-        guard let c = parts[2], (1 ... 4).contains(c) else { throw Invalid(message: "\(key)'s channels must be 1...4") }
-        return (height, width, c)
-    }
-
-    static func reals(_ key: String, _ value: String, positive: Bool) throws(Invalid) -> [Double] {
-        let values = value.split(separator: "/", omittingEmptySubsequences: false).map { Double($0) }
-        guard (1 ... 4).contains(values.count), values.allSatisfy({ $0 != nil && $0!.isFinite && (!positive || $0! > 0) }) else {
-            throw Invalid(message: "\(key) must be 1-4 finite numbers separated by '/'\(positive ? ", each above 0" : "")")
-        }
-        return values.map { $0! }
-    }
-}
-
-/// Writes `message` as one NUL-terminated line into the host's error buffer.
+/// The descriptor: identity and entry points (the host reads it for as long as the module is mapped).
 nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<malv_mlaas_service> = {
-    let d = makeServiceDescriptor(kind: MALV_MLAAS_KIND_OS_FOR_ML, name: "preprocess", version: "0.1.0",
-                                  description: "data preprocessing offloaded to the host (this slice: pipeline validation only; the GPU pipeline is next)")
+    let d = makeServiceDescriptor(kind: MALV_MLAAS_KIND_OS_FOR_ML, name: "preprocess", version: "0.2.0",
+                                  description: "reads a VM's dataset from its own disk and augments it on its vGPU, a batch ahead of training")
     d.pointee.initialize = { host, serviceState in
         guard let host, let serviceState else { return MALV_MLAAS_E_INVALID }
         guard hostSpeaksThisABI(host) else { return MALV_MLAAS_E_VERSION }
@@ -214,12 +95,67 @@ nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<malv_mlaas_serv
                        errorBuffer, capacity)
             return got < 0 ? Int32(clamping: got) : MALV_MLAAS_E_IO
         }
+        // A new configuration replaces the running one (its batches stop with it).
+        vm.stop()
         vm.pipeline = pipeline
-        service.log(MALV_MLAAS_LOG_INFO, "pipeline accepted: \(pipeline.summary) (not run: the GPU pipeline lands in the next slice)")
+        guard let destination = pipeline.destination else {
+            service.log(MALV_MLAAS_LOG_INFO, "pipeline checked: \(pipeline.summary) (no destination: nothing runs)")
+            return MALV_MLAAS_OK
+        }
+        do throws(BatchProducer.Refused) {
+            vm.producer = try BatchProducer(host: service.host, vm: vm.handle, range: vm.ranges[pipeline.disk].handle,
+                                            pipeline: pipeline, destination: destination)
+        } catch {
+            vm.pipeline = nil
+            writeError("bad destination: \(error.message)", errorBuffer, capacity)
+            return error.status
+        }
+        service.log(MALV_MLAAS_LOG_INFO, "pipeline running: \(pipeline.summary) into context \(destination.context) resources \(destination.images)/\(destination.labels)")
         return MALV_MLAAS_OK
     }
+    d.pointee.disable = { _, vmState in
+        guard let vmState else { return }
+        let vm = Unmanaged<PreprocessVM>.fromOpaque(vmState).takeUnretainedValue()
+        vm.stop()
+        vm.pipeline = nil
+    }
+    d.pointee.request = { _, vmState, request, length, response, capacity, errorBuffer, errorCapacity in
+        guard let vmState else { return Int64(MALV_MLAAS_E_INVALID) }
+        let vm = Unmanaged<PreprocessVM>.fromOpaque(vmState).takeUnretainedValue()
+        let bytes = request.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(min(length, 4096)))) } ?? []
+        guard length == 8, bytes.count == 8 else {
+            writeError("a request is 8 bytes (le32 op, le32 reserved), not \(length)", errorBuffer, errorCapacity)
+            return Int64(MALV_MLAAS_E_INVALID)
+        }
+        let op = UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24
+        guard op == PreprocessRequest.next, bytes[4 ..< 8].allSatisfy({ $0 == 0 }) else {
+            writeError("unknown request op \(op) (1 NEXT), or reserved is not 0", errorBuffer, errorCapacity)
+            return Int64(MALV_MLAAS_E_INVALID)
+        }
+        guard let producer = vm.producer else {
+            writeError("no pipeline is running (enable with context, images and labels first)", errorBuffer, errorCapacity)
+            return Int64(MALV_MLAAS_E_INVALID)
+        }
+        guard let response, capacity >= UInt64(PreprocessRequest.nextAnswerBytes) else {
+            writeError("NEXT's answer needs \(PreprocessRequest.nextAnswerBytes) bytes", errorBuffer, errorCapacity)
+            return Int64(MALV_MLAAS_E_RANGE)
+        }
+        switch producer.next() {
+        case let .failure(refused):
+            writeError(refused.message, errorBuffer, errorCapacity)
+            return Int64(refused.status)
+        case let .success(batch):
+            let answer = PreprocessRequest.encode(batch)
+            answer.withUnsafeBytes { response.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            return Int64(answer.count)
+        }
+    }
     d.pointee.detach = { _, vmState in
-        if let vmState { Unmanaged<PreprocessVM>.fromOpaque(vmState).release() }
+        guard let vmState else { return }
+        // Stops the producer (bounded: after the batch it is writing) before the VM's handle
+        // and ranges become invalid.
+        Unmanaged<PreprocessVM>.fromOpaque(vmState).takeUnretainedValue().stop()
+        Unmanaged<PreprocessVM>.fromOpaque(vmState).release()
     }
     d.pointee.unload = { serviceState in
         if let serviceState { Unmanaged<PreprocessService>.fromOpaque(serviceState).release() }
@@ -227,7 +163,26 @@ nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<malv_mlaas_serv
     return d
 }()
 
-/// A C string with static storage (a string literal's bytes live in the image).
+/// The guest's requests (MLAAS_REQUEST's bytes): `le32 op, le32 reserved`.
+enum PreprocessRequest {
+    /// The next batch: answered once it is ready with `le32 slot, le32 count, le32 epoch,
+    /// le32 index, le64 sequence, le64 waited_ns`.
+    static let next: UInt32 = 1
+    static let nextAnswerBytes = 32
+
+    /// NEXT's answer, little-endian.
+    static func encode(_ batch: BatchInfo) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for word in [batch.slot, batch.count, batch.epoch, batch.index] {
+            for i in 0 ..< 4 { bytes.append(UInt8(truncatingIfNeeded: word >> (8 * i))) }
+        }
+        for value in [batch.sequence, batch.waitedNanoseconds] {
+            for i in 0 ..< 8 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
+        }
+        return bytes
+    }
+}
+
 /// The entry symbol (malv_mlaas.h): the same descriptor on every call.
 @_cdecl("malv_mlaas_service_v1")
 public func malvMLaaSServiceV1() -> UnsafePointer<malv_mlaas_service> {

@@ -8,9 +8,13 @@ public protocol MLaaSGuestPort: AnyObject, Sendable {
     /// The services this VM is permitted (its `--mlaas` list), in that order.
     func mlaasServices() -> [MLaaSGuestService]
     /// Hands `parameters` (the service's own format) to the service's `configure` and marks it
-    /// enabled for this VM.
-    func mlaasEnable(_ name: String, parameters: [UInt8]) throws(MLaaSGuestError)
+    /// enabled for this VM; `gpu` is the vGPU the request came through (the contexts the
+    /// service may compute on), nil for a vGPU that offers none.
+    func mlaasEnable(_ name: String, parameters: [UInt8], gpu: (any MLaaSContextGPU)?) throws(MLaaSGuestError)
     func mlaasDisable(_ name: String) throws(MLaaSGuestError)
+    /// A request to a service this guest enabled (the service's own format); at most
+    /// `capacity` bytes come back.
+    func mlaasRequest(_ name: String, request: [UInt8], capacity: Int) throws(MLaaSGuestError) -> [UInt8]
 }
 
 /// One entry of the guest's service list.

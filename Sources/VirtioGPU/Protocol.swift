@@ -51,6 +51,7 @@ public enum VirtioGPUProtocol {
         case mlaasList = 0x4d00
         case mlaasEnable = 0x4d01
         case mlaasDisable = 0x4d02
+        case mlaasRequest = 0x4d03
     }
 
     /// Response codes (the same enum, 0x11xx success and 0x12xx errors).
@@ -61,6 +62,8 @@ public enum VirtioGPUProtocol {
         case okCapset = 0x1103
         /// MLAAS_LIST's answer (ours, beside MLaaS's request range).
         case okMLaaSList = 0x4d80
+        /// MLAAS_REQUEST's answer: the service's response bytes.
+        case okMLaaSResponse = 0x4d81
 
         case errorUnspecified = 0x1200
         case errorOutOfMemory = 0x1201

@@ -51,6 +51,10 @@ final class Context: @unchecked Sendable {
     var queuedKernels = 0
     /// The streams it submitted lately, decoded and validated (guarded by the state lock).
     var decodedStreams = DecodedStreamCache<VirtioGPU.DecodedSubmission>()
+    /// GPU buffers an MLaaS service allocated on this context (`VirtioGPU+MLaaSGPU`), by
+    /// handle; guarded by the state lock, charged to the device's memory like resources.
+    var scratch: [UInt32: (buffer: BufferID, bytes: Int)] = [:]
+    var nextScratch: UInt32 = 1
 
     init(id: UInt32, name: String, client: ClientID, worker: SerialWorker, completions: SerialWorker) {
         self.id = id

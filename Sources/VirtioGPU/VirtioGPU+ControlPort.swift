@@ -213,7 +213,7 @@ extension VirtioGPU {
             throw .errorUnspecified
         case .updateCursor, .moveCursor:
             throw .errorUnspecified  // cursor commands belong on the cursor queue
-        case .mlaasList, .mlaasEnable, .mlaasDisable:
+        case .mlaasList, .mlaasEnable, .mlaasDisable, .mlaasRequest:
             return .respond(try mlaas(request, command, bytes))
         }
     }

@@ -17,6 +17,10 @@ extension VirtioGPU {
     static let mlaasEnableSize = VirtioGPUProtocol.headerSize + mlaasNameBytes + 8
     /// hdr, name.
     static let mlaasDisableSize = VirtioGPUProtocol.headerSize + mlaasNameBytes
+    /// hdr, name, le32 request_length, le32 response_capacity; the request follows.
+    static let mlaasRequestSize = VirtioGPUProtocol.headerSize + mlaasNameBytes + 8
+    /// The most bytes one MLAAS_REQUEST carries, and one answer.
+    public static let mlaasMaxRequestBytes = 4096
     /// The most parameter bytes one ENABLE carries.
     public static let mlaasMaxParameterBytes = 4096
     /// Entries in one LIST answer (24 + 8 + 8 × 40 = 352 bytes); `total` says how many exist.
@@ -35,6 +39,7 @@ extension VirtioGPU {
         let minimum = switch command {
         case .mlaasEnable: Self.mlaasEnableSize
         case .mlaasDisable: Self.mlaasDisableSize
+        case .mlaasRequest: Self.mlaasRequestSize
         default: VirtioGPUProtocol.headerSize
         }
         // Shorter than its structure: UNSPEC, as every request.
@@ -59,8 +64,29 @@ extension VirtioGPU {
                     throw MLaaSGuestError(.malformed, "parameters_length \(length) runs past the request")
                 }
                 let parameters = Array(bytes[Self.mlaasEnableSize ..< Self.mlaasEnableSize + Int(length)])
-                try port.mlaasEnable(name, parameters: parameters)
+                // This vGPU's contexts are the ones the service may compute on.
+                try port.mlaasEnable(name, parameters: parameters, gpu: self)
                 return encode(header.response(.okNoData))
+            case .mlaasRequest:
+                let name = try Self.serviceName(bytes)
+                var r = WireReader(bytes, at: Self.mlaasDisableSize)
+                guard let length = try? r.u32(), let capacity = try? r.u32() else { throw MLaaSGuestError(.malformed, "short request") }
+                guard Int(length) <= Self.mlaasMaxRequestBytes, Int(capacity) <= Self.mlaasMaxRequestBytes else {
+                    throw MLaaSGuestError(.malformed, "request_length \(length) or response_capacity \(capacity) above \(Self.mlaasMaxRequestBytes)")
+                }
+                guard Int(length) <= bytes.count - Self.mlaasRequestSize else {
+                    throw MLaaSGuestError(.malformed, "request_length \(length) runs past the request")
+                }
+                // The answer must fit the driver's response buffer: hdr, le32 length, le32 reserved, bytes.
+                let room = request.chain.writableLength
+                let fits = room > UInt64(VirtioGPUProtocol.headerSize + 8) ? Int(min(room - UInt64(VirtioGPUProtocol.headerSize + 8), UInt64(capacity))) : 0
+                let answer = try port.mlaasRequest(name, request: Array(bytes[Self.mlaasRequestSize ..< Self.mlaasRequestSize + Int(length)]),
+                                                   capacity: fits)
+                var w = WireWriter(capacity: 8 + answer.count)
+                w.u32(UInt32(answer.count))
+                w.u32(0)
+                w.append(answer)
+                return encode(header.response(.okMLaaSResponse), w.bytes)
             case .mlaasDisable:
                 try port.mlaasDisable(try Self.serviceName(bytes))
                 return encode(header.response(.okNoData))

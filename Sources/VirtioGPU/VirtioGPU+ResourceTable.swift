@@ -102,6 +102,9 @@ extension VirtioGPU {
                 }
                 stateLock.withLock {
                     state.resourceGeneration += 1
+                    // The client's removal freed the MLaaS scratch buffers too.
+                    for (_, scratch) in context.scratch { state.memoryInUse -= scratch.bytes }
+                    context.scratch = [:]
                     for resource in state.resources.values where resource.owner === context {
                         if resource.buffer != nil { state.memoryInUse -= Int(resource.size) }
                         resource.buffer = nil

@@ -50,6 +50,41 @@ struct PreprocessTests {
         }
         for (reference, vulkan) in cropped { #expect(vulkan == reference, "crop \(shape)") }
 
+        // Padded (the preprocess service's random crop): windows reaching into every side's
+        // padding, and one wholly inside it.
+        let padding = 3
+        for (top, left) in [(0, 0), (2 * padding + height - outHeight, 2 * padding + width - outWidth), (1, padding + 1)] {
+            let padded = try compareBackends { space in
+                var random = TestRandom(seed: UInt64(count) + 3)
+                let input = try space.floats(random.floats(count))
+                let output = try space.zeros(batch * channels * outHeight * outWidth)
+                return KernelCase(kernel: .crop(CropParams(batch: batch, channels: channels, height: height, width: width,
+                                                           top: top, left: left, outHeight: outHeight, outWidth: outWidth,
+                                                           padding: padding, padValue: -0.4242, input: input, output: output)),
+                                  outputs: [output])
+            }
+            for (reference, vulkan) in padded { #expect(vulkan == reference, "padded crop \(shape) at \(top),\(left)") }
+        }
+
+        // Per-image offsets and flips in one dispatch (the preprocess service's batches): every
+        // image at its own window, half of them mirrored, some windows in the padding.
+        let perImage = try compareBackends { space in
+            var random = TestRandom(seed: UInt64(count) + 4)
+            let input = try space.floats(random.floats(count))
+            let output = try space.zeros(batch * channels * outHeight * outWidth)
+            let words: [UInt32] = (0 ..< batch).flatMap { n -> [UInt32] in
+                [UInt32((n * 5) % (height + 2 * padding - outHeight + 1)), UInt32((n * 3) % (width + 2 * padding - outWidth + 1)),
+                 UInt32(n % 2)]
+            }
+            let offsets = try space.uint32s(words)
+            return KernelCase(kernel: .crop(CropParams(batch: batch, channels: channels, height: height, width: width,
+                                                       top: 0, left: 0, outHeight: outHeight, outWidth: outWidth,
+                                                       padding: padding, padValue: 0.75, offsets: offsets,
+                                                       input: input, output: output)),
+                              outputs: [output])
+        }
+        for (reference, vulkan) in perImage { #expect(vulkan == reference, "per-image crop \(shape)") }
+
         let flipped = try compareBackends { space in
             var random = TestRandom(seed: UInt64(count) + 1)
             let input = try space.floats(random.floats(count))
@@ -81,6 +116,19 @@ struct PreprocessTests {
         let crop = CPUReference.crop(CropParams(batch: 1, channels: 1, height: 3, width: 4, top: 1, left: 1, outHeight: 2,
                                                 outWidth: 2, input: dummy, output: dummy), input: plane)
         #expect(crop == [6, 7, 10, 11])
+        // Padding 1 of -1 around the 3x4 plane; a 3x3 window from the padded top-left corner.
+        let padded = CPUReference.crop(CropParams(batch: 1, channels: 1, height: 3, width: 4, top: 0, left: 0, outHeight: 3,
+                                                  outWidth: 3, padding: 1, padValue: -1, input: dummy, output: dummy), input: plane)
+        #expect(padded == [-1, -1, -1, -1, 1, 2, -1, 5, 6])
+        // The bottom-right corner of the padded 5x6 plane.
+        let corner = CPUReference.crop(CropParams(batch: 1, channels: 1, height: 3, width: 4, top: 3, left: 4, outHeight: 2,
+                                                  outWidth: 2, padding: 1, padValue: -1, input: dummy, output: dummy), input: plane)
+        #expect(corner == [12, -1, -1, -1])
+        // Per image: two copies of the plane, the first at (1, 1), the second at (0, 0) mirrored.
+        let twice = CPUReference.crop(CropParams(batch: 2, channels: 1, height: 3, width: 4, top: 0, left: 0, outHeight: 2,
+                                                 outWidth: 3, padding: 1, padValue: -1, offsets: dummy, input: dummy, output: dummy),
+                                      input: plane + plane, offsets: [1, 1, 0, 0, 0, 1])
+        #expect(twice == [1, 2, 3, 5, 6, 7] + [-1, -1, -1, 2, 1, -1])
         let flip = CPUReference.flipHorizontal(FlipParams(batch: 1, channels: 1, height: 3, width: 4, input: dummy, output: dummy),
                                                input: plane)
         #expect(flip == [4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9])

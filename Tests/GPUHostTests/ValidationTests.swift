@@ -100,6 +100,23 @@ struct ValidationTests {
             (.crop(CropParams(batch: 1, channels: 1, height: 2, width: 3, top: 1, left: 0, outHeight: 2, outWidth: 2,
                               input: a, output: c)), {
                 if case .invalidParameter(_, "top+outHeight", _) = $0 { return true } else { return false } }),
+            // Per-image offsets replace top and left.
+            (.crop(CropParams(batch: 1, channels: 1, height: 2, width: 3, top: 1, left: 0, outHeight: 1, outWidth: 2,
+                              offsets: BufferRange(b.buffer, offset: b.offset, count: 3),
+                              input: BufferRange(a.buffer, offset: a.offset, count: 6),
+                              output: BufferRange(c.buffer, offset: c.offset, count: 2))), {
+                if case .invalidParameter(_, "top/left", _) = $0 { return true } else { return false } }),
+            // Padding widens the window's room by 2*padding, and no further.
+            (.crop(CropParams(batch: 1, channels: 1, height: 2, width: 3, top: 0, left: 4, outHeight: 2, outWidth: 2,
+                              padding: 1, input: BufferRange(a.buffer, offset: a.offset, count: 6), output: c)), {
+                if case .invalidParameter(_, "left+outWidth", _) = $0 { return true } else { return false } }),
+            (.crop(CropParams(batch: 1, channels: 1, height: 2, width: 3, top: 0, left: 0, outHeight: 2, outWidth: 2,
+                              padding: CropParams.maxPadding + 1, input: BufferRange(a.buffer, offset: a.offset, count: 6),
+                              output: c)), {
+                if case .invalidParameter(_, "padding", _) = $0 { return true } else { return false } }),
+            (.crop(CropParams(batch: 1, channels: 1, height: 2, width: 3, top: 0, left: 0, outHeight: 2, outWidth: 2,
+                              padding: 1, padValue: .nan, input: BufferRange(a.buffer, offset: a.offset, count: 6), output: c)), {
+                if case .invalidParameter(_, "padValue", _) = $0 { return true } else { return false } }),
             (.normalizeU8(NormalizeParams(batch: 1, height: 1, width: 1, channels: 5, input: a, output: c)), {
                 if case .invalidParameter(_, "channels", _) = $0 { return true } else { return false } }),
             (.normalizeU8(NormalizeParams(batch: 1, height: 1, width: 2, channels: 2, mean: [0, 0], std: [1, 0],

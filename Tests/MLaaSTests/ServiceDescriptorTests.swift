@@ -53,7 +53,7 @@ import Testing
         var older = Self.good()
         older.abi_version = 0
         older.struct_size = 12  // an older, smaller struct: never read past the version
-        #expect(check(older) == .wrongABIVersion(path: "/m/x.so", module: 0, host: 1))
+        #expect(check(older) == .wrongABIVersion(path: "/m/x.so", module: 0, host: ServiceABI.version))
         #expect(check(older)?.description.contains("(an older module)") == true)
     }
 
@@ -99,8 +99,10 @@ import Testing
         let context = HostContext(serviceName: "test")
         let table = context.makeTable()
         defer { table.deallocate() }
-        #expect(table.pointee.abi_version == 1 && table.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_host>.size))
-        #expect(table.pointee.reserved_gpu_kernels == nil && table.pointee.reserved_scheduler_hooks == nil)
+        #expect(table.pointee.abi_version == 2 && table.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_host>.size))
+        // ABI 2: the GPU table is there; the scheduler and block hooks are still reserved.
+        #expect(table.pointee.gpu?.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_gpu>.size))
+        #expect(table.pointee.reserved_scheduler_hooks == nil && table.pointee.reserved_block_hooks == nil)
         // A grant of bytes 17..<119 (records 1-6).
         let grant = try OpenGrant(handle: 77, grant: DiskGrant(diskIndex: 0, path: disk, offset: 17, length: 102))
         context.attach(vm: 5, grants: [grant])

@@ -10,9 +10,9 @@ import Testing
 
     @Test func loadListUnload() throws {
         let preprocess = try registry.load(Modules.preprocess)
-        #expect(preprocess.name == "preprocess" && preprocess.kind == .osForML && preprocess.version == "0.1.0")
+        #expect(preprocess.name == "preprocess" && preprocess.kind == .osForML && preprocess.version == "0.2.0")
         #expect(preprocess.path == Modules.shared + "/" + Modules.preprocess)
-        #expect(preprocess.description?.contains("validation only") == true, "the description says what this slice does")
+        #expect(preprocess.description?.contains("augments it on its vGPU") == true, "the description says what it does")
         let prefetch = try registry.load(service: "prefetch")
         #expect(prefetch.name == "prefetch" && prefetch.kind == .mlForOS && prefetch.vms.isEmpty)
         #expect(registry.list().map(\.name) == ["preprocess", "prefetch"])
@@ -48,8 +48,8 @@ import Testing
 
     @Test func aModuleForAnotherABIVersionIsRefused() {
         let error = mlaasError { () throws(MLaaSError) in try registry.load(Modules.futureABI) }
-        #expect(error == .wrongABIVersion(path: Modules.shared + "/" + Modules.futureABI, module: 2, host: 1))
-        #expect(error?.description.contains("built for MLaaS ABI 2; this malvvm speaks ABI 1 (a newer module)") == true, "\(error!)")
+        #expect(error == .wrongABIVersion(path: Modules.shared + "/" + Modules.futureABI, module: 3, host: 2))
+        #expect(error?.description.contains("built for MLaaS ABI 3; this malvvm speaks ABI 2 (a newer module)") == true, "\(error!)")
     }
 
     @Test func pathsOutsideTheModuleDirectoryAreRefused() throws {

@@ -17,11 +17,17 @@ enum Modules {
     static let futureABI = "libmlaas-fixture-future-abi.so"
 
     /// One directory of good modules for the whole test process: each module file is mapped
-    /// once (modules stay mapped after unload) however many registries load it. It is the same
-    /// directory on every run, refreshed (copy, then rename into place: a new file, never one a
-    /// running process has mapped), so runs leave nothing behind.
+    /// once (modules stay mapped after unload) however many registries load it. Its own per
+    /// process (another checkout's tests running at the same time would otherwise replace the
+    /// files this process has mapped, and every later load would be refused as a rebuilt
+    /// module), removed when the process exits, so runs leave nothing behind.
     static let shared: String = {
-        let directory = NSTemporaryDirectory() + "malvvm-mlaas-tests-\(geteuid())"
+        let directory = sharedPath(pid: getpid())
+        atexit {
+            let path = Modules.sharedPath(pid: getpid())
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] { unlink(path + "/" + file) }
+            rmdir(path)
+        }
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         chmod(directory, 0o755)
         for file in [preprocess, prefetch, notAService, futureABI] {
@@ -33,6 +39,8 @@ enum Modules {
         }
         return directory
     }()
+
+    static func sharedPath(pid: pid_t) -> String { NSTemporaryDirectory() + "malvvm-mlaas-tests-\(geteuid())-\(pid)" }
 
     /// A new 0755 directory holding 0755 copies of `files` from the build products.
     static func directory(with files: [String]) throws -> String {

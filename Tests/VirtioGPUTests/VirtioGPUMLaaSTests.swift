@@ -17,7 +17,7 @@ final class FakeMLaaSPort: MLaaSGuestPort, @unchecked Sendable {
         return services
     }
 
-    func mlaasEnable(_ name: String, parameters: [UInt8]) throws(MLaaSGuestError) {
+    func mlaasEnable(_ name: String, parameters: [UInt8], gpu: (any MLaaSContextGPU)?) throws(MLaaSGuestError) {
         calls.withLock { $0.append("enable \(name) \(String(decoding: parameters, as: UTF8.self))") }
         guard services.contains(where: { $0.name == name }) else { throw MLaaSGuestError(.notPermitted, "'\(name)' is not permitted") }
         if parameters == Array("bad".utf8) { throw MLaaSGuestError(.refused, "\(name): bad pipeline") }
@@ -26,6 +26,11 @@ final class FakeMLaaSPort: MLaaSGuestPort, @unchecked Sendable {
     func mlaasDisable(_ name: String) throws(MLaaSGuestError) {
         calls.withLock { $0.append("disable \(name)") }
         throw MLaaSGuestError(.notLoaded, "service '\(name)' is not loaded")
+    }
+
+    func mlaasRequest(_ name: String, request: [UInt8], capacity: Int) throws(MLaaSGuestError) -> [UInt8] {
+        calls.withLock { $0.append("request \(name) \(request.count) \(capacity)") }
+        return Array(request.reversed().prefix(capacity))
     }
 }
 
@@ -105,6 +110,39 @@ final class FakeMLaaSPort: MLaaSGuestPort, @unchecked Sendable {
         #expect(disabled.0 == Response.errorUnspecified.rawValue && disabled.1 == 4 && disabled.2 == "service 'preprocess' is not loaded")
         #expect(port.calls.withLock { $0 } == ["list", "enable preprocess disk=0", "enable preprocess bad", "enable nosuch ",
                                              "disable preprocess"])
+    }
+
+    static func request(_ service: String, _ body: [UInt8], length: UInt32? = nil, capacity: UInt32 = 64) -> [UInt8] {
+        var w = WireWriter()
+        w.append(GPUDriver.header(.mlaasRequest))
+        w.append(name(service))
+        w.u32(length ?? UInt32(body.count))
+        w.u32(capacity)
+        w.append(body)
+        return w.bytes
+    }
+
+    @Test func aRequestCarriesTheServicesAnswerWithinWhatTheDriverCanHold() throws {
+        let driver = try GPUDriver()
+        defer { driver.shutdown() }
+        let port = FakeMLaaSPort([MLaaSGuestService(name: "preprocess", kind: 1, loaded: true, enabled: true)])
+        driver.device.bindMLaaS(port)
+        let (header, bytes) = try driver.response(try driver.send(Self.request("preprocess", [1, 2, 3, 4, 5])))
+        #expect(header.type == Response.okMLaaSResponse.rawValue)
+        #expect(Array(bytes[24...]) == [5, 0, 0, 0, 0, 0, 0, 0, 5, 4, 3, 2, 1])
+        // The answer is cut to response_capacity, and to the room after the 32 bytes before it.
+        let small = try driver.response(try driver.send(Self.request("preprocess", [1, 2, 3, 4, 5], capacity: 2))).bytes
+        #expect(Array(small[24...]) == [2, 0, 0, 0, 0, 0, 0, 0, 5, 4])
+        let tight = try driver.response(try driver.send(Self.request("preprocess", [1, 2, 3, 4, 5]), responseRoom: 35)).bytes
+        #expect(Array(tight[24...]) == [3, 0, 0, 0, 0, 0, 0, 0, 5, 4, 3])
+        // Lengths beyond the bound or the bytes present; short: UNSPEC.
+        for request in [Self.request("preprocess", [], length: 4097), Self.request("preprocess", [1], length: 2),
+                        Self.request("preprocess", [], capacity: 4097)] {
+            let (code, status, _) = try Self.error(driver, request)
+            #expect(code == Response.errorInvalidParameter.rawValue && status == 1)
+        }
+        #expect(try driver.call(Array(Self.request("preprocess", []).prefix(63))) == Response.errorUnspecified.rawValue)
+        #expect(port.calls.withLock { $0 } == ["request preprocess 5 64", "request preprocess 5 2", "request preprocess 5 3"])
     }
 
     @Test func listShowsAtMostEightAndTheTotal() throws {

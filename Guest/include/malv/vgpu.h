@@ -156,6 +156,14 @@ uint32_t vgpu_mlaas_list(struct vgpu *g, struct vgpu_mlaas_service *out, uint32_
 uint32_t vgpu_mlaas_enable(struct vgpu *g, const char *name, const void *params, uint32_t len,
                            struct vgpu_mlaas_error *err);
 uint32_t vgpu_mlaas_disable(struct vgpu *g, const char *name, struct vgpu_mlaas_error *err);
+/*
+ * A request (len <= 4096 bytes, the service's own format) to a service this
+ * guest enabled; up to `cap` (<= VGPU_MLAAS_MAX_ANSWER) answer bytes into
+ * `answer`, their count in `*answer_len`.
+ */
+#define VGPU_MLAAS_MAX_ANSWER (VIRTIO_GPU_RESP_BYTES - 32)
+uint32_t vgpu_mlaas_request(struct vgpu *g, const char *name, const void *request, uint32_t len, void *answer,
+                            uint32_t cap, uint32_t *answer_len, struct vgpu_mlaas_error *err);
 const char *vgpu_mlaas_status_name(uint32_t status);
 
 /* A context (GPU scheduler client) with the next free id; fences on `ring` (-1: device-wide). */

@@ -52,12 +52,14 @@
 #define VIRTIO_GPU_CMD_MALVVM_MLAAS_LIST        0x4d00
 #define VIRTIO_GPU_CMD_MALVVM_MLAAS_ENABLE      0x4d01
 #define VIRTIO_GPU_CMD_MALVVM_MLAAS_DISABLE     0x4d02
+#define VIRTIO_GPU_CMD_MALVVM_MLAAS_REQUEST     0x4d03
 
 #define VIRTIO_GPU_RESP_OK_NODATA               0x1100
 #define VIRTIO_GPU_RESP_OK_DISPLAY_INFO         0x1101
 #define VIRTIO_GPU_RESP_OK_CAPSET_INFO          0x1102
 #define VIRTIO_GPU_RESP_OK_CAPSET               0x1103
 #define VIRTIO_GPU_RESP_OK_MALVVM_MLAAS_LIST    0x4d80
+#define VIRTIO_GPU_RESP_OK_MALVVM_MLAAS_RESPONSE 0x4d81
 #define VIRTIO_GPU_RESP_ERR_UNSPEC              0x1200
 #define VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY       0x1201
 #define VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID  0x1202
@@ -182,6 +184,20 @@ struct __attribute__((packed)) virtio_gpu_resp_mlaas_list {
     struct virtio_gpu_ctrl_hdr hdr;
     uint32_t count, total;
     struct virtio_gpu_mlaas_entry entries[VIRTIO_GPU_MLAAS_MAX_LIST];
+};
+/* A request to an enabled service (its own format); the request bytes follow. */
+#define VIRTIO_GPU_MLAAS_MAX_REQUEST    4096
+struct __attribute__((packed)) virtio_gpu_mlaas_request {
+    struct virtio_gpu_ctrl_hdr hdr;
+    char name[VIRTIO_GPU_MLAAS_NAME_BYTES];
+    uint32_t request_length;            /* <= 4096 bytes, following this structure */
+    uint32_t response_capacity;         /* <= 4096: the most answer bytes wanted */
+};
+struct __attribute__((packed)) virtio_gpu_resp_mlaas_response {
+    struct virtio_gpu_ctrl_hdr hdr;     /* type: VIRTIO_GPU_RESP_OK_MALVVM_MLAAS_RESPONSE */
+    uint32_t length;                    /* answer bytes that follow */
+    uint32_t reserved;
+    uint8_t data[];
 };
 /* An error response to an MLaaS request (as much as the response room holds). */
 struct __attribute__((packed)) virtio_gpu_resp_mlaas_error {

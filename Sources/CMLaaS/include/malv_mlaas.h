@@ -18,8 +18,10 @@
  * should refuse (MALV_MLAAS_E_VERSION from `initialize`) a host table whose `abi_version`
  * differs from the one it was built with. Every struct that crosses the boundary carries
  * `struct_size` (its sizeof on the writer's side), so a mismatch is caught even where a version
- * number was not bumped. The reserved slots are NULL in ABI 1 (a host refuses a descriptor
- * that sets one); the slice that gives them meaning bumps the version.
+ * number was not bumped. The reserved slots are NULL (a host refuses a descriptor that sets
+ * one); the slice that gives them meaning bumps the version. ABI 2 gave three of them meaning:
+ * the host's `gpu` table (GPUHost kernels on the VM's vGPU context buffers), the service's
+ * `disable` and `request` (the guest's MLAAS_DISABLE and MLAAS_REQUEST); nothing else moved.
  *
  * Threading. The host never runs two lifecycle calls (initialize, attach, detach, unload) of
  * one service at once, nor a lifecycle call beside a `configure`. `configure` calls for
@@ -46,7 +48,7 @@ extern "C" {
 #endif
 
 /** The ABI this header describes. Bumped on any incompatible change. */
-#define MALV_MLAAS_ABI_VERSION 1u
+#define MALV_MLAAS_ABI_VERSION 2u
 /** The one symbol a service module exports (its name carries the ABI's major version). */
 #define MALV_MLAAS_ENTRY_SYMBOL "malv_mlaas_service_v1"
 /** `magic` of a descriptor: "MLAS" in little-endian byte order. */
@@ -101,10 +103,105 @@ typedef struct malv_mlaas_disk_range {
     uint64_t handle;
     /** The disk's position among the VM's virtio-blk disks (0 for the first --disk). */
     uint32_t disk_index;
-    uint32_t flags;      /* MALV_MLAAS_RANGE_*; ABI 1 grants are always READ_ONLY */
+    uint32_t flags;      /* MALV_MLAAS_RANGE_*; grants are always READ_ONLY */
     /** Bytes in the range; reads address it from 0 to length. */
     uint64_t length;
 } malv_mlaas_disk_range;
+
+/* ---- GPU kernels on the VM's vGPU context (ABI 2) ------------------------------------------ */
+
+/** What `malv_mlaas_gpu.run` runs: GPUHost's kernels, with docs/vgpu-protocol.md's semantics. */
+typedef enum malv_mlaas_gpu_op {
+    /** NHWC u8 -> NCHW f32: out = (in * scale - mean[c]) / std[c] (channels 1-4; unused 0). */
+    MALV_MLAAS_GPU_NORMALIZE_U8 = 1,
+    /** NCHW f32: out[n][c][y][x] = padded[n][c][top + y][left + x], the input padded by
+     *  `padding` elements of `pad_value` on every side (top + out_height <= height + 2 padding).
+     *  With `offsets`: u32 (top, left, flip) per image, each image cropped at its own offset and
+     *  mirrored where flip is not 0, in one dispatch (`top` and `left` then 0). */
+    MALV_MLAAS_GPU_CROP = 2,
+    /** NCHW f32 mirror: out[n][c][y][x] = in[n][c][y][width - 1 - x]. */
+    MALV_MLAAS_GPU_FLIP_HORIZONTAL = 3,
+    /** NCHW f32 bilinear resize, half-pixel centres (PyTorch's align_corners=False). */
+    MALV_MLAAS_GPU_RESIZE_BILINEAR = 4,
+    /** 4-byte words from input to output (same length, no overlap). */
+    MALV_MLAAS_GPU_COPY = 5,
+} malv_mlaas_gpu_op;
+
+/** `malv_mlaas_gpu_buffer.kind`. */
+#define MALV_MLAAS_GPU_SCRATCH 1u   /* a scratch buffer `allocate` returned */
+#define MALV_MLAAS_GPU_RESOURCE 2u  /* a resource of the context (attached to it, owned by it, GPU memory only) */
+
+/** A byte range of a scratch buffer or of one of the context's resources. */
+typedef struct malv_mlaas_gpu_buffer {
+    uint32_t kind;
+    /** The scratch handle, or the context's resource id. */
+    uint32_t id;
+    /** Bytes, multiples of the element size (u8 for NORMALIZE_U8's input, else 4). */
+    uint64_t offset;
+    uint64_t length;
+} malv_mlaas_gpu_buffer;
+
+/** One kernel. Fields an op does not use must be 0. */
+typedef struct malv_mlaas_gpu_kernel {
+    uint32_t op;        /* malv_mlaas_gpu_op */
+    uint32_t batch, channels, height, width;
+    uint32_t out_height, out_width;     /* CROP, RESIZE_BILINEAR */
+    uint32_t top, left, padding;        /* CROP */
+    float scale;                        /* NORMALIZE_U8 */
+    float pad_value;                    /* CROP */
+    float mean[4], std[4];              /* NORMALIZE_U8 */
+    malv_mlaas_gpu_buffer input, output;
+    /** CROP's per-image (top, left, flip) u32 triples; all 0 (kind 0): none. */
+    malv_mlaas_gpu_buffer offsets;
+} malv_mlaas_gpu_kernel;
+
+/** Host bytes copied into a scratch buffer before a run's kernels. */
+typedef struct malv_mlaas_gpu_upload {
+    uint32_t scratch;
+    uint32_t reserved;  /* 0 */
+    uint64_t offset;    /* bytes into the scratch buffer */
+    const void *bytes;
+    uint64_t length;
+} malv_mlaas_gpu_upload;
+
+/**
+ * GPUHost kernels on one of the VM's vGPU contexts: `malv_mlaas_host.gpu`. The context is the
+ * one a guest names in its parameters, on the vGPU its MLAAS_ENABLE came through: a service
+ * reaches only that vGPU's contexts, and only resources attached to and owned by the context.
+ * Every call may fail with E_DETACHED (the VM was detached), E_UNSUPPORTED (the VM's last
+ * enable did not come through a vGPU: no GPU to run on), E_NOT_FOUND (no such context, scratch
+ * or resource: another context's or one that is gone), E_INVALID (a malformed argument),
+ * E_INTERNAL (the GPU failed). Scratch memory and GPU time are charged to the context's
+ * scheduler client: the VM pays for its preprocessing out of its own vGPU's share and quota.
+ */
+typedef struct malv_mlaas_gpu {
+    uint32_t struct_size;   /* sizeof(malv_mlaas_gpu) */
+    /** The most kernels (and uploads) one `run` takes. */
+    uint32_t max_kernels;
+    /**
+     * The size in bytes of resource `resource` of context `context`, if it is attached to and
+     * owned by the context and lives in GPU memory only (a HOST3D blob). A GUEST blob is
+     * E_INVALID: its guest pages are copied over its GPU copy before every submission that
+     * reads it, so what a service wrote there would not survive.
+     */
+    int64_t (*resource_size)(void *host_context, uint64_t vm, uint32_t context, uint32_t resource);
+    /** `bytes` of zeroed GPU memory for context `context`: a scratch handle (> 0) or a status
+     *  (E_NO_MEMORY beyond the context's quota). Freed by `release`, or with the context, or
+     *  when the VM is detached. */
+    int64_t (*allocate)(void *host_context, uint64_t vm, uint32_t context, uint64_t bytes);
+    void (*release)(void *host_context, uint64_t vm, uint32_t context, uint32_t scratch);
+    /**
+     * Copies the uploads into scratch buffers, then runs the kernels in order as one batch of
+     * the context's scheduler client, queued behind everything the guest queued on the context
+     * before (so it never overwrites a buffer a guest submission still reads), and returns
+     * when it completed. Every kernel is validated (shapes, bounds, aliasing) before anything
+     * runs; on an error, one line goes to `error`.
+     */
+    malv_mlaas_status (*run)(void *host_context, uint64_t vm, uint32_t context,
+                             const malv_mlaas_gpu_upload *uploads, uint32_t upload_count,
+                             const malv_mlaas_gpu_kernel *kernels, uint32_t kernel_count,
+                             char *error, uint64_t error_capacity);
+} malv_mlaas_gpu;
 
 /** A VM as `attach` sees it. Valid only during the call (copy what you keep). */
 typedef struct malv_mlaas_vm {
@@ -142,9 +239,9 @@ typedef struct malv_mlaas_host {
     /** The most one read_range call returns. */
     uint64_t max_read_bytes;
 
-    /* Reserved: NULL in ABI 1; the next slice fills them without moving the fields above. */
-    /** GPUHost kernels on the VM's context buffers (NORMALIZE_U8, CROP, FLIP, RESIZE_BILINEAR, ...). */
-    const void *reserved_gpu_kernels;
+    /** GPUHost kernels on the VM's vGPU context buffers (ABI 2; NULL where the host has no GPU). */
+    const malv_mlaas_gpu *gpu;
+    /* Reserved: NULL; a later slice fills them without moving the fields above. */
     /** Hooks into the GPU scheduler (per-client batch duration predictions, slice choice). */
     const void *reserved_scheduler_hooks;
     /** Hooks into virtio-blk (read-ahead on the VM's request stream). */
@@ -179,8 +276,9 @@ typedef struct malv_mlaas_service {
     malv_mlaas_status (*attach)(void *service_state, const malv_mlaas_vm *vm, void **vm_state);
 
     /**
-     * Parameters for an attached VM (what the guest's "enable NAME with parameters" carries in
-     * the next slice): `parameters` is `length` bytes whose format the service defines. On an
+     * Parameters for an attached VM (what the guest's MLAAS_ENABLE carries; the host's `gpu`
+     * reaches the vGPU it came through from this call on): `parameters` is `length` bytes whose
+     * format the service defines. On an
      * error, write one line (NUL-terminated, at most `error_capacity` bytes) to `error`.
      * May be NULL: the service takes no parameters.
      */
@@ -189,17 +287,32 @@ typedef struct malv_mlaas_service {
 
     /**
      * The VM is detached (it ended, deselected the service, or the service is being unloaded):
-     * release `vm_state`. After this returns the VM's handle and ranges are invalid. Cannot fail.
+     * release `vm_state`. After this returns the VM's handle and ranges are invalid, so stop
+     * the VM's background work here (bounded: preprocess waits for the batch it is writing;
+     * the host's callbacks keep working until this returns). Cannot fail.
      */
     void (*detach)(void *service_state, void *vm_state);
 
     /** The last call: every VM was detached. Release `service_state` and stop every thread. */
     void (*unload)(void *service_state);
 
-    /* Reserved: NULL in ABI 1 (the host refuses a module that sets them). */
-    /** The guest's "disable" request (next slice). */
-    const void *reserved_disable;
-    const void *reserved[5];
+    /**
+     * The guest withdrew its enable (MLAAS_DISABLE): stop the VM's work and free what it holds
+     * (the VM stays attached; a later `configure` starts again). May be NULL (ABI 2).
+     */
+    void (*disable)(void *service_state, void *vm_state);
+
+    /**
+     * A guest's request to the service it enabled (MLAAS_REQUEST): `length` bytes in the
+     * service's own format; write at most `response_capacity` bytes to `response` and return
+     * how many, or return a negative status with one line in `error`. Never runs beside a
+     * `configure` or `disable` of the same VM. May be NULL: the service takes no requests (ABI 2).
+     */
+    int64_t (*request)(void *service_state, void *vm_state, const void *request, uint64_t length,
+                       void *response, uint64_t response_capacity, char *error, uint64_t error_capacity);
+
+    /* Reserved: NULL (the host refuses a module that sets them). */
+    const void *reserved[4];
 } malv_mlaas_service;
 
 /** The entry symbol's type. */

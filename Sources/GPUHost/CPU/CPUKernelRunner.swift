@@ -44,7 +44,8 @@ struct CPUKernelRunner {
         case let .normalizeU8(p):
             try store(CPUReference.normalizeU8(p, input: buffer(p.input).load(p.input, as: UInt8.self)), p.output)
         case let .crop(p):
-            try store(CPUReference.crop(p, input: floats(p.input)), p.output)
+            let offsets = try p.offsets.map { range throws(GPUError) in try buffer(range).load(range, as: UInt32.self) } ?? []
+            try store(CPUReference.crop(p, input: floats(p.input), offsets: offsets), p.output)
         case let .flipHorizontal(p):
             try store(CPUReference.flipHorizontal(p, input: floats(p.input)), p.output)
         case let .resizeBilinear(p):

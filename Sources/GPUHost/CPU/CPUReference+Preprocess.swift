@@ -14,13 +14,24 @@ extension CPUReference {
         return out
     }
 
-    static func crop(_ p: CropParams, input: [Float]) -> [Float] {
+    /// `offsets`: the per-image (top, left, flip) words when `p.offsets` is set.
+    static func crop(_ p: CropParams, input: [Float], offsets: [UInt32] = []) -> [Float] {
         var out = [Float]()
         out.reserveCapacity(p.batch * p.channels * p.outHeight * p.outWidth)
         for plane in 0 ..< p.batch * p.channels {
+            let n = plane / p.channels
+            let perImage = p.offsets != nil && offsets.count >= 3 * (n + 1)
+            let top = perImage ? Int(offsets[3 * n]) : p.top
+            let left = perImage ? Int(offsets[3 * n + 1]) : p.left
+            let flip = perImage && offsets[3 * n + 2] != 0
             for y in 0 ..< p.outHeight {
-                let start = (plane * p.height + p.top + y) * p.width + p.left
-                out.append(contentsOf: input[start ..< start + p.outWidth])
+                // Coordinates in the input; outside it lies the padding.
+                let row = top + y - p.padding
+                for x in 0 ..< p.outWidth {
+                    let column = left + (flip ? p.outWidth - 1 - x : x) - p.padding
+                    let inside = row >= 0 && row < p.height && column >= 0 && column < p.width
+                    out.append(inside ? input[(plane * p.height + row) * p.width + column] : p.padValue)
+                }
             }
         }
         return out

@@ -171,19 +171,33 @@ extension Kernel {
             let outWidth = try check.positive("outWidth", p.outWidth)
             let top = try check.nonNegative("top", p.top)
             let left = try check.nonNegative("left", p.left)
-            // Both terms are below 2^31, so these sums cannot overflow Int.
-            guard top + outHeight <= height else {
-                throw check.invalid("top+outHeight", "\(top + outHeight) exceeds height \(height)")
+            let padding = try check.nonNegative("padding", p.padding)
+            guard padding <= CropParams.maxPadding else {
+                throw check.invalid("padding", "must be at most \(CropParams.maxPadding) (is \(padding))")
             }
-            guard left + outWidth <= width else {
-                throw check.invalid("left+outWidth", "\(left + outWidth) exceeds width \(width)")
+            try check.finite("padValue", p.padValue)
+            // Every term is below 2^31, so these sums cannot overflow Int.
+            guard top + outHeight <= height + 2 * padding else {
+                throw check.invalid("top+outHeight", "\(top + outHeight) exceeds height \(height)"
+                                    + (padding > 0 ? " + 2*padding \(padding)" : ""))
             }
-            return [
+            guard left + outWidth <= width + 2 * padding else {
+                throw check.invalid("left+outWidth", "\(left + outWidth) exceeds width \(width)"
+                                    + (padding > 0 ? " + 2*padding \(padding)" : ""))
+            }
+            var operands = [
                 KernelOperand(name: "input", range: p.input, access: .read,
                               expectedCount: try check.product("input", planes, height, width), pointwise: false),
                 KernelOperand(name: "output", range: p.output, access: .write,
                               expectedCount: try check.product("output", planes, outHeight, outWidth), pointwise: false),
             ]
+            if let offsets = p.offsets {
+                // The per-image offsets replace top and left.
+                guard top == 0, left == 0 else { throw check.invalid("top/left", "must be 0 with per-image offsets") }
+                operands.append(KernelOperand(name: "offsets", range: offsets, element: .uint32, access: .read,
+                                              expectedCount: try check.product("offsets", p.batch, 3), pointwise: false))
+            }
+            return operands
 
         case let .flipHorizontal(p):
             let count = try check.product("batch*channels*height*width",

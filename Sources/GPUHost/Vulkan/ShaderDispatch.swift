@@ -136,9 +136,15 @@ extension Kernel {
                           elementwise(p.batch * p.height * p.width * p.channels))
 
         case let .crop(p):
+            if let offsets = p.offsets {
+                return single(.cropBatch, [p.input, p.output, offsets],
+                              [u(p.batch), u(p.channels), u(p.height), u(p.width), u(p.outHeight), u(p.outWidth),
+                               u(p.input.offset), u(p.output.offset), u(offsets.offset), u(p.padding), f(p.padValue)],
+                              elementwise(p.batch * p.channels * p.outHeight * p.outWidth))
+            }
             return single(.crop, [p.input, p.output],
                           [u(p.batch * p.channels), u(p.height), u(p.width), u(p.outHeight), u(p.outWidth),
-                           u(p.top), u(p.left), u(p.input.offset), u(p.output.offset)],
+                           u(p.top), u(p.left), u(p.input.offset), u(p.output.offset), u(p.padding), f(p.padValue)],
                           elementwise(p.batch * p.channels * p.outHeight * p.outWidth))
 
         case let .flipHorizontal(p):

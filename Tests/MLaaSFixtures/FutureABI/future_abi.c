@@ -1,4 +1,4 @@
-/* A module built for an ABI this host does not speak (version 2, a larger descriptor): the host
+/* A module built for an ABI this host does not speak (version 3, a larger descriptor): the host
  * must refuse it on the version, before reading any field past the first eight bytes. */
 #include <stdint.h>
 
@@ -9,8 +9,8 @@ struct future_descriptor {
 };
 
 static const struct future_descriptor descriptor = {
-    .magic = 0x53414c4du, .abi_version = 2, .struct_size = sizeof(struct future_descriptor), .kind = 1,
-    .name = "future", .version = "2.0.0",
+    .magic = 0x53414c4du, .abi_version = 3, .struct_size = sizeof(struct future_descriptor), .kind = 1,
+    .name = "future", .version = "3.0.0",
 };
 
 const void *malv_mlaas_service_v1(void) { return &descriptor; }
