@@ -3,6 +3,7 @@
  * Every formula is the host's, operation for operation in f32: a reordering
  * or a wider intermediate would change the last bit, and the check is exact.
  */
+#include "malv/cpuref.h"
 #include "malv/preprocess.h"
 
 /* SplitMix64 (Sources/MLaaSPreprocess/Augmentation.swift). */
@@ -69,35 +70,7 @@ void pp_image(const struct pp_pipeline *p, const uint8_t *pixels, struct pp_draw
     /* RESIZE_BILINEAR (half-pixel centres), skipped when the size stays. */
     const float *source = normalized;
     if (rh != h || rw != w) {
-        const float sy_scale = (float)h / (float)rh, sx_scale = (float)w / (float)rw;
-        for (uint32_t c = 0; c < c_n; c++) {
-            const float *in = normalized + c * h * w;
-            for (uint32_t y = 0; y < rh; y++) {
-                float sy = ((float)y + 0.5f) * sy_scale - 0.5f;
-                if (sy < 0)
-                    sy = 0;
-                uint32_t y0 = (uint32_t)sy;
-                if (y0 > h - 1)
-                    y0 = h - 1;
-                uint32_t y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-                float ly = sy - (float)y0;
-                for (uint32_t x = 0; x < rw; x++) {
-                    float sx = ((float)x + 0.5f) * sx_scale - 0.5f;
-                    if (sx < 0)
-                        sx = 0;
-                    uint32_t x0 = (uint32_t)sx;
-                    if (x0 > w - 1)
-                        x0 = w - 1;
-                    uint32_t x1 = x0 + 1 < w ? x0 + 1 : w - 1;
-                    float lx = sx - (float)x0;
-                    float v00 = in[y0 * w + x0], v01 = in[y0 * w + x1];
-                    float v10 = in[y1 * w + x0], v11 = in[y1 * w + x1];
-                    float top = v00 + (v01 - v00) * lx;
-                    float bottom = v10 + (v11 - v10) * lx;
-                    resized[(c * rh + y) * rw + x] = top + (bottom - top) * ly;
-                }
-            }
-        }
+        cpuref_resize_bilinear(c_n, h, w, rh, rw, normalized, resized);
         source = resized;
     }
 

@@ -529,34 +529,7 @@ static void t_resize(uint32_t batch, uint32_t ch, uint32_t h, uint32_t w, uint32
     const float *in = B(0);
     kc_fill(B(0), ni, -1, 1);
     kc_poison(B(1), no);
-    float sy_scale = (float)h / (float)oh, sx_scale = (float)w / (float)ow;
-    for (uint32_t pl = 0; pl < batch * ch; pl++) {
-        const float *base = in + pl * h * w;
-        for (uint32_t y = 0; y < oh; y++) {
-            float sy = ((float)y + 0.5f) * sy_scale - 0.5f;
-            if (sy < 0)
-                sy = 0;
-            uint32_t y0 = (uint32_t)sy;
-            if (y0 > h - 1)
-                y0 = h - 1;
-            uint32_t y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-            float ly = sy - (float)y0;
-            for (uint32_t x = 0; x < ow; x++) {
-                float sx = ((float)x + 0.5f) * sx_scale - 0.5f;
-                if (sx < 0)
-                    sx = 0;
-                uint32_t x0 = (uint32_t)sx;
-                if (x0 > w - 1)
-                    x0 = w - 1;
-                uint32_t x1 = x0 + 1 < w ? x0 + 1 : w - 1;
-                float lx = sx - (float)x0;
-                float v00 = base[y0 * w + x0], v01 = base[y0 * w + x1];
-                float v10 = base[y1 * w + x0], v11 = base[y1 * w + x1];
-                float top = v00 + (v01 - v00) * lx, bottom = v10 + (v11 - v10) * lx;
-                kc_ref0[(pl * oh + y) * ow + x] = top + (bottom - top) * ly;
-            }
-        }
-    }
+    cpuref_resize_bilinear(batch * ch, h, w, oh, ow, in, kc_ref0);
     vgpu_stream_reset(kc.stream);
     vgpu_resize_bilinear(kc.stream, batch, ch, h, w, oh, ow, R(0, ni), R(1, no));
     char shape[64];

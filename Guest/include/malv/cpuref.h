@@ -11,4 +11,8 @@
 void cpuref_sgemm(uint32_t m, uint32_t n, uint32_t k, uint32_t transpose, float alpha, float beta,
                   const float *a, const float *b, const float *c, float *out);
 
+/* RESIZE_BILINEAR on `planes` planes of h x w floats into oh x ow, with half-pixel centres and
+ * edge clamping, as the host's shader and the preprocess service compute it. */
+void cpuref_resize_bilinear(uint32_t planes, uint32_t h, uint32_t w, uint32_t oh, uint32_t ow, const float *in, float *out);
+
 #endif
