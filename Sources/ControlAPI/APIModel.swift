@@ -13,19 +13,22 @@ public struct VMInfo: Codable, Sendable, Equatable {
     public var state: VMRunState
     public var memoryBytes: UInt64
     public var vcpus: Int
+    /// The CPU template shaping the guest's CPUID: `host`, a built-in name or the template file.
+    public var cpuTemplate: String
     public var kernel: String
     public var commandLine: String
     public var apiSocket: String
     public var uptimeSeconds: Double
     public var vgpus: Int
 
-    public init(name: String, pid: Int32, state: VMRunState, memoryBytes: UInt64, vcpus: Int, kernel: String,
-                commandLine: String, apiSocket: String, uptimeSeconds: Double, vgpus: Int) {
+    public init(name: String, pid: Int32, state: VMRunState, memoryBytes: UInt64, vcpus: Int, cpuTemplate: String = "host",
+                kernel: String, commandLine: String, apiSocket: String, uptimeSeconds: Double, vgpus: Int) {
         self.name = name
         self.pid = pid
         self.state = state
         self.memoryBytes = memoryBytes
         self.vcpus = vcpus
+        self.cpuTemplate = cpuTemplate
         self.kernel = kernel
         self.commandLine = commandLine
         self.apiSocket = apiSocket

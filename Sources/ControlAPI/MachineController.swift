@@ -92,7 +92,8 @@ public final class MachineController: VMControl, @unchecked Sendable {
     public func info() -> VMInfo {
         let configuration = machine.configuration
         return VMInfo(name: name, pid: getpid(), state: machine.isPaused ? .paused : .running,
-                      memoryBytes: configuration.memorySize, vcpus: configuration.vcpuCount, kernel: configuration.kernelPath,
+                      memoryBytes: configuration.memorySize, vcpus: configuration.vcpuCount,
+                      cpuTemplate: configuration.cpuTemplate.name, kernel: configuration.kernelPath,
                       commandLine: configuration.commandLine, apiSocket: apiSocket,
                       uptimeSeconds: Date().timeIntervalSince(started), vgpus: state.withLock { $0.attached.count })
     }

@@ -127,6 +127,7 @@ import Testing
         #expect(entry["name"] as? String == vm.name && entry["state"] as? String == "running", "\(entry)")
         #expect(entry["api_socket"] as? String == vm.socket && entry["kernel"] as? String == Harness.guest, "\(entry)")
         #expect(entry["memory_bytes"] as? Int == 256 << 20 && entry["vgpus"] as? Int == 1 && entry["vcpus"] as? Int == 1, "\(entry)")
+        #expect(entry["cpu_template"] as? String == "host", "\(entry)")
         #expect((entry["pid"] as? Int ?? 0) > 0 && entry["uptime_seconds"] as? Double != nil && entry["command_line"] as? String == "test=idle")
         #expect(!ps.stdout.contains("\\/"), "slashes escaped: \(ps.stdout)")
 
