@@ -21,6 +21,8 @@ public final class VGPUServer: @unchecked Sendable {
     public let socketPath: String
     public let started = Date()
     private let listener: MessageListener
+    /// Held while this daemon serves `socketPath` (`SOCKET.lock`).
+    private let lock: DaemonLock
     private let logger: Logger
     /// The profiles VMs may ask for by name, as the operator defined them. A VM names a
     /// profile; it never says what memory, weight or contexts it gets.
@@ -64,24 +66,32 @@ public final class VGPUServer: @unchecked Sendable {
     static let departureLogSize = 32
     private let departureLog = Mutex<[Departure]>([])
 
-    /// Starts listening on `socketPath` (a stale socket is replaced, a live one is an error).
+    /// Takes `SOCKET.lock` and starts listening on `socketPath` (a stale socket is replaced; a
+    /// socket another daemon holds the lock of, or one something else listens on, is an error).
     public init(scheduler: GPUScheduler, socketPath: String, profiles: [String: VGPUProfile] = VGPUProfile.named,
                 guestMemoryLimit: UInt64 = GuestMemory.defaultSharingLimit,
                 logger: Logger = Logger(label: "malvvm.gpud")) throws(ChannelError) {
+        let lock = try DaemonLock(socketPath: socketPath)
         if MessageChannel.isLive(socketPath) {
-            throw ChannelError("a GPU daemon is already serving '\(socketPath)'")
+            lock.release()
+            throw ChannelError("something is already serving '\(socketPath)'")
         }
         unlink(socketPath)
+        self.lock = lock
         self.scheduler = scheduler
         self.socketPath = socketPath
         self.profiles = profiles
         self.guestMemoryLimit = guestMemoryLimit
         self.logger = logger
-        listener = try MessageListener(path: socketPath)
+        do { listener = try MessageListener(path: socketPath) } catch {
+            lock.release()
+            throw error
+        }
         do {
             acceptThread = try NativeThread(name: "gpud-accept") { [weak self] in self?.acceptLoop() }
         } catch {
             listener.shutDown()
+            lock.release()
             throw ChannelError("\(error)")
         }
     }
@@ -92,6 +102,7 @@ public final class VGPUServer: @unchecked Sendable {
         let open = sessions.withLock { sessions in Array(sessions.values) }
         for session in open { session.channel.shutDown() }
         for session in open { session.finished.wait() }
+        lock.release()
     }
 
     public var vgpus: [VGPUSession] {

@@ -68,6 +68,27 @@ import Testing
             .flatMap { Double($0.split(separator: " ").last?.dropLast() ?? "") }
     }
 
+    /// One daemon per socket, decided by `SOCKET.lock` (flock): a second one is refused with
+    /// the holder's pid; the lock goes with the daemon, and a new one can start.
+    @Test func aSecondDaemonOnTheSameSocketIsRefusedByTheLock() throws {
+        let daemon = try Daemon(["--policy", "best-effort"])
+        let lockFile = daemon.socket + ".lock"
+        let pid = daemon.process.process.processIdentifier
+        let holder = try String(contentsOfFile: lockFile, encoding: .utf8)
+        #expect(holder == "\(pid)\n", "\(holder)")
+        let second = try Harness.malvvm(["gpud", "--gpu", "cpu", "--socket", daemon.socket], timeout: 30)
+        #expect(second.status == MalvvmExit.failure && second.stderrLines.count == 1
+                && second.stderr.contains("(pid \(pid)) is already serving"), "\(second.stderr)")
+        #expect(daemon.process.isRunning && (try? daemon.status()) != nil, "the first daemon still serves")
+        daemon.process.kill(SIGTERM)
+        _ = daemon.process.finish(within: 10)
+        #expect(!FileManager.default.fileExists(atPath: lockFile), "the lock file goes with its daemon")
+        let next = try BackgroundProcess(["gpud", "--gpu", "cpu", "--socket", daemon.socket])
+        #expect(next.waitForOutput("gpud: serving", timeout: 30), "\(next.output)")
+        next.kill(SIGTERM)
+        _ = next.finish(within: 10)
+    }
+
     @Test func threeVMsTrainOnOneDaemonWithEqualShares() throws {
         let daemon = try Daemon(["--policy", "equal-share"])
         let vms = try (1 ... 3).map { try Self.trainingVM("eq\($0)", on: daemon) }
