@@ -15,29 +15,33 @@ void cpuref_sgemm(uint32_t m, uint32_t n, uint32_t k, uint32_t transpose, float 
         }
 }
 
+/* One axis of a bilinear sample with half-pixel centres, clamped to the edge: the two source
+ * indices and the weight of the second. */
+static void bilinear_axis(uint32_t out_index, float scale, uint32_t size, uint32_t *i0, uint32_t *i1, float *weight)
+{
+    float source = ((float)out_index + 0.5f) * scale - 0.5f;
+    if (source < 0)
+        source = 0;
+    *i0 = (uint32_t)source;
+    if (*i0 > size - 1)
+        *i0 = size - 1;
+    *i1 = *i0 + 1 < size ? *i0 + 1 : size - 1;
+    *weight = source - (float)*i0;
+}
+
 void cpuref_resize_bilinear(uint32_t planes, uint32_t h, uint32_t w, uint32_t oh, uint32_t ow, const float *in, float *out)
 {
     const float sy_scale = (float)h / (float)oh, sx_scale = (float)w / (float)ow;
     for (uint32_t pl = 0; pl < planes; pl++) {
         const float *base = in + pl * h * w;
         for (uint32_t y = 0; y < oh; y++) {
-            float sy = ((float)y + 0.5f) * sy_scale - 0.5f;
-            if (sy < 0)
-                sy = 0;
-            uint32_t y0 = (uint32_t)sy;
-            if (y0 > h - 1)
-                y0 = h - 1;
-            uint32_t y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-            float ly = sy - (float)y0;
+            uint32_t y0, y1;
+            float ly;
+            bilinear_axis(y, sy_scale, h, &y0, &y1, &ly);
             for (uint32_t x = 0; x < ow; x++) {
-                float sx = ((float)x + 0.5f) * sx_scale - 0.5f;
-                if (sx < 0)
-                    sx = 0;
-                uint32_t x0 = (uint32_t)sx;
-                if (x0 > w - 1)
-                    x0 = w - 1;
-                uint32_t x1 = x0 + 1 < w ? x0 + 1 : w - 1;
-                float lx = sx - (float)x0;
+                uint32_t x0, x1;
+                float lx;
+                bilinear_axis(x, sx_scale, w, &x0, &x1, &lx);
                 float v00 = base[y0 * w + x0], v01 = base[y0 * w + x1];
                 float v10 = base[y1 * w + x0], v11 = base[y1 * w + x1];
                 float top = v00 + (v01 - v00) * lx;

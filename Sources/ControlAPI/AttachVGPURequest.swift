@@ -93,15 +93,17 @@ public struct AttachVGPURequest: Codable, Sendable, Equatable, StrictlyDecodable
                 throw .badRequest("unknown vGPU profile '\(profile)' (known: \(VGPUProfile.named.keys.sorted().joined(separator: ", ")))")
             }
             if let memoryBytes {
-                guard memoryBytes > 0 else { throw .badRequest("memory_bytes must be positive") }
+                guard VGPUProfile.isValid(memoryBytes: memoryBytes) else { throw .badRequest("memory_bytes must be positive") }
                 chosen.memoryBytes = memoryBytes
             }
             if let weight {
-                guard weight.isFinite, weight > 0 else { throw .badRequest("weight must be a positive number") }
+                guard VGPUProfile.isValid(weight: weight) else { throw .badRequest("weight must be a positive number") }
                 chosen.weight = weight
             }
             if let contexts {
-                guard (1 ... 1024).contains(contexts) else { throw .badRequest("contexts must be 1-1024") }
+                guard VGPUProfile.contextLimits.contains(contexts) else {
+                    throw .badRequest("contexts must be \(VGPUProfile.contextLimits.lowerBound)-\(VGPUProfile.contextLimits.upperBound)")
+                }
                 chosen.maxContexts = contexts
             }
             if memoryBytes != nil || weight != nil || contexts != nil { chosen.name = "custom" }

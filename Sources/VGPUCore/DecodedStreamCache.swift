@@ -18,7 +18,6 @@ public struct DecodedStreamCache<Decoded> {
 
     /// Most recently used first.
     private var entries: [Entry] = []
-    public private(set) var hits: UInt64 = 0
 
     public init() {}
 
@@ -27,7 +26,6 @@ public struct DecodedStreamCache<Decoded> {
         guard let index = entries.firstIndex(where: { $0.generation == generation && $0.stream == stream }) else { return nil }
         let entry = entries.remove(at: index)
         entries.insert(entry, at: 0)
-        hits += 1
         return entry.decoded
     }
 

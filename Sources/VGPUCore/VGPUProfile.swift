@@ -84,13 +84,13 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
             switch key {
             case "memory":
-                guard let bytes = Self.parseBytes(value), bytes > 0 else { throw .badValue(key: key, value: value) }
+                guard let bytes = Self.parseBytes(value), Self.isValid(memoryBytes: bytes) else { throw .badValue(key: key, value: value) }
                 profile.memoryBytes = bytes
             case "weight":
-                guard let weight = Double(value), weight.isFinite, weight > 0 else { throw .badValue(key: key, value: value) }
+                guard let weight = Double(value), Self.isValid(weight: weight) else { throw .badValue(key: key, value: value) }
                 profile.weight = weight
             case "contexts":
-                guard let count = Int(value), (1 ... 1024).contains(count) else { throw .badValue(key: key, value: value) }
+                guard let count = Int(value), Self.contextLimits.contains(count) else { throw .badValue(key: key, value: value) }
                 profile.maxContexts = count
             default:
                 throw .unknownKey(key)
@@ -100,6 +100,13 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
         if fields.isEmpty { profile.name = baseName.lowercased() }
         self = profile
     }
+
+    /// What a profile override may be, wherever it comes from (`--vgpu`, an operator's
+    /// `--profile` definition, the API's attach fields): a positive memory quota, a positive
+    /// finite weight, 1-1024 contexts.
+    public static func isValid(memoryBytes: Int) -> Bool { memoryBytes > 0 }
+    public static func isValid(weight: Double) -> Bool { weight.isFinite && weight > 0 }
+    public static let contextLimits = 1 ... 1024
 
     /// A profile name an operator may define and a VM may ask for: 1-32 letters, digits, '-',
     /// '_' or '.'.

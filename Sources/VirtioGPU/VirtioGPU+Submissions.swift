@@ -98,13 +98,12 @@ extension VirtioGPU {
     private func decode(_ stream: [UInt8], contextID: UInt32) throws(VirtioGPUProtocol.Response) -> (Context, DecodedSubmission) {
         let found = stateLock.withLock { () -> (Context, DecodedSubmission?)? in
             guard let context = state.contexts[contextID] else { return nil }
-            return (context, context.decodedStreams.lookup(stream, generation: state.resourceGeneration))
-        }
-        guard let (context, cached) = found else { throw .errorInvalidContextID }
-        if let cached {
-            stateLock.withLock { state.statistics.decodeCacheHits += 1 }
+            let cached = context.decodedStreams.lookup(stream, generation: state.resourceGeneration)
+            if cached != nil { state.statistics.decodeCacheHits += 1 }
             return (context, cached)
         }
+        guard let (context, cached) = found else { throw .errorInvalidContextID }
+        if let cached { return (context, cached) }
         // Resolve every reference against a consistent view of the context's resources.
         var syncs: [BufferID: GuestSync] = [:]
         var capacities: [BufferID: Int] = [:]
