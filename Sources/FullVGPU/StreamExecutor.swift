@@ -244,6 +244,8 @@ final class StreamExecutor: GVMCommandExecutor {
             // The backend's host copies: into staging or mapped memory, and back out.
             statistics.uploadNanoseconds += completion.batch.uploadNanoseconds
             statistics.downloadNanoseconds += completion.batch.downloadNanoseconds
+            statistics.submitNanoseconds += completion.batch.submitNanoseconds
+            if completion.batch.replayedRecording { statistics.replayedRecordings += 1 }
         case let .failure(error):
             statistics.submissions += 1
             statistics.endToEndNanoseconds += monotonicNanoseconds() - started

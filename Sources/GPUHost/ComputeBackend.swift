@@ -72,10 +72,18 @@ public struct BatchCompletion: Hashable, Sendable {
     public var uploadNanoseconds: UInt64
     /// Host time spent copying the batch's downloads out to host memory (at wait).
     public var downloadNanoseconds: UInt64
+    /// Host time `submit` took besides the uploads: lowering kernels to dispatches, recording
+    /// the command buffer (or finding one to replay) and handing it to the queue. On a real
+    /// GPU's driver this, not the device, is most of a small batch's cost.
+    public var submitNanoseconds: UInt64
+    /// The batch ran a command buffer recorded for an earlier submission of the same
+    /// validated kernels (`ValidatedBatch.kernelList`) instead of a fresh recording.
+    public var replayedRecording: Bool
 
     public init(submission: SubmissionID, kernelCount: Int, dispatchCount: Int, barrierCount: Int,
                 executionNanoseconds: UInt64?, timing: TimingSource,
-                uploadNanoseconds: UInt64 = 0, downloadNanoseconds: UInt64 = 0) {
+                uploadNanoseconds: UInt64 = 0, downloadNanoseconds: UInt64 = 0,
+                submitNanoseconds: UInt64 = 0, replayedRecording: Bool = false) {
         self.submission = submission
         self.kernelCount = kernelCount
         self.dispatchCount = dispatchCount
@@ -84,6 +92,8 @@ public struct BatchCompletion: Hashable, Sendable {
         self.timing = timing
         self.uploadNanoseconds = uploadNanoseconds
         self.downloadNanoseconds = downloadNanoseconds
+        self.submitNanoseconds = submitNanoseconds
+        self.replayedRecording = replayedRecording
     }
 }
 

@@ -12,17 +12,25 @@ public struct ValidatedBatch: Sendable {
     public private(set) var batch: CommandBatch
     /// Each kernel's operands, in batch order, as validation produced them.
     public let operands: [[KernelOperand]]
+    /// Names this validation's kernel list. Copies of one ValidatedBatch share it; a new
+    /// validation, even of equal kernels, gets a new one. Because the kernels of a validated
+    /// batch cannot change, a backend may replay the commands it recorded for an identity
+    /// instead of recording the same kernels again (a para-vGPU resubmits the batch its
+    /// decode cache holds every training step).
+    public let kernelList: KernelListIdentity
 
     /// Validates `batch` in full against `capacity` (a buffer's size in bytes, nil for an id
     /// the caller does not own).
     public init(_ batch: CommandBatch, capacity: (BufferID) -> Int?) throws(GPUError) {
         operands = try batch.validate(capacity: capacity)
         self.batch = batch
+        kernelList = KernelListIdentity()
     }
 
     private init(batch: CommandBatch, operands: [[KernelOperand]]) {
         self.batch = batch
         self.operands = operands
+        kernelList = KernelListIdentity()
     }
 
     /// No kernels, no transfers.
@@ -62,4 +70,10 @@ public struct ValidatedBatch: Sendable {
             }
         }
     }
+}
+
+/// The identity of one validated kernel list (`ValidatedBatch.kernelList`); compared with `===`.
+/// A reference, so whoever keeps one keeps it from being reused for another list.
+public final class KernelListIdentity: Sendable {
+    init() {}
 }

@@ -26,6 +26,12 @@ public struct VGPUStatistics: Hashable, Sendable, Codable {
     public var queueingNanoseconds: UInt64 = 0
     /// GPU time charged by the scheduler.
     public var gpuNanoseconds: UInt64 = 0
+    /// Handing batches to the device once the scheduler gave them their turn: lowering,
+    /// recording (or finding a recording to replay) and the queue submission.
+    public var submitNanoseconds: UInt64 = 0
+    /// Submissions that replayed the command buffer recorded for an earlier one with the same
+    /// decoded kernels instead of recording anew.
+    public var replayedRecordings: UInt64 = 0
     /// From the doorbell's chain being taken off the queue to the response being published.
     public var endToEndNanoseconds: UInt64 = 0
     /// Contexts alive now and GPU memory they hold.
@@ -57,6 +63,8 @@ extension VGPUStatistics {
         downloadBytes += other.downloadBytes
         queueingNanoseconds += other.queueingNanoseconds
         gpuNanoseconds += other.gpuNanoseconds
+        submitNanoseconds += other.submitNanoseconds
+        replayedRecordings += other.replayedRecordings
         endToEndNanoseconds += other.endToEndNanoseconds
     }
 }

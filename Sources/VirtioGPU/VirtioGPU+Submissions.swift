@@ -227,6 +227,8 @@ extension VirtioGPU {
             cost.queueingNanoseconds = completion.queueingNanoseconds
             cost.uploadNanoseconds = completion.batch.uploadNanoseconds
             cost.downloadNanoseconds = completion.batch.downloadNanoseconds
+            cost.submitNanoseconds = completion.batch.submitNanoseconds
+            cost.replayedRecordings = completion.batch.replayedRecording ? 1 : 0
             return .okNoData
         }
     }

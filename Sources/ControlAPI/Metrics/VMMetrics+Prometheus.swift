@@ -62,6 +62,10 @@ enum VGPUMetricsFamily {
         page.counter("malvvm_vgpu_queueing_seconds_total", "Waiting in the scheduler's queue", seconds(s.queueingNanoseconds),
                      labels: labels)
         page.counter("malvvm_vgpu_gpu_seconds_total", "GPU time charged by the scheduler", seconds(s.gpuNanoseconds), labels: labels)
+        page.counter("malvvm_vgpu_submit_seconds_total", "Lowering, recording and queueing batches once scheduled",
+                     seconds(s.submitNanoseconds), labels: labels)
+        page.counter("malvvm_vgpu_replayed_recordings_total", "Submissions that replayed an earlier command buffer",
+                     s.replayedRecordings, labels: labels)
         page.counter("malvvm_vgpu_end_to_end_seconds_total", "Doorbell to response, summed over submissions",
                      seconds(s.endToEndNanoseconds), labels: labels)
         page.gauge("malvvm_vgpu_contexts", "Compute contexts alive", s.contexts, labels: labels)

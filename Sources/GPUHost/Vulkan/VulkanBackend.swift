@@ -33,9 +33,11 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         /// the slot's staging, into the batch's download destinations.
         let downloads: [HostCopy]
         let uploadNanoseconds: UInt64
+        let submitNanoseconds: UInt64
+        let replayed: Bool
 
         init(slot: VulkanSubmissionSlot, buffers: [VulkanBuffer], kernelCount: Int, dispatchCount: Int, barrierCount: Int,
-             downloads: [HostCopy], uploadNanoseconds: UInt64) {
+             downloads: [HostCopy], uploadNanoseconds: UInt64, submitNanoseconds: UInt64, replayed: Bool) {
             self.slot = slot
             self.buffers = buffers
             self.kernelCount = kernelCount
@@ -43,6 +45,8 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             self.barrierCount = barrierCount
             self.downloads = downloads
             self.uploadNanoseconds = uploadNanoseconds
+            self.submitNanoseconds = submitNanoseconds
+            self.replayed = replayed
         }
     }
 
@@ -55,10 +59,15 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
 
     /// One transfer the queue copies through staging.
     private struct StagedCopy {
+        let id: BufferID
         let buffer: VulkanBuffer
         let bufferOffset: Int
         let stagingOffset: Int
         let host: UnsafeHostBytes
+
+        var shape: VulkanRecording.CopyShape {
+            VulkanRecording.CopyShape(buffer: id, bufferOffset: bufferOffset, stagingOffset: stagingOffset, count: host.count)
+        }
     }
 
     /// A batch's transfers, split by how each is served.
@@ -100,6 +109,12 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         var freeSlots: [VulkanSubmissionSlot] = []
         /// Buffers destroyed so far (see `VulkanSubmissionSlot.begin`).
         var bufferGeneration: UInt64 = 0
+        /// Submission slots made so far (free, in flight or the standalone transfer slot's
+        /// excluded).
+        var slotCount = 0
+        /// The kernel lists submitted lately, oldest first: one seen again is a repeating
+        /// batch whose recording earns a slot (`takeSlot`).
+        var recentKernelLists: [KernelListIdentity] = []
         var pipelines: [ShaderKernel: VulkanPipeline] = [:]
         /// For standalone `write`/`read` copies and fills; used only under the lock, and
         /// waited for in place. Its staging memory (`slot.staging`) persists between calls.
@@ -331,26 +346,19 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
     public var lanes: Int { vk.queues.count }
 
     public func submit(_ validated: ValidatedBatch) throws(GPUError) -> SubmissionID {
-        try state.withLock { (state: inout State) throws(GPUError) -> SubmissionID in
+        let started = monotonicNanoseconds()
+        return try state.withLock { (state: inout State) throws(GPUError) -> SubmissionID in
             let buffers = state.buffers
             try validated.fits(capacity: { buffers[$0]?.byteCount })
             let batch = validated.batch
-            let operandLists = validated.operands
-            var dispatches: [ShaderDispatch] = []
-            for (kernel, operands) in zip(batch.kernels, operandLists) {
-                dispatches += kernel.shaderDispatches(operands: operands, maxGroupsX: device.maxComputeWorkGroupCount.first ?? 65535)
-            }
-            for dispatch in dispatches where state.pipelines[dispatch.shader] == nil {
-                state.pipelines[dispatch.shader] = try VulkanPipeline(device: vk, shader: dispatch.shader)
-            }
             let plan = plan(batch, buffers: buffers)
-            let slot: VulkanSubmissionSlot
-            if let recycled = state.freeSlots.popLast() {
-                slot = recycled
-            } else {
-                slot = try VulkanSubmissionSlot(device: vk, timestamps: device.timestampPeriod != nil)
-            }
-            let barrierCount: Int
+            let key = VulkanRecording.Key(kernels: validated.kernelList, sgemmVariant: SGEMMVariant.forced,
+                                          bufferGeneration: state.bufferGeneration,
+                                          stagedUploads: plan.stagedUploads.map(\.shape),
+                                          stagedDownloads: plan.stagedDownloads.map(\.shape))
+            let slot = try takeSlot(for: key, &state)
+            let recording: VulkanRecording
+            var replayed = false
             var uploadNanoseconds: UInt64 = 0
             var downloads: [HostCopy] = []
             do throws(GPUError) {
@@ -358,13 +366,19 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                 if plan.stagingBytes > 0 {
                     staging = try slot.staging.reserve(plan.stagingBytes)
                 }
-                barrierCount = try record(dispatches, into: slot, buffers: buffers.byID, pipelines: state.pipelines,
-                                          staging: staging.map { ($0.handle, plan) }, bufferGeneration: state.bufferGeneration)
+                if let kept = slot.recording, kept.key == key, kept.staging == staging?.handle {
+                    try slot.rearm()
+                    recording = kept
+                    replayed = true
+                } else {
+                    recording = try record(validated, key: key, into: slot, state: &state,
+                                           staging: staging.map { ($0.handle, plan) })
+                }
                 // The host writes go in last, once nothing but the queue submission can fail,
                 // so a refused batch leaves its buffers untouched. Host writes made before
                 // vkQueueSubmit are visible to the batch (the submission's implicit host
                 // memory dependency), and coherent memory needs no flush.
-                let started = monotonicNanoseconds()
+                let copying = monotonicNanoseconds()
                 for copy in plan.directUploads {
                     memcpy(copy.destination, copy.source, copy.count)
                 }
@@ -375,7 +389,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                         }
                     }
                 }
-                uploadNanoseconds = monotonicNanoseconds() - started
+                uploadNanoseconds = monotonicNanoseconds() - copying
                 downloads = plan.downloadCopies(staging: staging?.mapped)
                 try queueSubmit(slot, lane: batch.lane)
             } catch {
@@ -383,18 +397,45 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                 recycle(slot, into: &state)
                 throw error
             }
-            var used: [BufferID: VulkanBuffer] = [:]
-            for dispatch in dispatches {
-                for id in dispatch.bindings { used[id] = buffers[id] }
-            }
             let id = SubmissionID(rawValue: state.nextSubmission)
             state.nextSubmission += 1
-            state.inFlight[id] = InFlight(slot: slot, buffers: Array(used.values) + plan.buffers,
-                                          kernelCount: batch.kernels.count, dispatchCount: dispatches.count,
-                                          barrierCount: barrierCount, downloads: downloads,
-                                          uploadNanoseconds: uploadNanoseconds)
+            slot.lastUsed = id.rawValue
+            let elapsed = monotonicNanoseconds() - started
+            state.inFlight[id] = InFlight(slot: slot, buffers: recording.buffers + plan.buffers,
+                                          kernelCount: batch.kernels.count, dispatchCount: recording.dispatchCount,
+                                          barrierCount: recording.barrierCount, downloads: downloads,
+                                          uploadNanoseconds: uploadNanoseconds,
+                                          submitNanoseconds: elapsed - min(elapsed, uploadNanoseconds), replayed: replayed)
             return id
         }
+    }
+
+    /// Most slots kept for their recordings' sake. A training loop cycles through a few
+    /// distinct batches (the step, an evaluation, a parameter sync); with a slot each, every
+    /// one of them replays. More slots than this are made only while all are in flight.
+    static let replaySlots = 8
+
+    /// Call locked. A free slot holding the recording `key` names. Else, for kernels submitted
+    /// before (they repeat, so their recording is worth a slot of its own) a new slot while
+    /// there are fewer than `replaySlots`. Else the free slot with nothing recorded or whose
+    /// recording was used longest ago, so batches that never repeat (a direct client
+    /// validates each one anew) keep reusing one slot and its staging memory. A new slot when
+    /// every slot is in flight.
+    private func takeSlot(for key: VulkanRecording.Key, _ state: inout State) throws(GPUError) -> VulkanSubmissionSlot {
+        let free = state.freeSlots
+        if let index = free.firstIndex(where: { $0.recording?.key == key }) { return state.freeSlots.remove(at: index) }
+        let repeats = state.recentKernelLists.contains { $0 === key.kernels }
+        if !repeats {
+            state.recentKernelLists.append(key.kernels)
+            if state.recentKernelLists.count > Self.replaySlots * 4 { state.recentKernelLists.removeFirst() }
+        }
+        func age(_ slot: VulkanSubmissionSlot) -> UInt64 { slot.recording == nil ? 0 : slot.lastUsed }
+        if !(repeats && state.slotCount < Self.replaySlots), let index = free.indices.min(by: { age(free[$0]) < age(free[$1]) }) {
+            return state.freeSlots.remove(at: index)
+        }
+        let slot = try VulkanSubmissionSlot(device: vk, timestamps: device.timestampPeriod != nil)
+        state.slotCount += 1
+        return slot
     }
 
     /// Decides how each of a validated batch's transfers is served: by memcpy where the host
@@ -412,7 +453,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             return (buffer, host)
         }
         func stage(_ transfer: HostTransfer, _ buffer: VulkanBuffer) -> StagedCopy {
-            let copy = StagedCopy(buffer: buffer, bufferOffset: transfer.byteOffset, stagingOffset: plan.stagingBytes,
+            let copy = StagedCopy(id: transfer.buffer, buffer: buffer, bufferOffset: transfer.byteOffset, stagingOffset: plan.stagingBytes,
                                   host: transfer.host)
             // Each transfer fits its buffer, so the sum stays far from Int.max in practice;
             // saturate anyway, and the reservation fails.
@@ -446,7 +487,11 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
     /// Returns a slot whose batch retired (or never went to the queue) to the free list,
     /// dropping staging memory too big to keep for the next batch.
     private func recycle(_ slot: VulkanSubmissionSlot, into state: inout State) {
-        if slot.staging.capacity > options.slotStagingRetainLimit { slot.staging.release() }
+        if slot.staging.capacity > options.slotStagingRetainLimit {
+            slot.staging.release()
+            // Its copy regions named the freed staging buffer.
+            slot.recording = nil
+        }
         state.freeSlots.append(slot)
     }
 
@@ -483,12 +528,36 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
-    /// Records the batch; returns the number of barriers placed between dispatches.
+    /// Lowers the batch to dispatches and records them into `slot`, replayable; returns what
+    /// the slot now holds. `staging`, when the batch has staged transfers, brackets the
+    /// dispatches with them. Call locked.
+    private func record(_ validated: ValidatedBatch, key: VulkanRecording.Key, into slot: VulkanSubmissionSlot,
+                        state: inout State, staging: (handle: VkBuffer, plan: TransferPlan)?) throws(GPUError) -> VulkanRecording {
+        var dispatches: [ShaderDispatch] = []
+        for (kernel, operands) in zip(validated.kernels, validated.operands) {
+            dispatches += kernel.shaderDispatches(operands: operands, maxGroupsX: device.maxComputeWorkGroupCount.first ?? 65535)
+        }
+        for dispatch in dispatches where state.pipelines[dispatch.shader] == nil {
+            state.pipelines[dispatch.shader] = try VulkanPipeline(device: vk, shader: dispatch.shader)
+        }
+        let barriers = try record(dispatches, into: slot, buffers: state.buffers.byID, pipelines: state.pipelines,
+                                  staging: staging, bufferGeneration: state.bufferGeneration)
+        var used: [BufferID: VulkanBuffer] = [:]
+        for dispatch in dispatches {
+            for id in dispatch.bindings { used[id] = state.buffers[id] }
+        }
+        let recording = VulkanRecording(key: key, staging: staging?.handle, dispatchCount: dispatches.count,
+                                        barrierCount: barriers, buffers: Array(used.values))
+        slot.recording = recording
+        return recording
+    }
+
+    /// Records the dispatches; returns the number of barriers placed between them.
     /// `staging`, when the batch has staged transfers, brackets the dispatches with them.
     private func record(_ dispatches: [ShaderDispatch], into slot: VulkanSubmissionSlot,
                         buffers: [BufferID: VulkanBuffer], pipelines: [ShaderKernel: VulkanPipeline],
                         staging: (handle: VkBuffer, plan: TransferPlan)?, bufferGeneration: UInt64) throws(GPUError) -> Int {
-        try slot.begin(dispatches: dispatches.count, bufferGeneration: bufferGeneration)
+        try slot.begin(dispatches: dispatches.count, bufferGeneration: bufferGeneration, replayable: true)
         let commandBuffer = slot.commandBuffer
         if let queryPool = slot.queryPool {
             vkCmdResetQueryPool(commandBuffer, queryPool, 0, 2)
@@ -619,6 +688,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             submission: submission, kernelCount: flight.kernelCount, dispatchCount: flight.dispatchCount,
             barrierCount: flight.barrierCount, executionNanoseconds: nanoseconds,
             timing: nanoseconds == nil ? .unavailable : .deviceTimestamps,
-            uploadNanoseconds: flight.uploadNanoseconds, downloadNanoseconds: downloadNanoseconds)
+            uploadNanoseconds: flight.uploadNanoseconds, downloadNanoseconds: downloadNanoseconds,
+            submitNanoseconds: flight.submitNanoseconds, replayedRecording: flight.replayed)
     }
 }

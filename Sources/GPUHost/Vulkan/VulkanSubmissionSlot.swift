@@ -30,6 +30,11 @@ final class VulkanSubmissionSlot {
     /// Uploads and downloads of the slot's batch that cannot be served by memcpy into a
     /// mapped buffer; free for reuse once the batch has retired and its downloads are out.
     let staging: VulkanStagingBuffer
+    /// What the command buffer holds when it may be submitted again as it is: set once a
+    /// batch's recording is complete, dropped when recording starts again.
+    var recording: VulkanRecording?
+    /// The submission that last used the slot, for choosing which recording to give up.
+    var lastUsed: UInt64 = 0
 
     init(device: VulkanDevice, timestamps: Bool) throws(GPUError) {
         let dev = device.handle
@@ -99,8 +104,10 @@ final class VulkanSubmissionSlot {
     /// The previous batch on this slot must have retired (its fence waited for).
     /// `bufferGeneration` counts the device's buffer destructions: when it moved, cached
     /// descriptor sets may name a destroyed buffer and are all dropped.
-    func begin(dispatches: Int, bufferGeneration: UInt64 = 0) throws(GPUError) {
+    /// `replayable` recordings may be submitted again (`rearm`); others are one-time.
+    func begin(dispatches: Int, bufferGeneration: UInt64 = 0, replayable: Bool = false) throws(GPUError) {
         let dev = device.handle
+        recording = nil
         try vkCheck(vkResetFences(dev, 1, [fence]), "vkResetFences")
         try vkCheck(vkResetCommandPool(dev, commandPool, 0), "vkResetCommandPool")
         // Keep the pool (and the cache in it) while it has room for this batch's misses.
@@ -112,8 +119,14 @@ final class VulkanSubmissionSlot {
         }
         var beginInfo = VkCommandBufferBeginInfo()
         beginInfo.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
-        beginInfo.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT.rawValue
+        beginInfo.flags = replayable ? 0 : VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT.rawValue
         try vkCheck(vkBeginCommandBuffer(commandBuffer, &beginInfo), "vkBeginCommandBuffer")
+    }
+
+    /// Readies the slot to submit its `recording` again: only the fence is reset. The
+    /// previous batch on this slot must have retired, so the command buffer is not pending.
+    func rearm() throws(GPUError) {
+        try vkCheck(vkResetFences(device.handle, 1, [fence]), "vkResetFences")
     }
 
     /// The descriptor set binding `bindings` (whole buffers, in binding order) for `layout`:

@@ -354,8 +354,8 @@ def stage_costs(metrics, serial_bytes):
     n = stats.get("submissions") or 0
     if not n:
         return None
-    stages = {k: stats.get(f"{k}_nanoseconds", 0) / n / 1000 for k in ("decode", "upload", "download", "queueing", "gpu", "end_to_end")}
-    stages["unattributed"] = stages["end_to_end"] - sum(stages[k] for k in ("decode", "upload", "download", "queueing", "gpu"))
+    stages = {k: stats.get(f"{k}_nanoseconds", 0) / n / 1000 for k in ("decode", "upload", "download", "queueing", "submit", "gpu", "end_to_end")}
+    stages["unattributed"] = stages["end_to_end"] - sum(stages[k] for k in ("decode", "upload", "download", "queueing", "submit", "gpu"))
     out = {"submissions": n, "commands": stats.get("commands"), "upload_bytes": stats.get("upload_bytes"),
            "download_bytes": stats.get("download_bytes"), "us_per_submission": stages}
     kvm_exits = (metrics.get("kvm") or {}).get("exits")
@@ -444,7 +444,7 @@ def phase_training(check, sampler, results):
             "backend": next((r["backend"] for r in runs[side] if r.get("backend")), None),
             "passed": len(ok), "runs": len(runs[side]),
             "us_per_submission": {k: median([c["us_per_submission"][k] for c in costs]) for k in
-                                  ("decode", "upload", "download", "queueing", "gpu", "end_to_end", "unattributed")} if costs else None,
+                                  ("decode", "upload", "download", "queueing", "submit", "gpu", "end_to_end", "unattributed")} if costs else None,
             "kvm_exits_per_submission": median([c["kvm_exits_per_submission"] for c in costs]),
             "vmm_exits_per_submission": median([c["vmm_exits_per_submission"] for c in costs]),
             "submissions": median([c["submissions"] for c in costs]),
