@@ -11,9 +11,9 @@ extension Malvvm.Bench {
             abstract: "GPUHost's benchmark: kernels against direct Vulkan, the scheduler's sharing, sgemm throughput.",
             discussion: """
             scripts/bench-gpu runs 'plan', alternating rounds of vkdirect and 'kernels', then 'run'; \
-            scripts/gpu-check runs 'gemm' beside PyTorch's matmul.
+            scripts/gpu-check runs 'gemm' beside PyTorch's matmul, and 'replay'.
             """,
-            subcommands: [Plan.self, Kernels.self, Report.self, GEMM.self]
+            subcommands: [Plan.self, Kernels.self, Report.self, GEMM.self, Replay.self]
         )
     }
 }
@@ -197,6 +197,45 @@ extension Malvvm.Bench.GPU {
                 }
                 fflush(nil)
             }
+        }
+    }
+}
+
+extension Malvvm.Bench.GPU {
+    struct Replay: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Host time to submit a repeated training epoch: recorded each time against replayed.",
+            discussion: """
+            A batch shaped like the guest's test=train epoch (MLP 64-128-10, 15 kernels a step), \
+            validated anew and recorded each time, alternating with one validated batch whose \
+            recording the backend replays. Prints one line a script can split into key/value pairs:
+              replay kernels 675 record_submit_us 2900 replay_submit_us 40 submit_ratio 72.5 record_wall_us ... \
+            replay_wall_us ... device_us ...
+            """)
+
+        @Option(help: ArgumentHelp("Training steps in the epoch.", valueName: "n"))
+        var steps = 45
+
+        @Option(help: ArgumentHelp("Batches timed each way.", valueName: "n"))
+        var rounds = 20
+
+        func validate() throws {
+            guard (1 ... 1000).contains(steps) else { throw ValidationError("bad --steps \(steps) (1...1000)") }
+            guard (1 ... 10000).contains(rounds) else { throw ValidationError("bad --rounds \(rounds) (1...10000)") }
+        }
+
+        func run() throws {
+            let backend = try Malvvm.Bench.GPU.vulkan()
+            Malvvm.Bench.GPU.progress("replay on \(backend.device.name): \(rounds) epochs of \(steps) steps each way")
+            let m = try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in
+                try ReplayBenchmark.measure(on: backend, steps: steps, rounds: rounds)
+            }
+            func us(_ nanoseconds: Double?) -> String { nanoseconds.map { fixed($0 / 1000, 1) } ?? "-" }
+            print("replay kernels \(m.kernels) record_submit_us \(us(m.recordSubmitNanoseconds))"
+                + " replay_submit_us \(us(m.replaySubmitNanoseconds))"
+                + " submit_ratio \(fixed(m.recordSubmitNanoseconds / max(m.replaySubmitNanoseconds, 1), 2))"
+                + " record_wall_us \(us(m.recordWallNanoseconds)) replay_wall_us \(us(m.replayWallNanoseconds))"
+                + " device_us \(us(m.deviceNanoseconds))")
         }
     }
 }

@@ -516,6 +516,20 @@ def phase_microbench(check, sampler, results):
         per_command = many.get("sync_us_per_command")
         check.row("microbench", f"{label} 256-command submission, sync, per command",
                   fmt(per_command, ".2f", " µs") + verdict(per_command, 2.0, "low"), "<= 2 µs")
+    # Host time to hand a repeated training epoch (675 kernels) to the device: recorded every
+    # time against replaying one recording, as a para-vGPU's decode-cache hit does.
+    log("  malvvm bench gpu replay")
+    with sampler.label("microbench/replay"):
+        r = check.run([check.bin("malvvm"), "bench", "gpu", "replay"], check.args.run_timeout)
+    fields = next((line.split() for line in r.out.splitlines() if line.startswith("replay kernels ")), None)
+    replay = {fields[i]: float(fields[i + 1]) for i in range(1, len(fields) - 1, 2) if fields[i + 1] != "-"} if fields else None
+    result["replay"] = {"exit": r.rc, "values": replay, "raw": trim(r.out)}
+    if r.rc != 0 or not replay:
+        check.failures.append(f"bench gpu replay: {r.why()}")
+    else:
+        check.row("microbench", "epoch submit µs recorded / replayed (675 kernels)",
+                  f"{fmt(replay.get('record_submit_us'), '.0f')} / {fmt(replay.get('replay_submit_us'), '.0f')}"
+                  f" ({fmt(replay.get('submit_ratio'), '.1f')}x)")
     return result
 
 
