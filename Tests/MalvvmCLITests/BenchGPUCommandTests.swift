@@ -29,7 +29,22 @@ import Testing
         #expect(pairs["variant"] != nil && pairs["timing"] != nil, "\(line)")
     }
 
+    @Test func replayPrintsRecordedAgainstReplayedSubmitTime() throws {
+        let result = try Harness.malvvm(["bench", "gpu", "replay", "--steps", "3", "--rounds", "3"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let line = result.stdoutLines.first { $0.hasPrefix("replay kernels ") } ?? ""
+        let fields = line.split(separator: " ").map(String.init)
+        let pairs = Dictionary(stride(from: 1, to: fields.count - 1, by: 2).map { (fields[$0], fields[$0 + 1]) },
+                               uniquingKeysWith: { first, _ in first })
+        #expect(pairs["kernels"] == "45", "\(line)")
+        for key in ["record_submit_us", "replay_submit_us", "submit_ratio", "record_wall_us", "replay_wall_us"] {
+            #expect(Double(pairs[key] ?? "") ?? 0 > 0, "\(key) in \(line)")
+        }
+    }
+
     @Test(arguments: [
+        ["bench", "gpu", "replay", "--steps", "0"],
+        ["bench", "gpu", "replay", "--rounds", "x"],
         ["bench", "gpu", "gemm", "--sizes", "0"],
         ["bench", "gpu", "gemm", "--sizes", "abc"],
         ["bench", "gpu", "run", "--json", "x.json"],
