@@ -64,6 +64,23 @@ public enum SocketPath {
         }
     }
 
+    /// The id of group `name`, or nil when the host has no such group.
+    public static func groupID(named name: String) -> gid_t? {
+        guard let entry = getgrnam(name) else { return nil }
+        return entry.pointee.gr_gid
+    }
+
+    /// Lets group `group` connect to the socket at `path`: owner ours, that group, mode 0660.
+    /// Sockets are created 0600, so before this call they were only more private.
+    public static func share(_ path: String, withGroup group: gid_t) throws(SocketDirectoryError) {
+        guard chown(path, uid_t.max, group) == 0 else {
+            throw SocketDirectoryError("cannot give '\(path)' to group \(group): \(String(cString: strerror(errno)))")
+        }
+        guard chmod(path, 0o660) == 0 else {
+            throw SocketDirectoryError("cannot chmod 660 '\(path)': \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// Whether something accepts connections on the socket.
     public static func isLive(_ path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

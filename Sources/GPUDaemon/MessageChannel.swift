@@ -90,10 +90,17 @@ final class MessageChannel: @unchecked Sendable {
     func shutDown() { Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR)) }
 }
 
-/// A listening SOCK_SEQPACKET socket at a path, created 0600.
+/// A listening SOCK_SEQPACKET socket at a path: created 0600, or adopted from systemd's
+/// socket activation (its owner, group and mode are the .socket unit's).
 final class MessageListener: @unchecked Sendable {
     let path: String
     let fileDescriptor: Int32
+    /// Whether this listener made the socket file (and so removes it when shut down); an
+    /// adopted one belongs to the service manager, which keeps listening after we exit.
+    private let ownsPath: Bool
+    /// Wakes `accept` at shutdown. A shutdown(2) of the socket itself would also end the
+    /// service manager's copy of an adopted one, and no daemon could be activated on it again.
+    private let wakeup: EventFD
     private let isShutDown = Atomic<Bool>(false)
 
     init(path: String) throws(ChannelError) {
@@ -115,8 +122,24 @@ final class MessageListener: @unchecked Sendable {
             close(fd)
             throw ChannelError("cannot listen on '\(path)': \(String(cString: strerror(error)))")
         }
+        let wakeup: EventFD
+        do { wakeup = try EventFD() } catch {
+            close(fd)
+            unlink(path)
+            throw ChannelError("\(error)")
+        }
         self.path = path
         self.fileDescriptor = fd
+        self.ownsPath = true
+        self.wakeup = wakeup
+    }
+
+    /// Serves the socket systemd passed.
+    init(adopting socket: ActivatedSocket) throws(ChannelError) {
+        do { wakeup = try EventFD() } catch { throw ChannelError("\(error)") }
+        path = socket.path
+        fileDescriptor = socket.fileDescriptor
+        ownsPath = false
     }
 
     deinit { close(fileDescriptor) }
@@ -133,15 +156,23 @@ final class MessageListener: @unchecked Sendable {
     /// The next connection, or why there is none now.
     func accept() -> Accepted {
         while true {
-            let fd = Glibc.accept(fileDescriptor, nil, nil)
+            var waits = [pollfd(fd: fileDescriptor, events: Int16(POLLIN), revents: 0),
+                         pollfd(fd: wakeup.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+            if poll(&waits, 2, -1) < 0, errno == EINTR { continue }
+            if isShutDown.load(ordering: .acquiring) { return .closed }
+            guard waits[0].revents != 0 else { continue }
+            // Non-blocking: another thread (or a daemon before us on an adopted socket) may
+            // have taken the connection poll saw.
+            let fd = fdpass_accept_nonblocking(fileDescriptor)
             if fd >= 0 {
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                // The connection itself blocks, as MessageChannel expects.
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~Int32(O_NONBLOCK))
                 return .connection(MessageChannel(adopting: fd))
             }
-            let code = errno
+            let code = -fd
             if isShutDown.load(ordering: .acquiring) { return .closed }
             switch code {
-            case EINTR, ECONNABORTED, EPROTO: continue
+            case EINTR, ECONNABORTED, EPROTO, EAGAIN: continue
             case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .outOfResources(code)
             default: return .closed
             }
@@ -150,6 +181,9 @@ final class MessageListener: @unchecked Sendable {
 
     func shutDown() {
         isShutDown.store(true, ordering: .releasing)
+        wakeup.signal()
+        guard ownsPath else { return }
+        // Ours alone: refuse connections from now on, not only stop taking them.
         Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR))
         unlink(path)
     }

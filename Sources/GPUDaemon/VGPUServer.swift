@@ -68,22 +68,33 @@ public final class VGPUServer: @unchecked Sendable {
 
     /// Takes `SOCKET.lock` and starts listening on `socketPath` (a stale socket is replaced; a
     /// socket another daemon holds the lock of, or one something else listens on, is an error).
-    public init(scheduler: GPUScheduler, socketPath: String, profiles: [String: VGPUProfile] = VGPUProfile.named,
+    /// With `activated`, serves the socket systemd passed instead (`socketPath` is its path),
+    /// leaving it bound for the service manager when the daemon stops.
+    public init(scheduler: GPUScheduler, socketPath: String, activated: ActivatedSocket? = nil,
+                profiles: [String: VGPUProfile] = VGPUProfile.named,
                 guestMemoryLimit: UInt64 = GuestMemory.defaultSharingLimit,
                 logger: Logger = Logger(label: "malvvm.gpud")) throws(ChannelError) {
         let lock = try DaemonLock(socketPath: socketPath)
-        if MessageChannel.isLive(socketPath) {
-            lock.release()
-            throw ChannelError("something is already serving '\(socketPath)'")
+        if activated == nil {
+            if MessageChannel.isLive(socketPath) {
+                lock.release()
+                throw ChannelError("something is already serving '\(socketPath)'")
+            }
+            unlink(socketPath)
         }
-        unlink(socketPath)
         self.lock = lock
         self.scheduler = scheduler
         self.socketPath = socketPath
         self.profiles = profiles
         self.guestMemoryLimit = guestMemoryLimit
         self.logger = logger
-        do { listener = try MessageListener(path: socketPath) } catch {
+        do {
+            if let activated {
+                listener = try MessageListener(adopting: activated)
+            } else {
+                listener = try MessageListener(path: socketPath)
+            }
+        } catch {
             lock.release()
             throw error
         }

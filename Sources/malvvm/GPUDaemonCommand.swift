@@ -46,8 +46,12 @@ struct GPUDaemonCommand: ParsableCommand {
                                                 valueName: "time"))
         var slice: SliceArgument?
 
-        @Option(name: .long, help: ArgumentHelp("Where VMs connect (default: gpud.sock in the socket directory).", valueName: "path"))
+        @Option(name: .long, help: ArgumentHelp("Where VMs connect (default: gpud.sock in the socket directory; under systemd socket activation, the socket the .socket unit passes).", valueName: "path"))
         var socket: String?
+
+        @Option(name: .long, help: ArgumentHelp("Let this group's members connect: both sockets become group-owned, mode 0660 (default: only the daemon's user).",
+                                                valueName: "group"))
+        var socketGroup: String?
 
         @Option(name: .customLong("profile"), help: ArgumentHelp(
             "Define a profile VMs may ask for by name, e.g. 'heavy:profile=4g,weight=8' or 'small:memory=512m,contexts=4'; repeat for more. VMs name a profile; its memory, weight and contexts are only ever these (1g, 2g, 4g, 8g are defined unless redefined).",
@@ -65,6 +69,9 @@ struct GPUDaemonCommand: ParsableCommand {
 
         func validate() throws {
             guard totalWeight.isFinite, totalWeight > 0 else { throw ValidationError("--total-weight must be a positive number") }
+            if let socketGroup, SocketPath.groupID(named: socketGroup) == nil {
+                throw ValidationError("--socket-group: no group '\(socketGroup)' on this host")
+            }
         }
 
         func run() throws {
@@ -82,7 +89,13 @@ struct GPUDaemonCommand: ParsableCommand {
             sigaddset(&signals, SIGTERM)
             pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-            let socketPath = socket ?? GPUDaemonAPI.defaultSocket
+            // Socket activation (contrib/systemd): the listening socket comes from systemd.
+            let activated: ActivatedSocket?
+            do { activated = try ActivatedSocket.take() } catch { throw RuntimeFailure(message: error.description) }
+            if let activated, let socket, socket != activated.path {
+                throw RuntimeFailure(message: "--socket \(socket) is not the socket-activated socket \(activated.path)")
+            }
+            let socketPath = activated?.path ?? socket ?? GPUDaemonAPI.defaultSocket
             let configuration = SchedulerConfiguration(policy: policy.policy(totalWeight: totalWeight),
                                                        timeSliceNanoseconds: slice?.nanoseconds)
             let scheduler: GPUScheduler
@@ -96,7 +109,7 @@ struct GPUDaemonCommand: ParsableCommand {
             let daemon: VGPUServer
             var catalog = VGPUProfile.named
             for profile in profiles { catalog[profile.name] = profile }
-            do { daemon = try VGPUServer(scheduler: scheduler, socketPath: socketPath, profiles: catalog) } catch {
+            do { daemon = try VGPUServer(scheduler: scheduler, socketPath: socketPath, activated: activated, profiles: catalog) } catch {
                 throw RuntimeFailure(message: error.description)
             }
             defer { daemon.stop() }
@@ -108,12 +121,22 @@ struct GPUDaemonCommand: ParsableCommand {
                                        routes: GPUDaemonAPI.routes, version: MalvvmVersion.api)
             } catch { throw RuntimeFailure(message: error.description) }
             defer { server.stop() }
+            if let group = socketGroup.flatMap(SocketPath.groupID(named:)) {
+                // An activated socket's group and mode are the .socket unit's to set.
+                do {
+                    for path in (activated == nil ? [socketPath] : []) + [apiSocket] { try SocketPath.share(path, withGroup: group) }
+                } catch { throw RuntimeFailure(message: error.description) }
+            }
             let slice = Double(configuration.timeSlice(forClients: 1)) / 1e6
+            let serving = "serving \(scheduler.backend.device.name) (\(configuration.policy), slice \(slice) ms)"
+                + " on \(socketPath)\(activated == nil ? "" : " (socket-activated)"), API on \(apiSocket)"
             // Unbuffered: whoever started us waits for this line to know the sockets are up.
-            FileHandle.standardOutput.write(Data(
-                "gpud: serving \(scheduler.backend.device.name) (\(configuration.policy), slice \(slice) ms) on \(socketPath), API on \(apiSocket)\n".utf8))
+            FileHandle.standardOutput.write(Data("gpud: \(serving)\n".utf8))
+            // A Type=notify unit is started once both sockets are up.
+            ServiceNotifier.notify("READY=1\nMAINPID=\(getpid())\nSTATUS=\(serving)")
             var received: Int32 = 0
             sigwait(&signals, &received)
+            ServiceNotifier.notify("STOPPING=1")
             Terminal.note("gpud: stopping on signal \(received); connected VMs see their vGPUs fail")
         }
     }

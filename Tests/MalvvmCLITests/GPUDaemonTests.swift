@@ -260,5 +260,67 @@ import Testing
         #expect(greedy.status == MalvvmExit.usage && greedy.stderrLines.count == 1 && greedy.stderr.contains("daemon operator's"), "\(greedy.stderr)")
         let definition = try Harness.malvvm(["gpud", "--profile", "no-colon"])
         #expect(definition.status == MalvvmExit.usage && definition.stderrLines.count == 1, "\(definition.stderr)")
+        let group = try Harness.malvvm(["gpud", "--socket-group", "no-such-group-here"])
+        #expect(group.status == MalvvmExit.usage && group.stderrLines.count == 1 && group.stderr.contains("no group"), "\(group.stderr)")
+    }
+
+    /// contrib/systemd's two units in miniature: systemd-socket-activate binds the vgpu-user
+    /// socket and starts gpud on the first connection, as the .socket unit does; gpud serves
+    /// the socket it is passed and tells the manager READY=1 (Type=notify) once its API is up;
+    /// a second daemon on that socket is refused by the lock; the socket outlives the daemon.
+    @Test func socketActivationStartsTheDaemonOnFirstConnectionAndReportsReady() throws {
+        let directory = NSTemporaryDirectory() + "malvvm-activate-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/gpud.sock"
+        // The service manager's end of sd_notify.
+        let manager = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(manager) }
+        #expect(Harness.withUnixAddress(directory + "/notify") { bind(manager, $0, $1) } == 0)
+        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        _ = setsockopt(manager, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+
+        // Spawned by hand, not with Foundation's Process: while a Process-started
+        // systemd-socket-activate (which execs gpud in place on the first connection) ran, the
+        // Process-started `gpud status` below was never seen to exit.
+        let command = ["/usr/bin/systemd-socket-activate", "--seqpacket", "--listen=\(path)",
+                       "--setenv=NOTIFY_SOCKET=\(directory)/notify", Harness.malvvm, "gpud", "--gpu", "cpu"]
+        var arguments = command.map { strdup($0) } + [nil]
+        defer { for argument in arguments { free(argument) } }
+        var daemon: pid_t = 0
+        #expect(posix_spawn(&daemon, command[0], nil, nil, &arguments, environ) == 0)
+        var ended = false
+        func stop() -> Int32 {
+            guard !ended else { return 0 }
+            ended = true
+            kill(daemon, SIGTERM)
+            var status: Int32 = 0
+            waitpid(daemon, &status, 0)
+            return status
+        }
+        defer { _ = stop() }
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: path), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        // Bound, but no daemon yet: nothing serves the API.
+        #expect(!FileManager.default.fileExists(atPath: path + ".api"))
+
+        let vm = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(vm) }
+        #expect(Harness.withUnixAddress(path) { connect(vm, $0, $1) } == 0)
+        var message = [UInt8](repeating: 0, count: 4096)
+        let count = recv(manager, &message, message.count, 0)
+        let ready = String(decoding: message.prefix(max(count, 0)), as: UTF8.self)
+        #expect(ready.contains("READY=1") && ready.contains("MAINPID=\(daemon)") && ready.contains("(socket-activated)"),
+                "no readiness: '\(ready)'")
+
+        let status = try Harness.malvvm(["gpud", "status", "--socket", path, "--json"])
+        #expect(status.status == 0 && status.stdout.contains("\"policy\""), "\(status.stderr)")
+        let second = try Harness.malvvm(["gpud", "--gpu", "cpu", "--socket", path])
+        #expect(second.status == MalvvmExit.failure && second.stderrLines.count == 1 && second.stderr.contains("is already serving"),
+                "\(second.stderr)")
+
+        #expect(stop() == 0, "gpud did not exit 0 on SIGTERM")
+        // The passed socket is the manager's: the daemon leaves it in place for the next start.
+        #expect(FileManager.default.fileExists(atPath: path))
     }
 }
