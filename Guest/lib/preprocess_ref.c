@@ -6,7 +6,7 @@
 #include "malv/cpuref.h"
 #include "malv/preprocess.h"
 
-/* SplitMix64 (Sources/MLaaSPreprocess/Augmentation.swift). */
+/* SplitMix64 (Sources/PreprocessDraws/Augmentation.swift). */
 static uint64_t next(uint64_t *state)
 {
     *state += 0x9E3779B97F4A7C15ull;
