@@ -10,7 +10,7 @@ import Testing
 /// a bar that only a CNN that learns reaches (16 steps: chance is 10 %).
 @Suite(.serialized) struct CNNJobTests {
     static let dataset = Harness.packageRoot.appendingPathComponent("Guest/build/mnist.img").path
-    static let short = "cnn_records=1024 cnn_epochs=1 cnn_pass=60"
+    static let short = "cnn_records=1024 cnn_epochs=1 cnn_pass=45"
 
     static func vm(_ form: String, modules: String) throws -> Harness.Result {
         try Harness.malvvm(["run", "--kernel", Harness.guest, "--memory", "512M", "--vgpu", "2g", "--gpu", "cpu",
@@ -35,7 +35,7 @@ import Testing
         let guest = try Self.vm("guest", modules: modules.path)
         let host = try Self.vm("host", modules: modules.path)
         let native = try Harness.malvvm(["bench", "native", "--job", "cnn", "--gpu", "cpu", "--records", "1024", "--epochs", "1",
-                                         "--pass", "60", "--dataset", Self.dataset], timeout: 300)
+                                         "--pass", "45", "--dataset", Self.dataset], timeout: 300)
         for (form, result) in [("guest", guest), ("host", host), ("native", native)] {
             #expect(result.status == 0, "\(form): \(result.stdout.suffix(1500)) \(result.stderr.suffix(800))")
             #expect(Self.epochs(result.stdout).count == 1, "\(form): \(result.stdout.suffix(1500))")
@@ -46,7 +46,7 @@ import Testing
         #expect(Self.epochs(guest.stdout) == Self.epochs(host.stdout), "\(Self.epochs(guest.stdout)) \(Self.epochs(host.stdout))")
         #expect(Self.epochs(native.stdout) == Self.epochs(guest.stdout), "\(Self.epochs(native.stdout)) \(Self.epochs(guest.stdout))")
         let accuracy = try #require(Self.accuracy(guest.stdout))
-        #expect(accuracy >= 60, "\(accuracy)")
+        #expect(accuracy >= 45, "\(accuracy)")
     }
 
     @Test func withoutThePreprocessServiceTheOffloadedFormSaysWhy() throws {
