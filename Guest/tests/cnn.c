@@ -25,7 +25,7 @@
  *   fully connected 432 -> 10, softmax cross-entropy
  * (small on purpose: lavapipe on a 2-core host trains it at a few hundred
  * images a second, and the job is about where preprocessing runs)
- * SGD lr 0.2 momentum 0.9; weights uniform +-sqrt(6 / (fan_in + fan_out))
+ * SGD lr 0.1 momentum 0.9; weights uniform +-sqrt(6 / (fan_in + fan_out))
  * from a fixed-seed splitmix64, biases 0 (malvvm bench native's MNISTCNN
  * draws the same). One step (forward, loss, backward, update: 24 kernels) is
  * one SUBMIT_3D; the test set is preprocessed once on the GPU (resize, centre
@@ -45,6 +45,7 @@
 #include "malv/memory.h"
 #include "malv/mnist.h"
 #include "malv/preprocess.h"
+#include "malv/splitmix.h"
 #include "malv/string.h"
 #include "malv/test.h"
 #include "malv/tsc.h"
@@ -84,7 +85,7 @@
 #define P_B3 (P_W3 + FC_IN * CLASSES)
 #define P_COUNT (P_B3 + CLASSES)
 
-static const float LEARNING_RATE = 0.2f, MOMENTUM = 0.9f;
+static const float LEARNING_RATE = 0.1f, MOMENTUM = 0.9f;
 static const float MEAN = 0.1307f, STD = 0.3081f;
 
 static struct mnist_disk mnist;
@@ -101,35 +102,7 @@ static struct vgpu_buf test_norm, test_resized, test_x;
 
 static uint64_t rng_state = 0x636e6e2d6d6e6973ull;     /* "cnn-mnis" */
 
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float uniform(float bound)      /* [-bound, bound) */
-{
-    return bound * (2.0f * (float)(next_u64() >> 40) * (1.0f / 16777216.0f) - 1.0f);
-}
-
-static double m_sqrt(double x)
-{
-    double r = x > 1 ? x : 1;
-    for (int i = 0; i < 60; i++)
-        r = 0.5 * (r + x / r);
-    return r;
-}
-
-static uint32_t option(const char *key, uint32_t fallback)
-{
-    char text[24] = "";
-    uint64_t v;
-    if (cmdline_get(key, text, sizeof text) && parse_u64(text, &v, NULL) && v > 0 && v < (1u << 31))
-        return (uint32_t)v;
-    return fallback;
-}
+static float uniform(float bound) { return splitmix64_uniform(&rng_state, bound); }
 
 static struct vgpu_conv_shape conv1_shape(uint32_t rows)
 {
@@ -329,14 +302,14 @@ int test_cnn(void)
         return 2;
     }
     offloaded = strcmp(arg, "host") == 0;
-    const uint32_t epochs = option("cnn_epochs", 3), seed = option("cnn_seed", 42), pass = option("cnn_pass", 97);
+    const uint32_t epochs = cmdline_u32("cnn_epochs", 3), seed = cmdline_u32("cnn_seed", 42), pass = cmdline_u32("cnn_pass", 97);
 
     const char *why = mnist_read(&mnist);
     if (why) {
         printf("cnn: disk: %s\ncnn: FAIL\n", why);
         return 1;
     }
-    uint32_t records = option("cnn_records", mnist.head.train_count);
+    uint32_t records = cmdline_u32("cnn_records", mnist.head.train_count);
     if (records > mnist.head.train_count || records < BATCH) {
         printf("cnn: bad cnn_records %u (%u..%u)\n", records, BATCH, mnist.head.train_count);
         return 2;
@@ -401,9 +374,9 @@ int test_cnn(void)
 
     /* Weights uniform +-sqrt(6 / (fan_in + fan_out)), biases 0; velocity 0 (HOST blobs start zeroed). */
     float *p = vgpu_f32p(&params);
-    const float bound1 = (float)m_sqrt(6.0 / (K1 * K1 + C1 * K1 * K1));
-    const float bound2 = (float)m_sqrt(6.0 / (C1 * K2 * K2 + C2 * K2 * K2));
-    const float bound3 = (float)m_sqrt(6.0 / (FC_IN + CLASSES));
+    const float bound1 = (float)newton_sqrt(6.0 / (K1 * K1 + C1 * K1 * K1));
+    const float bound2 = (float)newton_sqrt(6.0 / (C1 * K2 * K2 + C2 * K2 * K2));
+    const float bound3 = (float)newton_sqrt(6.0 / (FC_IN + CLASSES));
     for (uint32_t i = 0; i < C1 * K1 * K1; i++)
         p[P_W1 + i] = uniform(bound1);
     for (uint32_t i = 0; i < C2 * C1 * K2 * K2; i++)

@@ -104,15 +104,6 @@ static bool loaded_quietly(void)
     return false;
 }
 
-static uint32_t option(const char *key, uint32_t fallback)
-{
-    char text[24] = "";
-    uint64_t v;
-    if (cmdline_get(key, text, sizeof text) && parse_u64(text, &v, NULL) && v > 0 && v < (1u << 31))
-        return (uint32_t)v;
-    return fallback;
-}
-
 static float absf(float x) { return x < 0 ? -x : x; }
 
 int test_preprocess(void)
@@ -132,7 +123,7 @@ int test_preprocess(void)
         return 1;
     }
     const bool exact = vgpu_capset(&gpu)->backend == 0;
-    uint32_t records = option("pp_records", 256), batches = option("pp_batches", 6), seed = option("pp_seed", 42);
+    uint32_t records = cmdline_u32("pp_records", 256), batches = cmdline_u32("pp_batches", 6), seed = cmdline_u32("pp_seed", 42);
     if (records > mnist.head.train_count)
         records = mnist.head.train_count;
     if (records < BATCH)
@@ -275,7 +266,7 @@ int test_preprocess(void)
      * during the step, so NEXT only collects it: compare with the mean above,
      * where the guest asked again at once.
      */
-    uint32_t step_ms = option("pp_step_ms", 20), steps = option("pp_steps", 8);
+    uint32_t step_ms = cmdline_u32("pp_step_ms", 20), steps = cmdline_u32("pp_steps", 8);
     uint64_t pipelined = 0, worst_ticks = 0, waited_ns = 0, ready = 0;
     for (uint32_t i = 0; i < steps; i++) {
         uint64_t until = rdtsc() + hz / 1000 * step_ms;
