@@ -376,12 +376,12 @@ struct StreamBuilder {
 
     mutating func maxPool2DForward(batch: UInt32, channels: UInt32, height: UInt32, width: UInt32, input: [UInt8],
                                    output: [UInt8]) {
-        command(.maxPool2DForward, [batch, channels, height, width], input, output)
+        command(.maxpool2dForward, [batch, channels, height, width], input, output)
     }
 
     mutating func maxPool2DBackward(batch: UInt32, channels: UInt32, height: UInt32, width: UInt32, input: [UInt8],
                                     outputGradient: [UInt8], inputGradient: [UInt8]) {
-        command(.maxPool2DBackward, [batch, channels, height, width], input, outputGradient, inputGradient)
+        command(.maxpool2dBackward, [batch, channels, height, width], input, outputGradient, inputGradient)
     }
 
     /// The usual layout: u32 words, then buffer references.
