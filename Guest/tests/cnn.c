@@ -25,7 +25,7 @@
  *   fully connected 432 -> 10, softmax cross-entropy
  * (small on purpose: lavapipe on a 2-core host trains it at a few hundred
  * images a second, and the job is about where preprocessing runs)
- * SGD lr 0.1 momentum 0.9; weights uniform +-sqrt(6 / (fan_in + fan_out))
+ * SGD lr 0.2 momentum 0.9; weights uniform +-sqrt(6 / (fan_in + fan_out))
  * from a fixed-seed splitmix64, biases 0 (malvvm bench native's MNISTCNN
  * draws the same). One step (forward, loss, backward, update: 24 kernels) is
  * one SUBMIT_3D; the test set is preprocessed once on the GPU (resize, centre
@@ -85,7 +85,7 @@
 #define P_B3 (P_W3 + FC_IN * CLASSES)
 #define P_COUNT (P_B3 + CLASSES)
 
-static const float LEARNING_RATE = 0.1f, MOMENTUM = 0.9f;
+static const float LEARNING_RATE = 0.2f, MOMENTUM = 0.9f;
 static const float MEAN = 0.1307f, STD = 0.3081f;
 
 static struct mnist_disk mnist;

@@ -19,7 +19,7 @@ public final class MNISTCNN {
     public static let c1 = 6, k1 = 5, s1 = 2, c2 = 12, k2 = 3
     public static let o1 = (side + 2 * (k1 / 2) - k1) / s1 + 1, q1 = o1 / 2, o2 = q1, q2 = q1 / 2
     public static let fcIn = c2 * q2 * q2
-    public static let learningRate: Float = 0.1, momentum: Float = 0.9
+    public static let learningRate: Float = 0.2, momentum: Float = 0.9
     public static let passPercent = 97.0
     /// The weights' splitmix64 seed ("cnn-mnis"), the guest's.
     public static let weightSeed: UInt64 = 0x636e_6e2d_6d6e_6973
