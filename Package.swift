@@ -142,7 +142,7 @@ let package = Package(
 
         // ML jobs run natively on GPUHost (the guest's test=train as a host process), for
         // `malvvm bench native` and scripts/bench-vgpu.
-        .target(name: "MLWorkloads", dependencies: ["Platform", "GPUHost"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "MLWorkloads", dependencies: ["Platform", "GPUHost", "PreprocessDraws"], swiftSettings: [.swiftLanguageMode(.v5)]),
 
         // MLaaS: service modules loaded at run time (dlopen, from an operator-owned directory only)
         // through a versioned C ABI, and attached to the VMs that select them (docs/mlaas.md).
@@ -151,7 +151,10 @@ let package = Package(
         // The services, each a dynamic library product; they see the host only through the ABI.
         // What every Swift service module needs on the ABI's side; linked into each module.
         .target(name: "MLaaSServiceSupport", dependencies: ["CMLaaS"]),
-        .target(name: "MLaaSPreprocess", dependencies: ["CMLaaS", "MLaaSServiceSupport"]),
+        .target(name: "MLaaSPreprocess", dependencies: ["CMLaaS", "MLaaSServiceSupport", "PreprocessDraws"]),
+        // The preprocess pipeline's shuffle and per-image draws, shared by the service and the
+        // native CNN job (MLWorkloads), which must not link a service module.
+        .target(name: "PreprocessDraws"),
         .target(name: "MLaaSPrefetch", dependencies: ["CMLaaS", "MLaaSServiceSupport"]),
         .target(name: "MLaaSFixtureNotAService", path: "Tests/MLaaSFixtures/NotAService"),
         .target(name: "MLaaSFixtureFutureABI", path: "Tests/MLaaSFixtures/FutureABI"),

@@ -18,6 +18,7 @@ static const struct guest_test tests[] = {
     { "vgpuload", test_vgpuload, "para-vGPU: keep submissions in flight for a while (sharing measurements)" },
     { "mlaas", test_mlaas, "para-vGPU MLaaS requests: list, enable preprocess (valid, malformed), unknown, disable" },
     { "preprocess", test_preprocess, "MLaaS preprocess: batches augmented on the host's GPU from the MNIST disk, checked against the CPU reference; refusals" },
+    { "cnn", test_cnn, "the CNN job on the MNIST disk: preprocessing on this vCPU (cnn_pp=guest) or offloaded to MLaaS preprocess (cnn_pp=host)" },
     { "train", test_train, "para-vGPU: train an MLP on the digits disk image (scripts/make-dataset)" },
     { "hotplug", test_hotplug, "PCIe native hot-plug: a vGPU arrives, is used, is detached" },
     { "fullvgpu", test_fullvgpu, "full-vGPU: ring commands and kernel streams against the CPU" },

@@ -69,6 +69,8 @@ func seeds() -> [[UInt8]] {
         (.flipHorizontal, words([1, 3, 8, 8]) + ref(1, 0, 192) + ref(2, 0, 192)),
         (.resizeBilinear, words([1, 3, 8, 8, 4, 4]) + ref(1, 0, 192) + ref(2, 0, 48)),
         (.copy, ref(1, 0, 10) + ref(2, 5, 10)),
+        (.maxpool2dForward, words([2, 3, 8, 7]) + ref(1, 0, 336) + ref(2, 0, 72)),
+        (.maxpool2dBackward, words([2, 3, 8, 7]) + ref(1, 0, 336) + ref(2, 0, 72) + ref(3, 0, 336)),
     ]
     // Every opcode alone (those whose layout matches), then all of them in one stream.
     return commands.filter { $0.1.count + 8 == $0.0.length }.map { stream([$0]) } + [stream(commands)]

@@ -97,3 +97,12 @@ bool cmdline_get(const char *key, char *value, size_t size)
     }
     return false;
 }
+
+uint32_t cmdline_u32(const char *key, uint32_t fallback)
+{
+    char text[24] = "";
+    uint64_t v;
+    if (cmdline_get(key, text, sizeof text) && parse_u64(text, &v, NULL) && v > 0 && v < (1u << 31))
+        return (uint32_t)v;
+    return fallback;
+}

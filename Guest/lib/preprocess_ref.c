@@ -5,16 +5,9 @@
  */
 #include "malv/cpuref.h"
 #include "malv/preprocess.h"
+#include "malv/splitmix.h"
 
-/* SplitMix64 (Sources/MLaaSPreprocess/Augmentation.swift). */
-static uint64_t next(uint64_t *state)
-{
-    *state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = *state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* The draws use SplitMix64, as Sources/PreprocessDraws/Augmentation.swift. */
 
 #define EPOCH_STRIDE 0xD1B54A32D192ED03ull
 #define POSITION_STRIDE 0x8CB92BA72F3D8DD7ull
@@ -25,7 +18,7 @@ void pp_permutation(const struct pp_pipeline *p, uint64_t epoch, uint32_t *order
         order[i] = i;
     uint64_t state = p->seed ^ (epoch * EPOCH_STRIDE);
     for (uint32_t i = p->records - 1; i > 0; i--) {
-        uint32_t j = (uint32_t)(next(&state) % (uint64_t)(i + 1));
+        uint32_t j = (uint32_t)(splitmix64_next(&state) % (uint64_t)(i + 1));
         uint32_t t = order[i];
         order[i] = order[j];
         order[j] = t;
@@ -37,11 +30,11 @@ struct pp_draw pp_draw(const struct pp_pipeline *p, uint64_t epoch, uint64_t pos
     uint64_t state = p->seed ^ (epoch * EPOCH_STRIDE) ^ ((position + 1) * POSITION_STRIDE);
     struct pp_draw d = { 0, 0, false };
     if (p->crop_h) {
-        d.top = (uint32_t)(next(&state) % (uint64_t)(p->resize_h + 2 * p->padding - p->crop_h + 1));
-        d.left = (uint32_t)(next(&state) % (uint64_t)(p->resize_w + 2 * p->padding - p->crop_w + 1));
+        d.top = (uint32_t)(splitmix64_next(&state) % (uint64_t)(p->resize_h + 2 * p->padding - p->crop_h + 1));
+        d.left = (uint32_t)(splitmix64_next(&state) % (uint64_t)(p->resize_w + 2 * p->padding - p->crop_w + 1));
     }
     if (p->flip)
-        d.flip = next(&state) & 1;
+        d.flip = splitmix64_next(&state) & 1;
     return d;
 }
 

@@ -266,3 +266,20 @@ bool vgpu_copy(struct vgpu_stream *s, struct vgpu_ref source, struct vgpu_ref de
     const struct vgpu_ref *r[] = { &source, &destination };
     return emit(s, VGPU_OP_COPY, NULL, 0, r, 2);
 }
+
+bool vgpu_maxpool2d_forward(struct vgpu_stream *s, uint32_t batch, uint32_t channels, uint32_t height,
+                            uint32_t width, struct vgpu_ref input, struct vgpu_ref output)
+{
+    uint32_t w[] = { batch, channels, height, width };
+    const struct vgpu_ref *r[] = { &input, &output };
+    return emit(s, VGPU_OP_MAXPOOL2D_FORWARD, w, 4, r, 2);
+}
+
+bool vgpu_maxpool2d_backward(struct vgpu_stream *s, uint32_t batch, uint32_t channels, uint32_t height,
+                             uint32_t width, struct vgpu_ref input, struct vgpu_ref output_grad,
+                             struct vgpu_ref input_grad)
+{
+    uint32_t w[] = { batch, channels, height, width };
+    const struct vgpu_ref *r[] = { &input, &output_grad, &input_grad };
+    return emit(s, VGPU_OP_MAXPOOL2D_BACKWARD, w, 4, r, 3);
+}

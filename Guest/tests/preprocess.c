@@ -34,6 +34,7 @@
 #include "malv/console.h"
 #include "malv/format.h"
 #include "malv/memory.h"
+#include "malv/mnist.h"
 #include "malv/pci.h"
 #include "malv/preprocess.h"
 #include "malv/string.h"
@@ -44,52 +45,11 @@
 #include "malv/x86.h"
 
 #define SERVICE "preprocess"
-#define MNIST_MAGIC "MALVMNST"
 #define BATCH 64
 
-struct mnist_header {
-    char magic[8];
-    uint32_t version, header_bytes, train_count, test_count, height, width, channels, classes, record_bytes, seed;
-    uint64_t train_records, test_records, data_end;
-    uint32_t data_crc32;
-} __attribute__((packed));
-
 static struct vgpu gpu;
-static struct blk_dev disk;
-static uint8_t *dataset;        /* the whole disk image, read by the guest for its reference */
-static struct mnist_header head;
-
-static const char *read_disk(void)
-{
-    const char *err = pci_init();
-    if (!err)
-        err = blk_open(&disk, 0, BLK_FEATURES_OPTIONAL, false, 0);
-    if (err)
-        return err;
-    if (disk.blk_size != BLK_SECTOR)
-        return "block size is not 512";
-    uint64_t bytes = disk.capacity * BLK_SECTOR;
-    if (bytes > (64ull << 20))
-        return "disk larger than 64 MiB";
-    dataset = dma_alloc(bytes, 4096);
-    if (!dataset)
-        return "out of memory for the disk image";
-    const uint32_t chunk = 64u << 10;
-    for (uint64_t at = 0; at < bytes; at += chunk) {
-        uint32_t len = bytes - at < chunk ? (uint32_t)(bytes - at) : chunk;
-        struct blk_io io = { .type = VIRTIO_BLK_T_IN, .sector = at / BLK_SECTOR, .buf = dataset + at, .bytes = len };
-        if (blk_sync(&disk, &io, NULL) != VIRTIO_BLK_S_OK)
-            return "read failed";
-    }
-    memcpy(&head, dataset, sizeof head);
-    if (memcmp(head.magic, MNIST_MAGIC, 8) != 0 || head.version != 1)
-        return "no mnist.img (magic/version); run scripts/make-dataset";
-    if (head.height != 28 || head.width != 28 || head.channels != 1 || head.record_bytes != 28 * 28 + 1)
-        return "records are not 28x28x1 + label";
-    if (head.data_end > bytes || head.train_records + (uint64_t)head.train_count * head.record_bytes > head.data_end)
-        return "the train records run past the disk";
-    return NULL;
-}
+static struct mnist_disk mnist;
+/* The whole disk, read by the guest itself for its reference. */
 
 static bool transport_broken;
 
@@ -144,20 +104,11 @@ static bool loaded_quietly(void)
     return false;
 }
 
-static uint32_t option(const char *key, uint32_t fallback)
-{
-    char text[24] = "";
-    uint64_t v;
-    if (cmdline_get(key, text, sizeof text) && parse_u64(text, &v, NULL) && v > 0 && v < (1u << 31))
-        return (uint32_t)v;
-    return fallback;
-}
-
 static float absf(float x) { return x < 0 ? -x : x; }
 
 int test_preprocess(void)
 {
-    const char *why = read_disk();
+    const char *why = mnist_read(&mnist);
     if (why) {
         printf("preprocess: FAIL: disk: %s\n", why);
         return 1;
@@ -172,13 +123,13 @@ int test_preprocess(void)
         return 1;
     }
     const bool exact = vgpu_capset(&gpu)->backend == 0;
-    uint32_t records = option("pp_records", 256), batches = option("pp_batches", 6), seed = option("pp_seed", 42);
-    if (records > head.train_count)
-        records = head.train_count;
+    uint32_t records = cmdline_u32("pp_records", 256), batches = cmdline_u32("pp_batches", 6), seed = cmdline_u32("pp_seed", 42);
+    if (records > mnist.head.train_count)
+        records = mnist.head.train_count;
     if (records < BATCH)
         records = BATCH;
     printf("preprocess: dataset: %u train records of %ux%ux%u + label at byte %llu; using %u, seed %u, %s check\n",
-           head.train_count, head.height, head.width, head.channels, (unsigned long long)head.train_records, records,
+           mnist.head.train_count, mnist.head.height, mnist.head.width, mnist.head.channels, (unsigned long long)mnist.head.train_records, records,
            seed, exact ? "bit-exact (CPU backend)" : "within 1e-5 (Vulkan)");
 
     struct pp_pipeline p = {
@@ -215,7 +166,7 @@ int test_preprocess(void)
     snprintf(params, sizeof params,
              "disk=0,offset=%llu,records=%u,image=28x28x1,resize=56x56,crop=48x48,padding=4,flip=on,"
              "mean=0.1307,std=0.3081,seed=%u,batch=%u,context=%u,images=%u,labels=%u",
-             (unsigned long long)head.train_records, records, seed, BATCH, ctx.id, images.id, labels.id);
+             (unsigned long long)mnist.head.train_records, records, seed, BATCH, ctx.id, images.id, labels.id);
     printf("preprocess: pipeline: %s\n", params);
     if (enable("enable", params) != VIRTIO_GPU_STATUS_OK)
         return 1;
@@ -268,7 +219,7 @@ int test_preprocess(void)
         float batch_worst = 0;
         for (uint32_t k = 0; k < BATCH; k++) {
             uint64_t position = (uint64_t)a.index * BATCH + k;
-            const uint8_t *rec = dataset + head.train_records + (uint64_t)order[position] * head.record_bytes;
+            const uint8_t *rec = mnist_train_record(&mnist, order[position]);
             t0 = rdtsc();
             pp_image(&p, rec, pp_draw(&p, a.epoch, position), scratch, expected);
             reference_ticks += rdtsc() - t0;
@@ -315,7 +266,7 @@ int test_preprocess(void)
      * during the step, so NEXT only collects it: compare with the mean above,
      * where the guest asked again at once.
      */
-    uint32_t step_ms = option("pp_step_ms", 20), steps = option("pp_steps", 8);
+    uint32_t step_ms = cmdline_u32("pp_step_ms", 20), steps = cmdline_u32("pp_steps", 8);
     uint64_t pipelined = 0, worst_ticks = 0, waited_ns = 0, ready = 0;
     for (uint32_t i = 0; i < steps; i++) {
         uint64_t until = rdtsc() + hz / 1000 * step_ms;
@@ -376,7 +327,7 @@ int test_preprocess(void)
     /* The refusals. Each leaves the service as it was or stopped; the last ones end it. */
     static char bad[512];
     snprintf(bad, sizeof bad, "disk=0,offset=%llu,records=%u,image=28x28x1,batch=64",
-             (unsigned long long)head.train_records, head.train_count * 2);
+             (unsigned long long)mnist.head.train_records, mnist.head.train_count * 2);
     enable("bad: range outside the disk", bad);
     enable("bad: not its disk", "disk=1,records=100,image=28x28x1,batch=10");
     enable("bad: malformed pipeline", "disk=0,records=100,image=28x28x1,crop=64x64,padding=2,batch=10");
@@ -415,7 +366,7 @@ int test_preprocess(void)
     snprintf(params, sizeof params,
              "disk=0,offset=%llu,records=%u,image=28x28x1,resize=56x56,crop=48x48,padding=4,flip=on,"
              "mean=0.1307,std=0.3081,seed=%u,batch=%u,context=%u,images=%u,labels=%u",
-             (unsigned long long)head.train_records, records, seed, BATCH, ctx.id, images.id, labels2.id);
+             (unsigned long long)mnist.head.train_records, records, seed, BATCH, ctx.id, images.id, labels2.id);
     if (enable("enable with new labels", params) == VIRTIO_GPU_STATUS_OK) {
         report("next", next(&a, &err, 1), &err);
         report("destroy the context", vgpu_ctx_destroy(&ctx), &err);

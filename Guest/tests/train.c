@@ -39,6 +39,7 @@
 #include "malv/intr.h"
 #include "malv/memory.h"
 #include "malv/pci.h"
+#include "malv/splitmix.h"
 #include "malv/string.h"
 #include "malv/test.h"
 #include "malv/tsc.h"
@@ -100,26 +101,8 @@ static uint32_t n_train, n_test;
 static uint32_t perm[MAX_TRAIN];
 static uint64_t rng_state = 0x6d616c76766d2121ull;
 
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float uniform(float bound)      /* [-bound, bound) */
-{
-    return bound * (2.0f * (float)(next_u64() >> 40) * (1.0f / 16777216.0f) - 1.0f);
-}
-
-static double m_sqrt(double x)
-{
-    double r = x > 1 ? x : 1;
-    for (int i = 0; i < 60; i++)
-        r = 0.5 * (r + x / r);
-    return r;
-}
+static uint64_t next_u64(void) { return splitmix64_next(&rng_state); }
+static float uniform(float bound) { return splitmix64_uniform(&rng_state, bound); }
 
 /* ---- the dataset ---- */
 
@@ -421,7 +404,7 @@ int test_train(void)
 
     /* Parameters: uniform +-sqrt(6 / (fan_in + fan_out)), biases 0; velocity starts at 0 (HOST blobs are zeroed). */
     float *p = vgpu_f32p(&params);
-    float b1 = (float)m_sqrt(6.0 / (IN + HID)), b2 = (float)m_sqrt(6.0 / (HID + OUT));
+    float b1 = (float)newton_sqrt(6.0 / (IN + HID)), b2 = (float)newton_sqrt(6.0 / (HID + OUT));
     for (uint32_t i = 0; i < IN * HID; i++)
         p[P_W1 + i] = uniform(b1);
     for (uint32_t i = 0; i < HID * OUT; i++)

@@ -23,15 +23,18 @@ enum ShaderKernel: String, CaseIterable, Sendable {
     case cropBatch = "crop_batch"
     case flipHorizontal = "flip_horizontal"
     case resizeBilinear = "resize_bilinear"
+    case maxPool2DForward = "maxpool2d_forward"
+    case maxPool2DBackward = "maxpool2d_backward"
 
     /// Storage-buffer bindings in descriptor set 0, numbered from 0 (matches the GLSL).
     var bindingCount: Int {
         switch self {
         case .scale: return 1
         case .biasAdd, .activation, .softmax, .reduceRows, .reduceColumns, .axpy, .channelSum,
-             .normalizeU8, .crop, .flipHorizontal, .resizeBilinear:
+             .normalizeU8, .crop, .flipHorizontal, .resizeBilinear, .maxPool2DForward:
             return 2
-        case .sgemm, .sgemmTile128, .activationBackward, .conv2dBackwardData, .conv2dBackwardFilter, .cropBatch:
+        case .sgemm, .sgemmTile128, .activationBackward, .conv2dBackwardData, .conv2dBackwardFilter, .cropBatch,
+             .maxPool2DBackward:
             return 3
         case .softmaxCrossEntropy, .conv2dForward:
             return 4

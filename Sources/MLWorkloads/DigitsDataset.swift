@@ -86,7 +86,8 @@ public struct DigitsDataset: Sendable {
             + "0..\(maxValue), \(classes) classes, shuffle seed \(seed), crc32 0x\(hex8(crc32)) ok"
     }
 
-    private static func readFile(_ path: String) throws(LoadError) -> [UInt8] {
+    /// The whole file (a dataset disk image: at most 128 MiB).
+    static func readFile(_ path: String) throws(LoadError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw LoadError("disk: cannot open '\(path)': \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -100,7 +101,7 @@ public struct DigitsDataset: Sendable {
             }
             if n == 0 { break }
             bytes += chunk[0 ..< n]
-            guard bytes.count <= 128 << 20 else { throw LoadError("disk: '\(path)' is too large for a digits image") }
+            guard bytes.count <= 128 << 20 else { throw LoadError("disk: '\(path)' is too large for a dataset image") }
         }
         return bytes
     }

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import GPUHost
 import Platform
+import PreprocessDraws
 
 /// The guest's test=train (Guest/tests/train.c) as a host process: the same data, seed,
 /// shuffle, initialisation, MLP 64-128-10, batch, epochs, SGD with momentum and the same
@@ -70,7 +71,7 @@ public final class DigitsMLP {
     public let epochs: Int
     let client: ClientID
 
-    private var rngState = DigitsMLP.seed
+    private var random = SplitMix64(state: DigitsMLP.seed)
     private var perm: [Int]
 
     // "GUEST" buffers: written or read by the host process.
@@ -124,24 +125,6 @@ public final class DigitsMLP {
     }
 
     public var stepsPerEpoch: Int { (dataset.trainCount + batchSize - 1) / batchSize }
-
-    // MARK: splitmix64, as the guest
-
-    private func nextU64() -> UInt64 {
-        rngState &+= 0x9e37_79b9_7f4a_7c15
-        var z = rngState
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    /// [-bound, bound), in float arithmetic as the guest computes it.
-    private func uniform(_ bound: Float) -> Float {
-        let r = Float(nextU64() >> 40)
-        let t: Float = 2.0 * r
-        let u: Float = t * (1.0 / 16_777_216.0)
-        return bound * (u - 1.0)
-    }
 
     /// The guest's libm-free square root (60 Newton steps), so the bounds match to the bit.
     static func newtonSqrt(_ x: Double) -> Double {
@@ -208,7 +191,7 @@ public final class DigitsMLP {
         let IN = Self.inputs, HID = Self.hidden, OUT = Self.outputs
         var i = nTrain - 1
         while i > 0 {
-            let j = Int(nextU64() % UInt64(i + 1))
+            let j = Int(random.next() % UInt64(i + 1))
             perm.swapAt(i, j)
             i -= 1
         }
@@ -278,8 +261,8 @@ public final class DigitsMLP {
         // Parameters: uniform +-sqrt(6 / (fan_in + fan_out)), biases 0; velocity starts at 0.
         var p = [Float](repeating: 0, count: Self.parameterCount)
         let b1 = Float(Self.newtonSqrt(6.0 / Double(IN + HID))), b2 = Float(Self.newtonSqrt(6.0 / Double(HID + OUT)))
-        for i in 0 ..< IN * HID { p[Self.pW1 + i] = uniform(b1) }
-        for i in 0 ..< HID * OUT { p[Self.pW2 + i] = uniform(b2) }
+        for i in 0 ..< IN * HID { p[Self.pW1 + i] = random.uniform(b1) }
+        for i in 0 ..< HID * OUT { p[Self.pW2 + i] = random.uniform(b2) }
         try write(params, p, "upload")
 
         var pixels = [UInt8](repeating: 0, count: nTrain * IN)

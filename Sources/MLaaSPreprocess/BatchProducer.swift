@@ -3,6 +3,7 @@ import CMLaaS
 import Glibc
 #endif
 import MLaaSServiceSupport
+import PreprocessDraws
 
 /// One batch as the guest's NEXT request hears of it (docs/mlaas.md, "preprocess requests").
 struct BatchInfo: Equatable {
@@ -242,7 +243,7 @@ final class BatchProducer: @unchecked Sendable {
             }
             pixels.replaceSubrange(k * p.pixelBytes ..< (k + 1) * p.pixelBytes, with: record[0 ..< p.pixelBytes])
             labels[k] = UInt32(record[p.pixelBytes])
-            draws.append(Augmentation.draw(p, epoch: epoch, position: position))
+            draws.append(Augmentation.draw(p.geometry, seed: p.seed, epoch: epoch, position: position))
         }
         lastReadNanoseconds = Self.now() - readStart
         let kernels = self.kernels(slot: m % 2, draws: draws)

@@ -1,6 +1,8 @@
 // The pipeline description a guest enables `preprocess` with (configure's parameters), parsed
 // and checked against the VM's disks; docs/mlaas.md documents the keys.
 
+import PreprocessDraws
+
 struct Pipeline {
     var disk = 0
     var offset: UInt64 = 0
@@ -27,6 +29,11 @@ struct Pipeline {
     var recordBytes: UInt64 { UInt64(height * width * channels) + 1 }
     var pixelBytes: Int { height * width * channels }
     var hasCrop: Bool { cropHeight > 0 }
+    /// What the per-image draws depend on (PreprocessDraws).
+    var geometry: AugmentationGeometry {
+        AugmentationGeometry(resizeHeight: resizeHeight, resizeWidth: resizeWidth, cropHeight: cropHeight,
+                             cropWidth: cropWidth, padding: padding, flip: flip)
+    }
     /// The size of an output image: the crop's, else the resize's.
     var outHeight: Int { hasCrop ? cropHeight : resizeHeight }
     var outWidth: Int { hasCrop ? cropWidth : resizeWidth }

@@ -94,6 +94,8 @@ public enum ComputeStream {
         case flipHorizontal = 15
         case resizeBilinear = 16
         case copy = 17
+        case maxpool2dForward = 18
+        case maxpool2dBackward = 19
 
         /// The exact length of the command, head included: every command is fixed-size, so
         /// a length that differs is a malformed (or future-version) command.
@@ -118,6 +120,8 @@ public enum ComputeStream {
             case .flipHorizontal: body = 16 + 2 * r
             case .resizeBilinear: body = 24 + 2 * r
             case .copy: body = 2 * r
+            case .maxpool2dForward: body = 16 + 2 * r
+            case .maxpool2dBackward: body = 16 + 3 * r
             }
             return ComputeStream.commandHeadSize + body
         }
@@ -211,6 +215,9 @@ public enum ComputeStream {
             case 1: return .gelu
             default: throw .badEnumValue(command: index, field: "activation", value: value)
             }
+        }
+        func poolShape() throws(ComputeStreamError) -> MaxPool2DShape {
+            MaxPool2DShape(batch: try int(), channels: try int(), height: try int(), width: try int())
         }
         func convShape() throws(ComputeStreamError) -> Conv2DShape {
             Conv2DShape(batch: try int(), inChannels: try int(), height: try int(), width: try int(),
@@ -344,6 +351,15 @@ public enum ComputeStream {
             }
             return .crop(CropParams(batch: 1, channels: 1, height: 1, width: source.count, top: 0, left: 0,
                                     outHeight: 1, outWidth: source.count, input: source, output: destination))
+        case .maxpool2dForward:
+            let shape = try poolShape()
+            return .maxPool2DForward(MaxPool2DForwardParams(shape: shape, input: try reference("input"),
+                                                            output: try reference("output")))
+        case .maxpool2dBackward:
+            let shape = try poolShape()
+            return .maxPool2DBackward(MaxPool2DBackwardParams(
+                shape: shape, input: try reference("input"), outputGradient: try reference("outputGradient"),
+                inputGradient: try reference("inputGradient")))
         }
     }
 }

@@ -32,6 +32,11 @@ struct ValidationTests {
             ("flipHorizontal", .flipHorizontal(FlipParams(batch: 1, channels: 1, height: 2, width: 0, input: r, output: r))),
             ("resizeBilinear", .resizeBilinear(ResizeParams(batch: 1, channels: 1, height: 2, width: 2, outHeight: 0, outWidth: 2,
                                                             input: r, output: r))),
+            ("maxPool2DForward", .maxPool2DForward(MaxPool2DForwardParams(
+                shape: MaxPool2DShape(batch: 0, channels: 1, height: 2, width: 2), input: r, output: r))),
+            ("maxPool2DBackward", .maxPool2DBackward(MaxPool2DBackwardParams(
+                shape: MaxPool2DShape(batch: 1, channels: 1, height: 0, width: 2), input: r, outputGradient: r,
+                inputGradient: r))),
         ]
     }
 

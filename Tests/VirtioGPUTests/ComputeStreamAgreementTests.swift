@@ -258,6 +258,26 @@ import Testing
                 $0.copy(source: source.bytes, destination: destination.bytes)
             }
         }
+        do {
+            let input = R(2401, 320, 0xe00), output = R(2402, 324, 0xe40)
+            let shape = MaxPool2DShape(batch: 241, channels: 251, height: 257, width: 263)
+            add("maxpool2d_forward", .maxpool2dForward,
+                .maxPool2DForward(MaxPool2DForwardParams(shape: shape, input: input.range(), output: output.range()))) {
+                $0.maxPool2DForward(batch: 241, channels: 251, height: 257, width: 263, input: input.bytes,
+                                    output: output.bytes)
+            }
+        }
+        do {
+            let input = R(2501, 328, 0xe80), outputGradient = R(2502, 332, 0xec0), inputGradient = R(2503, 336, 0x5_0000_0f00)
+            let shape = MaxPool2DShape(batch: 269, channels: 271, height: 277, width: 281)
+            add("maxpool2d_backward", .maxpool2dBackward,
+                .maxPool2DBackward(MaxPool2DBackwardParams(shape: shape, input: input.range(),
+                                                           outputGradient: outputGradient.range(),
+                                                           inputGradient: inputGradient.range()))) {
+                $0.maxPool2DBackward(batch: 269, channels: 271, height: 277, width: 281, input: input.bytes,
+                                     outputGradient: outputGradient.bytes, inputGradient: inputGradient.bytes)
+            }
+        }
         return list
     }()
 

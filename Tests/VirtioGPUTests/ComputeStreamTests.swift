@@ -94,6 +94,13 @@ import Testing
             (.copy, ref(1, 0, 10) + ref(2, 5, 10),
              .crop(CropParams(batch: 1, channels: 1, height: 1, width: 10, top: 0, left: 0, outHeight: 1, outWidth: 10,
                               input: range(1, 0, 10), output: range(2, 5, 10)))),
+            (.maxpool2dForward, words([2, 3, 8, 7]) + ref(1, 0, 336) + ref(2, 0, 72),
+             .maxPool2DForward(MaxPool2DForwardParams(shape: MaxPool2DShape(batch: 2, channels: 3, height: 8, width: 7),
+                                                      input: range(1, 0, 336), output: range(2, 0, 72)))),
+            (.maxpool2dBackward, words([2, 3, 8, 7]) + ref(1, 0, 336) + ref(2, 0, 72) + ref(3, 0, 336),
+             .maxPool2DBackward(MaxPool2DBackwardParams(shape: MaxPool2DShape(batch: 2, channels: 3, height: 8, width: 7),
+                                                        input: range(1, 0, 336), outputGradient: range(2, 0, 72),
+                                                        inputGradient: range(3, 0, 336)))),
         ]
     }()
 

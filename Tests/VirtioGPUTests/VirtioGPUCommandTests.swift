@@ -68,7 +68,7 @@ import Testing
         var c = WireReader(capsetBytes, at: 24)
         #expect(try c.u32() == 1)  // capset version
         #expect(try c.u32() == UInt32(ComputeStream.version))
-        #expect(try c.u32() == 0x3fffe)  // opcodes 1...17
+        #expect(try c.u32() == 0xffffe)  // opcodes 1...19
         #expect(try c.u32() == UInt32(ComputeStream.maxCommands))
         #expect(try c.u32() == UInt32(ComputeStream.maxStreamBytes))
         #expect(try c.u32() == 4)

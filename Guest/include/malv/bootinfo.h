@@ -49,5 +49,7 @@ const char *memmap_type_name(uint32_t type);
  * Copies the value (possibly empty) and returns true if the key is there.
  */
 bool cmdline_get(const char *key, char *value, size_t size);
+/* KEY=N with 0 < N < 2^31, else `fallback` (absent or malformed alike). */
+uint32_t cmdline_u32(const char *key, uint32_t fallback);
 
 #endif

@@ -16,6 +16,7 @@ int test_hello(void);
 int test_selftest(void);
 int test_idle(void);
 int test_mlaas(void);
+int test_cnn(void);
 int test_preprocess(void);
 int test_pci(void);
 int test_blk(void);

@@ -53,7 +53,9 @@ enum vgpu_opcode {
     VGPU_OP_FLIP_HORIZONTAL = 15,
     VGPU_OP_RESIZE_BILINEAR = 16,
     VGPU_OP_COPY = 17,
-    VGPU_OP_COUNT = 18,
+    VGPU_OP_MAXPOOL2D_FORWARD = 18,
+    VGPU_OP_MAXPOOL2D_BACKWARD = 19,
+    VGPU_OP_COUNT = 20,
 };
 
 enum vgpu_activation { VGPU_RELU = 0, VGPU_GELU = 1 };   /* GELU: the tanh approximation */
@@ -276,6 +278,18 @@ bool vgpu_resize_bilinear(struct vgpu_stream *s, uint32_t batch, uint32_t channe
                           struct vgpu_ref output);
 /* 4-byte words, same length, no overlap */
 bool vgpu_copy(struct vgpu_stream *s, struct vgpu_ref source, struct vgpu_ref destination);
+/*
+ * 2x2 stride-2 max pool of NCHW f32, output batch x channels x (height / 2) x (width / 2)
+ * (rounded down). A window's maximum is its first largest element in row-major order
+ * (ties: the first; a later element wins only when strictly greater); backward sends each
+ * output gradient to that element, recomputed from `input` (the forward's input), and
+ * writes 0 everywhere else.
+ */
+bool vgpu_maxpool2d_forward(struct vgpu_stream *s, uint32_t batch, uint32_t channels, uint32_t height,
+                            uint32_t width, struct vgpu_ref input, struct vgpu_ref output);
+bool vgpu_maxpool2d_backward(struct vgpu_stream *s, uint32_t batch, uint32_t channels, uint32_t height,
+                             uint32_t width, struct vgpu_ref input, struct vgpu_ref output_grad,
+                             struct vgpu_ref input_grad);
 /* Any command: head (opcode, length = 8 + len) then `len` bytes of body. For tests of refusals. */
 bool vgpu_raw(struct vgpu_stream *s, uint16_t opcode, const void *body, uint32_t len);
 

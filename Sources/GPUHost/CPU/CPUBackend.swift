@@ -81,11 +81,11 @@ public final class CPUBackend: ComputeBackend {
             // The CPU "device" is this thread: its CPU time is what the batch cost, as a GPU's
             // timestamps measure execution only. Wall time would also bill the client for
             // whatever else the host ran meanwhile.
-            let start = Self.threadCPUNanoseconds()
+            let start = threadCPUNanoseconds()
             for kernel in batch.kernels {
                 try CPUKernelRunner(buffers: state.buffers.byID).run(kernel)
             }
-            let elapsed = Self.threadCPUNanoseconds() &- start
+            let elapsed = threadCPUNanoseconds() &- start
             let downloadStart = monotonicNanoseconds()
             for download in batch.downloads {
                 guard let buffer = buffers[download.buffer], let destination = download.host.baseAddress else { continue }
@@ -100,12 +100,6 @@ public final class CPUBackend: ComputeBackend {
                 uploadNanoseconds: uploadNanoseconds, downloadNanoseconds: downloadNanoseconds)
             return id
         }
-    }
-
-    static func threadCPUNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
     public func isComplete(_ submission: SubmissionID) throws(GPUError) -> Bool {

@@ -50,6 +50,11 @@ struct CPUKernelRunner {
             try store(CPUReference.flipHorizontal(p, input: floats(p.input)), p.output)
         case let .resizeBilinear(p):
             try store(CPUReference.resizeBilinear(p, input: floats(p.input)), p.output)
+        case let .maxPool2DForward(p):
+            try store(CPUReference.maxPool2DForward(p.shape, input: floats(p.input)), p.output)
+        case let .maxPool2DBackward(p):
+            try store(CPUReference.maxPool2DBackward(p.shape, input: floats(p.input),
+                                                     outputGradient: floats(p.outputGradient)), p.inputGradient)
         }
     }
 

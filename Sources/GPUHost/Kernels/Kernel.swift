@@ -18,6 +18,8 @@ public enum Kernel: Hashable, Sendable {
     case crop(CropParams)
     case flipHorizontal(FlipParams)
     case resizeBilinear(ResizeParams)
+    case maxPool2DForward(MaxPool2DForwardParams)
+    case maxPool2DBackward(MaxPool2DBackwardParams)
 
     /// Largest dimension or element count any kernel accepts. Shaders index with 32-bit
     /// unsigned integers; keeping counts below 2^31 leaves headroom for offsets.
@@ -41,6 +43,8 @@ public enum Kernel: Hashable, Sendable {
         case .crop: return "crop"
         case .flipHorizontal: return "flipHorizontal"
         case .resizeBilinear: return "resizeBilinear"
+        case .maxPool2DForward: return "maxPool2DForward"
+        case .maxPool2DBackward: return "maxPool2DBackward"
         }
     }
 }

@@ -221,7 +221,43 @@ extension Kernel {
                 KernelOperand(name: "output", range: p.output, access: .write,
                               expectedCount: try check.product("output", planes, outHeight, outWidth), pointwise: false),
             ]
+
+        case let .maxPool2DForward(p):
+            let dims = try PoolDimensions(p.shape, check)
+            return [
+                KernelOperand(name: "input", range: p.input, access: .read, expectedCount: dims.inputCount, pointwise: false),
+                KernelOperand(name: "output", range: p.output, access: .write, expectedCount: dims.outputCount, pointwise: false),
+            ]
+
+        case let .maxPool2DBackward(p):
+            let dims = try PoolDimensions(p.shape, check)
+            return [
+                KernelOperand(name: "input", range: p.input, access: .read, expectedCount: dims.inputCount, pointwise: false),
+                KernelOperand(name: "outputGradient", range: p.outputGradient, access: .read,
+                              expectedCount: dims.outputCount, pointwise: false),
+                KernelOperand(name: "inputGradient", range: p.inputGradient, access: .write,
+                              expectedCount: dims.inputCount, pointwise: false),
+            ]
         }
+    }
+}
+
+/// A max-pool shape with every dimension checked and every count overflow-free. A side
+/// shorter than the window would give an empty output: refused, as a zero dimension would be.
+struct PoolDimensions {
+    let inputCount: Int
+    let outputCount: Int
+
+    init(_ s: MaxPool2DShape, _ check: ShapeChecker) throws(KernelValidationError) {
+        let n = try check.positive("batch", s.batch)
+        let c = try check.positive("channels", s.channels)
+        let h = try check.positive("height", s.height)
+        let w = try check.positive("width", s.width)
+        let window = MaxPool2DShape.window
+        guard h >= window else { throw check.invalid("height", "\(h) is smaller than the \(window)x\(window) window") }
+        guard w >= window else { throw check.invalid("width", "\(w) is smaller than the \(window)x\(window) window") }
+        inputCount = try check.product("batch*channels*height*width", n, c, h, w)
+        outputCount = try check.product("batch*channels*outHeight*outWidth", n, c, s.outHeight, s.outWidth)
     }
 }
 

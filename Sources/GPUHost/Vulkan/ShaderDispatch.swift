@@ -158,6 +158,18 @@ extension Kernel {
                            u(p.input.offset), u(p.output.offset),
                            f(Float(p.height) / Float(p.outHeight)), f(Float(p.width) / Float(p.outWidth))],
                           elementwise(p.batch * p.channels * p.outHeight * p.outWidth))
+
+        case let .maxPool2DForward(p):
+            let s = p.shape
+            return single(.maxPool2DForward, [p.input, p.output],
+                          s.pushWords + [u(p.input.offset), u(p.output.offset)],
+                          elementwise(s.batch * s.channels * s.outHeight * s.outWidth))
+
+        case let .maxPool2DBackward(p):
+            let s = p.shape
+            return single(.maxPool2DBackward, [p.input, p.outputGradient, p.inputGradient],
+                          s.pushWords + [u(p.input.offset), u(p.outputGradient.offset), u(p.inputGradient.offset)],
+                          elementwise(s.batch * s.channels * s.height * s.width))
         }
     }
 }
@@ -233,5 +245,12 @@ extension Conv2DShape {
     var pushWords: [UInt32] {
         [batch, inChannels, height, width, outChannels, kernelHeight, kernelWidth, outHeight, outWidth,
          strideY, strideX, padY, padX].map { UInt32(truncatingIfNeeded: $0) }
+    }
+}
+
+extension MaxPool2DShape {
+    /// The 5 shape words both maxpool2d*.comp `Params` blocks start with.
+    var pushWords: [UInt32] {
+        [batch * channels, height, width, outHeight, outWidth].map { UInt32(truncatingIfNeeded: $0) }
     }
 }

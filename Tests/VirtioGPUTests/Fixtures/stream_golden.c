@@ -94,6 +94,10 @@ int main(int argc, char **argv)
           "resize_bilinear");
     /* COPY needs equal lengths: the ids and offsets differ. */
     check(vgpu_copy(&s, R(2301, 316, 0xd80), R(2302, 316, 0x400000dc0ull)), "copy");
+    check(vgpu_maxpool2d_forward(&s, 241, 251, 257, 263, R(2401, 320, 0xe00), R(2402, 324, 0xe40)),
+          "maxpool2d_forward");
+    check(vgpu_maxpool2d_backward(&s, 269, 271, 277, 281, R(2501, 328, 0xe80), R(2502, 332, 0xec0),
+                                  R(2503, 336, 0x500000f00ull)), "maxpool2d_backward");
 
     check(vgpu_stream_finish(&s), "the stream header (vgpu_stream_finish)");
     if (failures)

@@ -374,6 +374,16 @@ struct StreamBuilder {
         command(.copy, [], source, destination)
     }
 
+    mutating func maxPool2DForward(batch: UInt32, channels: UInt32, height: UInt32, width: UInt32, input: [UInt8],
+                                   output: [UInt8]) {
+        command(.maxpool2dForward, [batch, channels, height, width], input, output)
+    }
+
+    mutating func maxPool2DBackward(batch: UInt32, channels: UInt32, height: UInt32, width: UInt32, input: [UInt8],
+                                    outputGradient: [UInt8], inputGradient: [UInt8]) {
+        command(.maxpool2dBackward, [batch, channels, height, width], input, outputGradient, inputGradient)
+    }
+
     /// The usual layout: u32 words, then buffer references.
     private mutating func command(_ opcode: ComputeStream.Opcode, _ words: [UInt32], _ references: [UInt8]...) {
         var w = WireWriter()
