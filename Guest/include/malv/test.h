@@ -17,6 +17,7 @@ int test_selftest(void);
 int test_idle(void);
 int test_mlaas(void);
 int test_preprocess(void);
+int test_shuffleread(void);
 int test_pci(void);
 int test_blk(void);
 int test_blkbench(void);
