@@ -10,10 +10,10 @@ import Testing
     static let dataset = Harness.packageRoot.appendingPathComponent("Guest/build/mnist.img").path
 
     /// 1,000 records, 3 epochs, no preprocessing: the reads alone, quick on a loaded CI host.
-    static func run(_ extra: [String], modules: String, metrics: String, epochs: Int = 3) -> [String] {
+    static func run(_ extra: [String], modules: String, metrics: String, epochs: Int = 3, records: Int = 1000) -> [String] {
         ["run", "--kernel", Harness.guest, "--api-socket", "none", "--disk", dataset + ",readonly,direct",
          "--mlaas-dir", modules, "--metrics", metrics,
-         "--cmdline", "test=shuffleread sr_records=1000 sr_epochs=\(epochs) sr_work=0"] + extra
+         "--cmdline", "test=shuffleread sr_records=\(records) sr_epochs=\(epochs) sr_work=0"] + extra
     }
 
     struct Disk: Decodable {
@@ -51,15 +51,17 @@ import Testing
         }
     }
 
+    /// All 4,000 records (3 MiB, more than the host's 1 MiB read-ahead cache: a smaller dataset
+    /// ends up cached whole by any read-ahead, right or wrong).
     @Test func sequentialReadAheadBarelyHelpsAShuffle() throws {
         let modules = try MLaaSCommandTests.ModuleDirectory()
         let metrics = modules.path + "/metrics.json"
         let result = try Harness.malvvm(Self.run(["--mlaas", "prefetch", "--mlaas-config", "prefetch:policy=sequential,window=8"],
-                                                 modules: modules.path, metrics: metrics), timeout: 300)
+                                                 modules: modules.path, metrics: metrics, epochs: 2, records: 4000), timeout: 300)
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         let disk = try Self.disk(metrics)
         #expect(disk.readAheadBytes > 0, "\(disk)")
-        #expect(Double(disk.cacheHits) / Double(disk.reads) < 0.3, "\(disk)")
+        #expect(Double(disk.cacheHits) / Double(disk.reads) < 0.5, "\(disk)")
     }
 
     @Test func badParametersStopTheRunWithOneLine() throws {
