@@ -34,6 +34,7 @@
 #include "malv/console.h"
 #include "malv/format.h"
 #include "malv/memory.h"
+#include "malv/mnist.h"
 #include "malv/pci.h"
 #include "malv/preprocess.h"
 #include "malv/string.h"
@@ -44,15 +45,8 @@
 #include "malv/x86.h"
 
 #define SERVICE "preprocess"
-#define MNIST_MAGIC "MALVMNST"
 #define BATCH 64
 
-struct mnist_header {
-    char magic[8];
-    uint32_t version, header_bytes, train_count, test_count, height, width, channels, classes, record_bytes, seed;
-    uint64_t train_records, test_records, data_end;
-    uint32_t data_crc32;
-} __attribute__((packed));
 
 static struct vgpu gpu;
 static struct blk_dev disk;

@@ -21,6 +21,7 @@
 #include "malv/console.h"
 #include "malv/format.h"
 #include "malv/memory.h"
+#include "malv/mnist.h"
 #include "malv/pci.h"
 #include "malv/preprocess.h"
 #include "malv/string.h"
@@ -29,15 +30,8 @@
 #include "malv/virtio_blk.h"
 #include "malv/x86.h"
 
-#define MNIST_MAGIC "MALVMNST"
 #define MAX_EPOCHS 16u
 
-struct mnist_header {
-    char magic[8];
-    uint32_t version, header_bytes, train_count, test_count, height, width, channels, classes, record_bytes, seed;
-    uint64_t train_records, test_records, data_end;
-    uint32_t data_crc32;
-} __attribute__((packed));
 
 static struct blk_dev disk;
 
