@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Hypervisor
 @testable import MLaaS
 import Testing
 
@@ -189,11 +190,14 @@ import Testing
         defer { registry.unloadAll() }
         let (description, disk) = try vm("reader")
         defer { unlink(disk) }
-        let binding = try registry.attach(service: "prefetch", vm: description)
+        // With the disk's virtio-blk behind the grant: prefetch watches it (PrefetchServiceTests).
+        var withDevice = description
+        withDevice.disks[0].device = try VirtioBlock(path: disk, readOnly: true)
+        let binding = try registry.attach(service: "prefetch", vm: withDevice)
         try binding.configure("order=2,window=16")
         try binding.configure("")
         let error = mlaasError { () throws(MLaaSError) in try binding.configure("order=9") }
-        #expect(error == .refused(service: "prefetch", reason: "order must be 1...4"))
+        #expect(error == .refused(service: "prefetch", reason: "order must be 1...4, not 9"))
     }
 
     @Test func unloadingDetachesEveryVMAndTheirNextRequestIsAnError() throws {
