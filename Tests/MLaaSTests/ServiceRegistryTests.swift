@@ -188,12 +188,13 @@ import Testing
     @Test func prefetchValidatesItsParametersToo() throws {
         try registry.load(service: "prefetch")
         defer { registry.unloadAll() }
-        let (description, disk) = try vm("reader")
+        // A disk of whole sectors with its virtio-blk behind the grant: prefetch watches it
+        // (PrefetchServiceTests).
+        let disk = try Modules.dataset(records: 128, bytesPerImage: 127)
         defer { unlink(disk) }
-        // With the disk's virtio-blk behind the grant: prefetch watches it (PrefetchServiceTests).
-        var withDevice = description
-        withDevice.disks[0].device = try VirtioBlock(path: disk, readOnly: true)
-        let binding = try registry.attach(service: "prefetch", vm: withDevice)
+        let description = try VMDescription.grantingWholeDisks(name: "reader", paths: [disk],
+                                                               devices: [try VirtioBlock(path: disk, readOnly: true)])
+        let binding = try registry.attach(service: "prefetch", vm: description)
         try binding.configure("order=2,window=16")
         try binding.configure("")
         let error = mlaasError { () throws(MLaaSError) in try binding.configure("order=9") }
