@@ -5,7 +5,8 @@ import PackageDescription
 //   malvvm → ControlAPI → VGPUAssembly → VirtioGPU, FullVGPU, GPUDaemon → VGPUCore → GPUHost
 //   VirtioGPU, FullVGPU, GPUDaemon → Hypervisor → Platform, CKVM;  FullVGPU → GVMCS
 //   malvvm → GPUBenchmarks → GPUHost (the `malvvm bench gpu` measurements)
-//   malvvm, ControlAPI → MLaaS → CMLaaS (the service C ABI), Platform; service modules → CMLaaS only
+//   malvvm, ControlAPI → MLaaS → CMLaaS (the service C ABI), Hypervisor (virtio-blk's read hook), Platform;
+//   service modules → CMLaaS only
 // The vGPU kinds (VirtioGPU, FullVGPU) never depend on each other; GPUDaemon serves para-vGPUs
 // (VirtioGPU) and knows nothing of the full-vGPU; only VGPUAssembly knows every kind.
 let package = Package(
@@ -147,7 +148,7 @@ let package = Package(
         // MLaaS: service modules loaded at run time (dlopen, from an operator-owned directory only)
         // through a versioned C ABI, and attached to the VMs that select them (docs/mlaas.md).
         .target(name: "CMLaaS"),
-        .target(name: "MLaaS", dependencies: ["CMLaaS", "Platform", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "MLaaS", dependencies: ["CMLaaS", "Hypervisor", "Platform", .product(name: "Logging", package: "swift-log")]),
         // The services, each a dynamic library product; they see the host only through the ABI.
         // What every Swift service module needs on the ABI's side; linked into each module.
         .target(name: "MLaaSServiceSupport", dependencies: ["CMLaaS"]),
@@ -211,7 +212,7 @@ let package = Package(
         .testTarget(name: "FullVGPUTests", dependencies: ["FullVGPU", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "MLWorkloadsTests", dependencies: ["MLWorkloads"]),
         // Fixtures/: C the agreement test builds with the host's gcc (ComputeStreamAgreementTests).
-        .testTarget(name: "MLaaSTests", dependencies: ["MLaaS", "CMLaaS"]),
+        .testTarget(name: "MLaaSTests", dependencies: ["MLaaS", "CMLaaS", "Hypervisor"]),
         .testTarget(name: "VirtioGPUTests",
                     dependencies: ["VirtioGPU", "VGPUCore", "Hypervisor", "Platform", "GPUHost", "VirtioTestSupport", .product(name: "Logging", package: "swift-log")],
                     exclude: ["Fixtures"],

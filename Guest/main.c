@@ -17,6 +17,7 @@ static const struct guest_test tests[] = {
     { "vgpubench", test_vgpubench, "para-vGPU submission latency and throughput per batch size" },
     { "vgpuload", test_vgpuload, "para-vGPU: keep submissions in flight for a while (sharing measurements)" },
     { "mlaas", test_mlaas, "para-vGPU MLaaS requests: list, enable preprocess (valid, malformed), unknown, disable" },
+    { "shuffleread", test_shuffleread, "the MNIST train records read one request each in a fixed shuffle, epoch after epoch (MLaaS prefetch's workload)" },
     { "preprocess", test_preprocess, "MLaaS preprocess: batches augmented on the host's GPU from the MNIST disk, checked against the CPU reference; refusals" },
     { "cnn", test_cnn, "the CNN job on the MNIST disk: preprocessing on this vCPU (cnn_pp=guest) or offloaded to MLaaS preprocess (cnn_pp=host)" },
     { "train", test_train, "para-vGPU: train an MLP on the digits disk image (scripts/make-dataset)" },

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Hummingbird
+import Hypervisor
 import MLaaS
 import Synchronization
 import VGPUCore
@@ -62,10 +63,14 @@ public final class MLaaSController: MLaaSControl {
         public var name: String
         /// The VM's disks' backing files, in --disk order.
         public var diskPaths: [String]
+        /// Their virtio-blk devices, in the same order, for the services' block hooks (none: a
+        /// service can read the disks but not watch them).
+        public var disks: [VirtioBlock]
 
-        public init(name: String, diskPaths: [String]) {
+        public init(name: String, diskPaths: [String], disks: [VirtioBlock] = []) {
             self.name = name
             self.diskPaths = diskPaths
+            self.disks = disks
         }
     }
 
@@ -91,6 +96,15 @@ public final class MLaaSController: MLaaSControl {
         _ = try attachVM(to: try registry.load(service: name))
     }
 
+    /// `--mlaas-config NAME:PARAMETERS`: the operator's parameters for a service this VM
+    /// selected (its `configure`, as a guest's enable would; no vGPU behind it).
+    public func configure(service name: String, parameters: String) throws(MLaaSError) {
+        guard let binding = binding(name) else {
+            throw vm.map { MLaaSError.notAttached(service: name, vm: $0.name) } ?? .unknownService(name)
+        }
+        try binding.configure(parameters)
+    }
+
     public func services() -> [MLaaSServiceInfo] { registry.list().map(MLaaSServiceInfo.init) }
 
     public func loadService(_ request: LoadServiceRequest) async throws(APIError) -> MLaaSServiceInfo {
@@ -114,7 +128,8 @@ public final class MLaaSController: MLaaSControl {
     private func attachVM(to loaded: ServiceInfo) throws(MLaaSError) -> ServiceInfo {
         guard let vm else { return loaded }
         do throws(MLaaSError) {
-            try registry.attach(service: loaded.name, vm: try VMDescription.grantingWholeDisks(name: vm.name, paths: vm.diskPaths))
+            try registry.attach(service: loaded.name,
+                                vm: try VMDescription.grantingWholeDisks(name: vm.name, paths: vm.diskPaths, devices: vm.disks))
         } catch {
             try? registry.unload(loaded.name)
             throw error

@@ -65,7 +65,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
         self.makeScheduler = makeScheduler
         self.services = services ?? MLaaSController(
             registry: ServiceRegistry(directory: .besideExecutable),
-            vm: .init(name: name, diskPaths: machine.configuration.disks.map(\.path)))
+            vm: .init(name: name, diskPaths: machine.configuration.disks.map(\.path), disks: machine.disks))
         state.withLock { $0.scheduler = scheduler }
     }
 

@@ -1,5 +1,6 @@
 import CMLaaS
 import Glibc
+import Hypervisor
 import Logging
 import Platform
 
@@ -13,12 +14,20 @@ public struct DiskGrant: Sendable, Equatable {
     public var path: String
     public var offset: UInt64
     public var length: UInt64
+    /// The VM's virtio-blk device for this disk, where it runs in this process: what the block
+    /// hooks (`watch`, `read_ahead`) reach. nil: the grant is readable, not watchable.
+    public var device: VirtioBlock?
 
-    public init(diskIndex: Int, path: String, offset: UInt64, length: UInt64) {
+    public init(diskIndex: Int, path: String, offset: UInt64, length: UInt64, device: VirtioBlock? = nil) {
         self.diskIndex = diskIndex
         self.path = path
         self.offset = offset
         self.length = length
+        self.device = device
+    }
+
+    public static func == (a: DiskGrant, b: DiskGrant) -> Bool {
+        a.diskIndex == b.diskIndex && a.path == b.path && a.offset == b.offset && a.length == b.length && a.device === b.device
     }
 }
 
@@ -32,8 +41,9 @@ public struct VMDescription: Sendable, Equatable {
         self.disks = disks
     }
 
-    /// A VM whose disks (backing files in --disk order) are each granted whole.
-    public static func grantingWholeDisks(name: String, paths: [String]) throws(MLaaSError) -> VMDescription {
+    /// A VM whose disks (backing files in --disk order) are each granted whole; `devices`, where
+    /// given, are their virtio-blk devices in the same order (for the block hooks).
+    public static func grantingWholeDisks(name: String, paths: [String], devices: [VirtioBlock] = []) throws(MLaaSError) -> VMDescription {
         var grants: [DiskGrant] = []
         for (index, path) in paths.enumerated() {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -41,7 +51,8 @@ public struct VMDescription: Sendable, Equatable {
             let end = lseek(fd, 0, SEEK_END)
             close(fd)
             guard end >= 0 else { throw .badGrant("cannot size disk \(index) '\(path)': \(ModuleDirectory.errnoString())") }
-            grants.append(DiskGrant(diskIndex: index, path: path, offset: 0, length: UInt64(end)))
+            grants.append(DiskGrant(diskIndex: index, path: path, offset: 0, length: UInt64(end),
+                                    device: index < devices.count ? devices[index] : nil))
         }
         return VMDescription(name: name, disks: grants)
     }
@@ -93,6 +104,8 @@ final class HostContext: @unchecked Sendable {
     static let maxReadBytes: UInt64 = 16 << 20
 
     let logger: Logger
+    /// The block hooks this service holds (`block` in the host table).
+    let blockWatches = BlockWatches()
     private let lock = Monitor()
     private var grants: [UInt64: [UInt64: OpenGrant]] = [:]
     private var detached: Set<UInt64> = []
@@ -119,7 +132,17 @@ final class HostContext: @unchecked Sendable {
         lock.withLock { grants[vm] = Dictionary(uniqueKeysWithValues: open.map { ($0.handle, $0) }) }
     }
 
+    /// The grant `range` of VM `vm`, or the status that says why there is none.
+    func grant(vm: UInt64, range: UInt64) -> Result<OpenGrant, BlockHookError> {
+        lock.withLock {
+            if let grant = grants[vm]?[range] { return .success(grant) }
+            return .failure(BlockHookError(status: detached.contains(vm) ? MALV_MLAAS_E_DETACHED : MALV_MLAAS_E_NOT_FOUND))
+        }
+    }
+
     func detach(vm: UInt64) {
+        // The block hooks go first, so that no observer call reaches the service after this.
+        blockWatches.unwatchAll(vm: vm)
         let (gpu, left) = lock.withLock { () -> ((any ServiceGPU)?, Set<ScratchBuffer>) in
             grants[vm] = nil
             detached.insert(vm)
@@ -221,6 +244,7 @@ final class HostContext: @unchecked Sendable {
         }
         table.pointee.max_read_bytes = Self.maxReadBytes
         table.pointee.gpu = UnsafePointer(ServiceGPUTable.shared)
+        table.pointee.block = UnsafePointer(ServiceBlockTable.shared)
         return table
     }
 }

@@ -263,6 +263,8 @@ final class LoadedService: @unchecked Sendable {
                 return attachments.remove(at: index)
             }
             guard let attachment else { throw .notAttached(service: name, vm: vm) }
+            // The VM's block hooks end before its state does: no read calls into freed state.
+            context.blockWatches.unwatchAll(vm: attachment.handle)
             descriptor.detach(state, attachment.state)
             context.detach(vm: attachment.handle)
         }
@@ -282,6 +284,7 @@ final class LoadedService: @unchecked Sendable {
                 return attachments
             }
             for attachment in all {
+                context.blockWatches.unwatchAll(vm: attachment.handle)
                 descriptor.detach(state, attachment.state)
                 context.detach(vm: attachment.handle)
             }

@@ -90,6 +90,20 @@ struct ModuleDirectoryArgument: ExpressibleByArgument {
 }
 
 /// `--mlaas NAME[,NAME]`: service names, each [a-z0-9][a-z0-9-]*.
+/// `--mlaas-config NAME:PARAMETERS`: a service name, then its parameters (its own format, any
+/// text; the service checks them when the VM starts).
+struct ServiceParametersArgument: ExpressibleByArgument {
+    let name: String
+    let parameters: String
+
+    init?(argument: String) {
+        guard let colon = argument.firstIndex(of: ":") else { return nil }
+        name = String(argument[..<colon])
+        parameters = String(argument[argument.index(after: colon)...])
+        guard ServiceABI.isValidName(name) else { return nil }
+    }
+}
+
 struct ServiceNamesArgument: ExpressibleByArgument {
     let names: [String]
 

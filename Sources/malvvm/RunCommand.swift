@@ -56,8 +56,8 @@ extension Malvvm {
         @Option(name: .long, help: ArgumentHelp("Kernel command line.", valueName: "string"))
         var cmdline: String = ""
 
-        @Option(name: .long, help: ArgumentHelp("A virtio-blk disk backed by a file; repeat for more. Add ',readonly' to forbid writes.",
-                                                valueName: "path[,readonly]"))
+        @Option(name: .long, help: ArgumentHelp("A virtio-blk disk backed by a file; repeat for more. Add ',readonly' to forbid writes, ',direct' to read with O_DIRECT (past the host's page cache, as QEMU's cache=none).",
+                                                valueName: "path[,readonly][,direct]"))
         var disk: [DiskArgument] = []
 
         @Option(name: .long, help: ArgumentHelp(
@@ -90,6 +90,10 @@ extension Malvvm {
                                                 valueName: "name[,name]"))
         var mlaas: ServiceNamesArgument?
 
+        @Option(name: .long, help: ArgumentHelp("Parameters for a service in --mlaas, in its own format, e.g. 'prefetch:policy=markov,order=2' (docs/mlaas.md); repeat for more.",
+                                                valueName: "name:parameters"))
+        var mlaasConfig: [ServiceParametersArgument] = []
+
         @Option(name: .long, help: ArgumentHelp("The operator's MLaaS module directory (default: the directory of the malvvm binary).",
                                                 valueName: "dir"))
         var mlaasDir: ModuleDirectoryArgument?
@@ -114,6 +118,9 @@ extension Malvvm {
             // the run fails later with the reason.
             if let kvm = try? KVMSystem(), cpus > kvm.maximumVCPUs {
                 throw ValidationError("--cpus \(cpus) is more than the \(kvm.maximumVCPUs) vCPUs this host's KVM allows")
+            }
+            for item in mlaasConfig where !(mlaas?.names ?? []).contains(item.name) {
+                throw ValidationError("--mlaas-config names '\(item.name)', which is not in --mlaas")
             }
             if let name, !SocketPath.isValidName(name) {
                 throw ValidationError("bad --name '\(name)': use up to 64 letters, digits, '-', '_' or '.'")
@@ -151,13 +158,14 @@ extension Malvvm {
             }
             let selector = gpu.selector
             let services = MLaaSController(registry: ServiceRegistry(directory: mlaasDir?.directory ?? .besideExecutable),
-                                           vm: .init(name: vmName, diskPaths: disk.map(\.configuration.path)),
+                                           vm: .init(name: vmName, diskPaths: disk.map(\.configuration.path), disks: machine.disks),
                                            permitted: mlaas?.names ?? [])
             // Services end (VM detached, unload, dlclose) before the VM's devices and GPU do.
             defer { services.registry.unloadAll() }
             do {
                 if mlaasDir != nil { _ = try services.registry.directory.validate() }
                 for name in mlaas?.names ?? [] { try services.enable(service: name) }
+                for item in mlaasConfig { try services.configure(service: item.name, parameters: item.parameters) }
             } catch { throw RuntimeFailure(message: "mlaas: \(error)") }
             let controller = MachineController(name: vmName, apiSocket: apiSocket ?? SocketPath.forVM(named: vmName),
                                                machine: machine, scheduler: scheduler,
@@ -184,7 +192,8 @@ extension Malvvm {
             case .fault: status = MalvvmExit.guestFault
             }
             if let metrics {
-                try writeMetrics(controller.metrics(), exit: exit, status: status, nvml: nvml?.finish(), to: metrics)
+                try writeMetrics(controller.metrics(), exit: exit, status: status, nvml: nvml?.finish(),
+                                 disks: machine.disks.map(\.readStatistics), to: metrics)
             }
 
             switch exit {
@@ -211,7 +220,8 @@ extension Malvvm {
 /// process's status), KVM's and malvvm's exit counters, the GPU scheduler's utilisation, and
 /// each vGPU's submission costs (keys in snake_case). The same counters `GET /v1/metrics`
 /// serves while the VM runs.
-func writeMetrics(_ metrics: VMMetrics, exit: MachineExit, status: Int32, nvml: NVMLReport?, to path: String) throws {
+func writeMetrics(_ metrics: VMMetrics, exit: MachineExit, status: Int32, nvml: NVMLReport?,
+                  disks: [VirtioBlock.ReadStatistics] = [], to path: String) throws {
     struct VGPUSummary: Encodable {
         let vgpu: VMMetrics.VGPU
 
@@ -238,8 +248,10 @@ func writeMetrics(_ metrics: VMMetrics, exit: MachineExit, status: Int32, nvml: 
         let vgpus: [VGPUSummary]
         /// The GPU's own utilisation over the run, or why it could not be read.
         let nvml: NVMLReport?
+        /// Each virtio-blk disk's reads: how many, the read-ahead cache's hits, bytes from the file.
+        let disks: [VirtioBlock.ReadStatistics]
 
-        enum CodingKeys: CodingKey { case guestExitCode, end, exitStatus, kvm, vmm, scheduler, vgpus, nvml }
+        enum CodingKeys: CodingKey { case guestExitCode, end, exitStatus, kvm, vmm, scheduler, vgpus, nvml, disks }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
@@ -252,6 +264,7 @@ func writeMetrics(_ metrics: VMMetrics, exit: MachineExit, status: Int32, nvml: 
             try container.encodeIfPresent(scheduler, forKey: .scheduler)
             try container.encode(vgpus, forKey: .vgpus)
             try container.encodeIfPresent(nvml, forKey: .nvml)
+            try container.encode(disks, forKey: .disks)
         }
     }
     let (guestExitCode, end): (UInt32?, String) = switch exit {
@@ -262,7 +275,8 @@ func writeMetrics(_ metrics: VMMetrics, exit: MachineExit, status: Int32, nvml: 
     case .fault: (nil, "fault")
     }
     let report = Report(guestExitCode: guestExitCode, end: end, exitStatus: status, kvm: metrics.kvm, vmm: metrics.vmm,
-                        scheduler: metrics.scheduler, vgpus: metrics.vgpus.map(VGPUSummary.init), nvml: nvml)
+                        scheduler: metrics.scheduler, vgpus: metrics.vgpus.map(VGPUSummary.init), nvml: nvml,
+                        disks: disks)
     do {
         try (jsonEncoder().encode(report) + Data("\n".utf8)).write(to: URL(fileURLWithPath: path))
     } catch {
@@ -290,14 +304,15 @@ struct DiskArgument: ExpressibleByArgument {
     init?(argument: String) {
         let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard let path = parts.first, !path.isEmpty else { return nil }
-        var readOnly = false
+        var readOnly = false, direct = false
         for option in parts.dropFirst() {
             switch option {
             case "readonly", "ro": readOnly = true
+            case "direct": direct = true
             default: return nil
             }
         }
-        configuration = DiskConfiguration(path: path, readOnly: readOnly)
+        configuration = DiskConfiguration(path: path, readOnly: readOnly, direct: direct)
     }
 }
 

@@ -100,9 +100,9 @@ import Testing
         let table = context.makeTable()
         defer { table.deallocate() }
         #expect(table.pointee.abi_version == 2 && table.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_host>.size))
-        // ABI 2: the GPU table is there; the scheduler and block hooks are still reserved.
+        // ABI 2: the GPU table is there, and the block capability; the scheduler hooks are still reserved.
         #expect(table.pointee.gpu?.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_gpu>.size))
-        #expect(table.pointee.reserved_scheduler_hooks == nil && table.pointee.reserved_block_hooks == nil)
+        #expect(table.pointee.reserved_scheduler_hooks == nil && table.pointee.block != nil)
         // A grant of bytes 17..<119 (records 1-6).
         let grant = try OpenGrant(handle: 77, grant: DiskGrant(diskIndex: 0, path: disk, offset: 17, length: 102))
         context.attach(vm: 5, grants: [grant])

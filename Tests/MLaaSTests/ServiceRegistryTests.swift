@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Hypervisor
 @testable import MLaaS
 import Testing
 
@@ -187,13 +188,17 @@ import Testing
     @Test func prefetchValidatesItsParametersToo() throws {
         try registry.load(service: "prefetch")
         defer { registry.unloadAll() }
-        let (description, disk) = try vm("reader")
+        // A disk of whole sectors with its virtio-blk behind the grant: prefetch watches it
+        // (PrefetchServiceTests).
+        let disk = try Modules.dataset(records: 128, bytesPerImage: 127)
         defer { unlink(disk) }
+        let description = try VMDescription.grantingWholeDisks(name: "reader", paths: [disk],
+                                                               devices: [try VirtioBlock(path: disk, readOnly: true)])
         let binding = try registry.attach(service: "prefetch", vm: description)
         try binding.configure("order=2,window=16")
         try binding.configure("")
         let error = mlaasError { () throws(MLaaSError) in try binding.configure("order=9") }
-        #expect(error == .refused(service: "prefetch", reason: "order must be 1...4"))
+        #expect(error == .refused(service: "prefetch", reason: "order must be 1...4, not 9"))
     }
 
     @Test func unloadingDetachesEveryVMAndTheirNextRequestIsAnError() throws {

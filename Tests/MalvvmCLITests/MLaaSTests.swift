@@ -46,7 +46,7 @@ import Testing
         #expect(prefetch.status == 0 && prefetch.stdout == "prefetch\n", "\(prefetch.stderr)")
         let list = try mlaas(["list"])
         let rows = list.stdoutLines.dropFirst().filter { !$0.isEmpty }.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
-        #expect(rows.map { Array($0.prefix(4)) } == [["preprocess", "0.2.0", "os-for-ml", "-"], ["prefetch", "0.1.0", "ml-for-os", "-"]],
+        #expect(rows.map { Array($0.prefix(4)) } == [["preprocess", "0.2.0", "os-for-ml", "-"], ["prefetch", "0.2.0", "ml-for-os", "-"]],
                 "\(list.stdout)")
         #expect(rows.first?.last == modules.path + "/libpreprocess.so")
         let json = try mlaas(["list", "--json"])

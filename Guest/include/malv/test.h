@@ -18,6 +18,7 @@ int test_idle(void);
 int test_mlaas(void);
 int test_cnn(void);
 int test_preprocess(void);
+int test_shuffleread(void);
 int test_pci(void);
 int test_blk(void);
 int test_blkbench(void);

@@ -22,6 +22,9 @@
  * one); the slice that gives them meaning bumps the version. ABI 2 gave three of them meaning:
  * the host's `gpu` table (GPUHost kernels on the VM's vGPU context buffers), the service's
  * `disable` and `request` (the guest's MLAAS_DISABLE and MLAAS_REQUEST); nothing else moved.
+ * A host-table slot may instead become a CAPABILITY with its own version and struct_size (the
+ * `block` table): a module that predates it never reads the slot, so the ABI version stays and
+ * existing modules keep loading; a module that uses it checks the capability's version and size.
  *
  * Threading. The host never runs two lifecycle calls (initialize, attach, detach, unload) of
  * one service at once, nor a lifecycle call beside a `configure`. `configure` calls for
@@ -215,6 +218,59 @@ typedef struct malv_mlaas_vm {
     const malv_mlaas_disk_range *disk_ranges;
 } malv_mlaas_vm;
 
+/* ---- Block hooks: read-ahead in virtio-blk (host table `block`) ---------------------------- */
+
+/** `malv_mlaas_block.version` this header describes; a later, larger table keeps these fields. */
+#define MALV_MLAAS_BLOCK_VERSION 1u
+
+/**
+ * Called by the host for every guest read that touches a watched range, in the order the guest's
+ * requests are served, on the disk's device thread, BEFORE the read is served (so a read-ahead
+ * asked from here may already be in flight for the next read). `offset` and `length` are bytes
+ * relative to the range (a read partly outside the range is clipped to it). Keep it short: the
+ * guest's read waits for it. It may call `read_ahead` and `log`, never `watch` or `unwatch`.
+ */
+typedef void (*malv_mlaas_block_observer)(void *cookie, uint64_t range, uint64_t offset, uint64_t length);
+
+/**
+ * Read-ahead in virtio-blk, for a service that learns a VM's read pattern (`prefetch`). The VMM
+ * owns the I/O and the cache: a service never sees a file descriptor or the cached bytes; it only
+ * observes reads and names byte ranges of a disk it was granted for the host to read ahead into
+ * a cache of that disk (a fixed byte budget, oldest entries evicted first, entries overlapping a
+ * guest write dropped), from which virtio-blk serves later guest reads it covers whole.
+ * Every call may fail with E_NOT_FOUND (a range not granted to this service for this VM),
+ * E_DETACHED (the VM was detached), E_UNSUPPORTED (the range's disk is not a virtio-blk of this
+ * process: a grant without a device behind it).
+ */
+typedef struct malv_mlaas_block {
+    uint32_t struct_size;   /* sizeof(malv_mlaas_block) on the host's side */
+    uint32_t version;       /* MALV_MLAAS_BLOCK_VERSION of the host */
+    /** The cache's byte budget per watched disk. */
+    uint64_t cache_bytes;
+    /** The cache's unit: read-aheads are widened to whole, aligned granules of this many bytes. */
+    uint64_t granule_bytes;
+    /** The most one `read_ahead` asks for (bytes). */
+    uint64_t max_read_ahead_bytes;
+    /**
+     * Calls `observer(cookie, range, …)` for every guest read of the range's disk from now on, and
+     * gives the disk a read-ahead cache. One watcher per disk (another is E_INVALID). The host
+     * stops it by itself when the VM is detached, before the service's `detach` runs.
+     */
+    malv_mlaas_status (*watch)(void *host_context, uint64_t vm, uint64_t range, malv_mlaas_block_observer observer,
+                               void *cookie);
+    /** Stops the observer and drops the disk's cache (guest reads go on uncached). When it
+     *  returns, no observer call is running or will start. Unknown ranges are ignored. */
+    void (*unwatch)(void *host_context, uint64_t vm, uint64_t range);
+    /**
+     * Asks the host to read bytes `offset ..< offset + length` of a watched range into its cache,
+     * in the background; returns at once. E_RANGE: not wholly inside the range, or longer than
+     * `max_read_ahead_bytes`; E_INVALID: the range is not watched; E_NO_MEMORY: the host's queue
+     * of read-aheads is full (the request is dropped). Granules already cached or queued are
+     * not read again.
+     */
+    malv_mlaas_status (*read_ahead)(void *host_context, uint64_t vm, uint64_t range, uint64_t offset, uint64_t length);
+} malv_mlaas_block;
+
 /**
  * What the host offers a service: passed to `initialize`, valid until `unload` returns. Callbacks
  * take `host_context` as their first argument.
@@ -244,8 +300,14 @@ typedef struct malv_mlaas_host {
     /* Reserved: NULL; a later slice fills them without moving the fields above. */
     /** Hooks into the GPU scheduler (per-client batch duration predictions, slice choice). */
     const void *reserved_scheduler_hooks;
-    /** Hooks into virtio-blk (read-ahead on the VM's request stream). */
-    const void *reserved_block_hooks;
+    /**
+     * Hooks into virtio-blk: watch the VM's reads of a granted disk, read ahead into the host's
+     * cache (`malv_mlaas_block`; was `reserved_block_hooks`). A capability with its own
+     * `version` and `struct_size`, so filling the slot did not bump MALV_MLAAS_ABI_VERSION: an
+     * ABI-2 module built before it never looks at the slot and keeps loading. NULL where the
+     * host has no virtio-blk (gpud).
+     */
+    const struct malv_mlaas_block *block;
     const void *reserved[4];
 } malv_mlaas_host;
 

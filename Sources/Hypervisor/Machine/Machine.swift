@@ -19,6 +19,9 @@ public final class Machine: @unchecked Sendable {
     public let mmioBus = IOBus(name: "mmio")
     public let serial: Serial8250
     public let pci: PCIRootComplex
+    /// The virtio-blk disks, in `configuration.disks` order (what MLaaS's block hooks reach);
+    /// filled while `init` adds them, never changed after.
+    public private(set) var disks: [VirtioBlock] = []
     /// Devices on bus 0 from boot (`PCIPlacement.builtIn`), for name checks.
     let builtInDevices = Mutex<[any HotpluggablePCIDevice]>([])
 
@@ -116,8 +119,9 @@ public final class Machine: @unchecked Sendable {
             try pci.plug(rootPort: port, slot: PCIRootComplex.slotCount - configuration.hotplugSlots + index, name: "pcie-port\(index + 1)")
         }
         for (index, disk) in configuration.disks.enumerated() {
-            try addVirtioDevice(try VirtioBlock(path: disk.path, readOnly: disk.readOnly), name: "virtio-blk\(index)",
-                                placement: .builtIn)
+            let device = try VirtioBlock(path: disk.path, readOnly: disk.readOnly, direct: disk.direct)
+            try addVirtioDevice(device, name: "virtio-blk\(index)", placement: .builtIn)
+            disks.append(device)
         }
 
         try configureCPUID()

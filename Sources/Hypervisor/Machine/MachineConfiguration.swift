@@ -4,10 +4,14 @@ import Glibc
 public struct DiskConfiguration: Sendable, Equatable {
     public var path: String
     public var readOnly: Bool
+    /// Reads bypass the host's page cache (O_DIRECT, QEMU's cache=none): what `prefetch`'s
+    /// measurement needs so that a read the cache misses costs a device read.
+    public var direct: Bool
 
-    public init(path: String, readOnly: Bool = false) {
+    public init(path: String, readOnly: Bool = false, direct: Bool = false) {
         self.path = path
         self.readOnly = readOnly
+        self.direct = direct
     }
 }
 

@@ -8,6 +8,11 @@ import Synchronization
 /// Data moves between the file and guest memory with preadv/pwritev on the guest's own
 /// buffers (no copies). Every request is checked: a bad sector, size or layout gets
 /// VIRTIO_BLK_S_IOERR (or UNSUPP), never a crash.
+///
+/// A `direct` disk reads with O_DIRECT (through a bounce buffer; `DirectReader` says why), as
+/// QEMU's cache=none. A read hook (`watchReads`, MLaaS's block capability) sees every read before
+/// it is served and gives the disk a read-ahead cache (`BlockReadAhead`) that serves the reads
+/// it covers whole; writes drop what they overlap from it.
 public final class VirtioBlock: VirtioQueueHandler {
     public static let sectorSize: UInt64 = 512
     static let queueSize: UInt16 = 256
@@ -38,8 +43,13 @@ public final class VirtioBlock: VirtioQueueHandler {
 
     public let path: String
     public let readOnly: Bool
+    public let direct: Bool
     public let capacitySectors: UInt64
     private let fd: Int32
+    /// Reads of a `direct` disk (its own O_DIRECT descriptor and bounce buffer; device thread only).
+    private let directReader: DirectReader?
+    private let hook = Mutex<ReadHook?>(nil)
+    private let counters = Counters()
     private let serial: [UInt8]
 
     public let deviceType: UInt16 = 2
@@ -53,7 +63,7 @@ public final class VirtioBlock: VirtioQueueHandler {
             | VirtioFeature.indirectDescriptors | VirtioFeature.eventIndex
     }
 
-    public init(path: String, readOnly: Bool) throws(HypervisorError) {
+    public init(path: String, readOnly: Bool, direct: Bool = false) throws(HypervisorError) {
         let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard fd >= 0 else { throw .configuration("cannot open disk '\(path)': \(String(cString: strerror(errno)))") }
         var info = stat()
@@ -70,15 +80,120 @@ public final class VirtioBlock: VirtioQueueHandler {
             close(fd)
             throw .configuration("disk '\(path)' is smaller than one 512-byte sector")
         }
+        var directReader: DirectReader?
+        if direct {
+            guard let directFD = DirectReader.open(path: path) else {
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw .configuration("disk '\(path)' cannot be read with O_DIRECT (',direct'): \(reason)")
+            }
+            directReader = DirectReader(fd: directFD, capacity: Int(Self.mergeLimitBytes) + DirectReader.alignment)
+        }
         self.fd = fd
+        self.directReader = directReader
         self.path = path
         self.readOnly = readOnly
+        self.direct = direct
         capacitySectors = size / Self.sectorSize
         let base = path.split(separator: "/").last.map(String.init) ?? "disk"
         serial = Array(("malvvm-" + base).utf8.prefix(Self.idBytes))
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(fd)
+        if let directReader { close(directReader.fd) }
+        hook.withLock { $0?.cache.stop() }
+    }
+
+    // MARK: Read hook and read-ahead cache
+
+    /// Sees each guest read, as byte offset and length on the disk, before it is served.
+    public typealias ReadObserver = @Sendable (_ offset: UInt64, _ length: UInt64) -> Void
+
+    private struct ReadHook {
+        let observer: ReadObserver
+        let cache: BlockReadAhead
+    }
+
+    /// Calls `observer` for every guest read from now on and gives the disk a read-ahead cache
+    /// of `cacheBytes` (returned: ask it for read-ahead). One hook at a time.
+    public func watchReads(cacheBytes: UInt64, observer: @escaping ReadObserver) throws(HypervisorError) -> BlockReadAhead {
+        let cache = try BlockReadAhead(path: path, diskBytes: capacitySectors * Self.sectorSize, direct: direct, budgetBytes: cacheBytes)
+        let taken = hook.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = ReadHook(observer: observer, cache: cache)
+            return true
+        }
+        guard taken else {
+            cache.stop()
+            throw .configuration("disk '\(path)' already has a read hook")
+        }
+        return cache
+    }
+
+    /// Removes the hook whose cache is `cache` (another's is left alone) and drops the cache:
+    /// reads go on uncached. When it returns no observer call is running or will start (the
+    /// device thread calls the observer under the same lock).
+    public func unwatchReads(_ cache: BlockReadAhead) {
+        let removed = hook.withLock { current -> BlockReadAhead? in
+            guard let hook = current, hook.cache === cache else { return nil }
+            current = nil
+            return hook.cache
+        }
+        guard let removed else { return }
+        removed.stop()
+        counters.retire(removed.statistics)
+    }
+
+    /// What the guest's reads cost: how many, how many the read-ahead cache served whole, the
+    /// bytes read from the backing file for them and ahead of them.
+    public struct ReadStatistics: Sendable, Equatable, Codable {
+        public var reads: UInt64 = 0
+        public var bytes: UInt64 = 0
+        public var cacheHits: UInt64 = 0
+        public var cacheHitBytes: UInt64 = 0
+        /// Bytes the guest's reads (those the cache did not serve) read from the file.
+        public var fileBytes: UInt64 = 0
+        /// Bytes and granules read ahead from the file, over every cache this disk had.
+        public var readAheadBytes: UInt64 = 0
+        public var readAheadDropped: UInt64 = 0
+        public var readAheadEvicted: UInt64 = 0
+    }
+
+    public var readStatistics: ReadStatistics {
+        var statistics = counters.snapshot()
+        if let live = hook.withLock({ $0?.cache.statistics }) {
+            statistics.readAheadBytes += live.bytesRead
+            statistics.readAheadDropped += live.granulesDropped
+            statistics.readAheadEvicted += live.granulesEvicted
+        }
+        return statistics
+    }
+
+    /// The counters behind `readStatistics` (device thread writes, anyone reads).
+    private final class Counters: Sendable {
+        private let state = Mutex(ReadStatistics())
+        func read(bytes: UInt64, hit: Bool) {
+            state.withLock {
+                $0.reads += 1
+                $0.bytes += bytes
+                if hit { $0.cacheHits += 1; $0.cacheHitBytes += bytes } else { $0.fileBytes += bytes }
+            }
+        }
+        func retire(_ cache: BlockReadAhead.Statistics) {
+            state.withLock {
+                $0.readAheadBytes += cache.bytesRead
+                $0.readAheadDropped += cache.granulesDropped
+                $0.readAheadEvicted += cache.granulesEvicted
+            }
+        }
+        func snapshot() -> ReadStatistics { state.withLock { $0 } }
+    }
+
+    /// Drops what a write changed from the read-ahead cache (after the write: see `invalidate`).
+    private func invalidateCache(sector: UInt64, length: UInt64) {
+        hook.withLock { $0?.cache.invalidate(offset: sector &* Self.sectorSize, length: length) }
+    }
 
     // MARK: Configuration (struct virtio_blk_config)
 
@@ -178,6 +293,33 @@ public final class VirtioBlock: VirtioQueueHandler {
     /// Runs a run of contiguous transfers as one, and completes each.
     private func finish(_ run: [Transfer], queue: Virtqueue) {
         guard let first = run.first else { return }
+        if !first.write {
+            // With a read hook: each read is observed (in queue order) and served from the
+            // cache where it can be; the rest run as before.
+            let misses = hook.withLock { current -> [Int]? in
+                guard let current else { return nil }
+                var misses: [Int] = []
+                for (index, item) in run.enumerated() {
+                    current.observer(item.sector * Self.sectorSize, item.length)
+                    if current.cache.copy(offset: item.sector * Self.sectorSize, into: item.slices) {
+                        counters.read(bytes: item.length, hit: true)
+                        complete(item, status: .ok, queue: queue)
+                    } else {
+                        misses.append(index)
+                    }
+                }
+                return misses
+            }
+            if let misses {
+                for index in misses { finishUncached([run[index]], queue: queue) }
+                return
+            }
+        }
+        finishUncached(run, queue: queue)
+    }
+
+    private func finishUncached(_ run: [Transfer], queue: Virtqueue) {
+        guard let first = run.first else { return }
         let length = run.reduce(UInt64(0)) { $0 + $1.length }
         let status = transfer(run.flatMap(\.slices), length: length, sector: first.sector, write: first.write)
         for item in run {
@@ -185,8 +327,11 @@ public final class VirtioBlock: VirtioQueueHandler {
             // does not fail its neighbours.
             let own = status == .ok || run.count == 1 ? status
                 : transfer(item.slices, length: item.length, sector: item.sector, write: item.write)
+            if !item.write { counters.read(bytes: item.length, hit: false) }
             complete(item, status: own, queue: queue)
         }
+        // The run is contiguous: its span covers every write in it, done or failed half-way.
+        if first.write { invalidateCache(sector: first.sector, length: length) }
     }
 
     private func complete(_ item: Transfer, status: Status, queue: Virtqueue) {
@@ -223,6 +368,7 @@ public final class VirtioBlock: VirtioQueueHandler {
             let buffers = skipping(16, of: chain.readable)
             let length = buffers.reduce(UInt64(0)) { $0 + UInt64($1.length) }
             status = readOnly ? .ioError : transfer(queue.hostSlices(buffers), length: length, sector: sector, write: true)
+            if !readOnly { invalidateCache(sector: sector, length: length) }
         case .flush:
             status = readOnly || fdatasync(fd) == 0 ? .ok : .ioError
         case .getID:
@@ -254,6 +400,8 @@ public final class VirtioBlock: VirtioQueueHandler {
         let (end, overflow) = sector.addingReportingOverflow(UInt64(count))
         guard !overflow, end <= capacitySectors else { return .ioError }
         guard zero else { return .ok }
+        // What is cached from here is stale once the zeroes land (or half of them do).
+        defer { invalidateCache(sector: sector, length: UInt64(count) * Self.sectorSize) }
         let chunk = [UInt8](repeating: 0, count: 64 << 10)
         var offset = sector * Self.sectorSize
         var remaining = UInt64(count) * Self.sectorSize
@@ -292,6 +440,9 @@ public final class VirtioBlock: VirtioQueueHandler {
     private func transfer(_ slices: [UnsafeMutableRawBufferPointer], length: UInt64, sector: UInt64, write: Bool) -> Status {
         // Whole sectors only, and wholly inside the disk (sector + count checked for overflow).
         guard isWithinDisk(sector: sector, length: length) else { return .ioError }
+        if !write, let directReader {
+            return directReader.read(into: slices, offset: sector * Self.sectorSize) ? .ok : .ioError
+        }
         var iovecs = slices.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
         var offset = off_t(sector * Self.sectorSize)
         var remaining = Int(length)
