@@ -51,10 +51,17 @@ public struct ValidatedBatch: Sendable {
         set { batch.lane = newValue }
     }
 
+    /// Validates the transfers in full, and nothing of the kernels: for a caller that knows
+    /// every buffer the kernels name still exists as it was when `fits` last passed (no buffer
+    /// destroyed since; a buffer's size never changes).
+    func transfersFit(capacity: (BufferID) -> Int?) throws(GPUError) {
+        try batch.validateTransfers(capacity: capacity)
+    }
+
     /// Throws what full validation would for a buffer `capacity` does not know or that is too
     /// small for a range; validates the transfers in full.
     public func fits(capacity: (BufferID) -> Int?) throws(GPUError) {
-        try batch.validateTransfers(capacity: capacity)
+        try transfersFit(capacity: capacity)
         for (index, kernelOperands) in operands.enumerated() {
             for operand in kernelOperands {
                 guard let bytes = capacity(operand.range.buffer) else {

@@ -56,6 +56,11 @@ struct CommandReplayTests {
         let batch = try job.validated()
         let replayed = try (0 ..< 6).map { try job.run(batch, round: $0) }
         #expect(replayed == [false, true, true, true, true, true])
+        // A replay skips re-checking the kernels, never the transfers: one past its buffer is refused.
+        var overrun = batch
+        overrun.uploads = [HostTransfer(buffer: job.x, byteOffset: 8, host: job.hostX.bytes)]
+        #expect(throws: GPUError.self) { try job.backend.submit(overrun) }
+        #expect(try job.run(batch, round: 6) == true)
     }
 
     @Test("batches that alternate each keep a recording", arguments: VulkanBackendOptions.Staging.allCases)
