@@ -60,7 +60,7 @@ ssize_t fdpass_receive(int socket, void *bytes, size_t capacity, int *fds, int f
     return received;
 }
 
-int fdpass_accept_nonblocking(int listening_fd) {
-    int fd = accept4(listening_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+int fdpass_accept(int listening_fd) {
+    int fd = accept4(listening_fd, NULL, NULL, SOCK_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }

@@ -129,7 +129,7 @@ final class MessageListener: @unchecked Sendable {
             throw ChannelError("\(error)")
         }
         self.path = path
-        self.fileDescriptor = fd
+        self.fileDescriptor = Self.listening(fd)
         self.ownsPath = true
         self.wakeup = wakeup
     }
@@ -138,8 +138,15 @@ final class MessageListener: @unchecked Sendable {
     init(adopting socket: ActivatedSocket) throws(ChannelError) {
         do { wakeup = try EventFD() } catch { throw ChannelError("\(error)") }
         path = socket.path
-        fileDescriptor = socket.fileDescriptor
+        fileDescriptor = Self.listening(socket.fileDescriptor)
         ownsPath = false
+    }
+
+    /// `fd`, made non-blocking for `accept` (accepted connections do not inherit it). On an
+    /// adopted socket the flag is the service manager's too, which polls it anyway.
+    private static func listening(_ fd: Int32) -> Int32 {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        return fd
     }
 
     deinit { close(fileDescriptor) }
@@ -161,14 +168,11 @@ final class MessageListener: @unchecked Sendable {
             if poll(&waits, 2, -1) < 0, errno == EINTR { continue }
             if isShutDown.load(ordering: .acquiring) { return .closed }
             guard waits[0].revents != 0 else { continue }
-            // Non-blocking: another thread (or a daemon before us on an adopted socket) may
-            // have taken the connection poll saw.
-            let fd = fdpass_accept_nonblocking(fileDescriptor)
-            if fd >= 0 {
-                // The connection itself blocks, as MessageChannel expects.
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~Int32(O_NONBLOCK))
-                return .connection(MessageChannel(adopting: fd))
-            }
+            // The listener is non-blocking (`Self.listening`): if the connection poll saw is
+            // gone (the peer gave up, or a daemon before us on an adopted socket took it),
+            // accept says EAGAIN instead of blocking where the wake-up cannot reach it.
+            let fd = fdpass_accept(fileDescriptor)
+            if fd >= 0 { return .connection(MessageChannel(adopting: fd)) }
             let code = -fd
             if isShutDown.load(ordering: .acquiring) { return .closed }
             switch code {

@@ -17,8 +17,8 @@ ssize_t fdpass_send(int socket, const void *bytes, size_t length, const int *fds
 /// message's length, 0 at end of stream, or -errno.
 ssize_t fdpass_receive(int socket, void *bytes, size_t capacity, int *fds, int fd_capacity, int *count);
 
-/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (accept4 needs _GNU_SOURCE, which Swift's
-/// Glibc module does not define): a new descriptor, or -errno.
-int fdpass_accept_nonblocking(int listening_fd);
+/// accept4(2) with SOCK_CLOEXEC (accept4 needs _GNU_SOURCE, which Swift's Glibc module does
+/// not define): a new, blocking descriptor, or -errno.
+int fdpass_accept(int listening_fd);
 
 #endif
