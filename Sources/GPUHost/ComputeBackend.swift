@@ -79,11 +79,14 @@ public struct BatchCompletion: Hashable, Sendable {
     /// The batch ran a command buffer recorded for an earlier submission of the same
     /// validated kernels (`ValidatedBatch.kernelList`) instead of a fresh recording.
     public var replayedRecording: Bool
+    /// Transfer bytes the device copied straight out of or into host memory shared with it
+    /// (`ComputeBackend.shareHostMemory`): no host copy, no staging; their cost is device time.
+    public var zeroCopyBytes: UInt64
 
     public init(submission: SubmissionID, kernelCount: Int, dispatchCount: Int, barrierCount: Int,
                 executionNanoseconds: UInt64?, timing: TimingSource,
                 uploadNanoseconds: UInt64 = 0, downloadNanoseconds: UInt64 = 0,
-                submitNanoseconds: UInt64 = 0, replayedRecording: Bool = false) {
+                submitNanoseconds: UInt64 = 0, replayedRecording: Bool = false, zeroCopyBytes: UInt64 = 0) {
         self.submission = submission
         self.kernelCount = kernelCount
         self.dispatchCount = dispatchCount
@@ -94,6 +97,7 @@ public struct BatchCompletion: Hashable, Sendable {
         self.downloadNanoseconds = downloadNanoseconds
         self.submitNanoseconds = submitNanoseconds
         self.replayedRecording = replayedRecording
+        self.zeroCopyBytes = zeroCopyBytes
     }
 }
 
@@ -136,11 +140,31 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// id and reports the batch's cost. On `timedOut` the batch stays in flight and may be
     /// waited for again (its downloads are not done yet).
     func wait(_ submission: SubmissionID, timeoutNanoseconds: UInt64) throws(GPUError) -> BatchCompletion
+
+    // Requirements with defaults below. Declared here, not only in the extension, so a call
+    // through `any ComputeBackend` (the scheduler's) reaches a backend's own implementation:
+    // an extension-only method is dispatched statically, and until 2026-12-05 the scheduler
+    // saw one lane and the polling `waitForAny` even on a device with 8 queues.
+
+    /// Queues batches run on side by side (`CommandBatch.lane`).
+    var lanes: Int { get }
+    /// The submissions that have finished, waiting up to the timeout for at least one; empty
+    /// on timeout.
+    func waitForAny(_ submissions: [SubmissionID], timeoutNanoseconds: UInt64) throws(GPUError) -> [SubmissionID]
+    /// Lets the device copy batch transfers straight out of and into `bytes` (a VM's RAM),
+    /// with no host copy and no staging, until the returned share is released; nil where the
+    /// backend gains nothing by it or the device cannot (the transfers then take the usual
+    /// way). The bytes must stay mapped until the share is released and every batch that
+    /// transferred through them has retired.
+    func shareHostMemory(_ bytes: UnsafeMutableRawBufferPointer) -> HostMemoryShare?
 }
 
 extension ComputeBackend {
     /// One queue unless the backend says otherwise.
     public var lanes: Int { 1 }
+
+    /// The CPU reference reads and writes host memory in place already.
+    public func shareHostMemory(_ bytes: UnsafeMutableRawBufferPointer) -> HostMemoryShare? { nil }
 
     /// Validates `batch` in full against this backend's buffers and enqueues it.
     public func submit(_ batch: CommandBatch) throws(GPUError) -> SubmissionID {

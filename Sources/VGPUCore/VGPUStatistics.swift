@@ -32,6 +32,9 @@ public struct VGPUStatistics: Hashable, Sendable, Codable {
     /// Submissions that replayed the command buffer recorded for an earlier one with the same
     /// decoded kernels instead of recording anew.
     public var replayedRecordings: UInt64 = 0
+    /// Of `uploadBytes` and `downloadBytes`, those the GPU copied straight out of or into guest
+    /// RAM (imported as device memory): no host copy, no staging; their time is GPU time.
+    public var zeroCopyBytes: UInt64 = 0
     /// From the doorbell's chain being taken off the queue to the response being published.
     public var endToEndNanoseconds: UInt64 = 0
     /// Contexts alive now and GPU memory they hold.
@@ -65,6 +68,7 @@ extension VGPUStatistics {
         gpuNanoseconds += other.gpuNanoseconds
         submitNanoseconds += other.submitNanoseconds
         replayedRecordings += other.replayedRecordings
+        zeroCopyBytes += other.zeroCopyBytes
         endToEndNanoseconds += other.endToEndNanoseconds
     }
 }

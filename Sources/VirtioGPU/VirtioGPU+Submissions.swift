@@ -229,6 +229,7 @@ extension VirtioGPU {
             cost.downloadNanoseconds = completion.batch.downloadNanoseconds
             cost.submitNanoseconds = completion.batch.submitNanoseconds
             cost.replayedRecordings = completion.batch.replayedRecording ? 1 : 0
+            cost.zeroCopyBytes = completion.batch.zeroCopyBytes
             return .okNoData
         }
     }

@@ -58,6 +58,10 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     /// without parsing their names.
     public let owner: ClientOwner
     let memory: GuestMemory
+    /// Guest RAM shared with the GPU, where the backend can copy in and out of it in place:
+    /// guest-blob transfers then cost no host copy (`ComputeBackend.shareHostMemory`).
+    /// Released in `deinit` after `reset`, so no batch still copies through it.
+    private var guestMemoryShares: [HostMemoryShare]
     let logger: Logger
 
     public let deviceType: UInt16 = VirtioGPUProtocol.deviceType
@@ -116,6 +120,7 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
         self.scheduler = scheduler
         self.profile = profile
         self.memory = memory
+        guestMemoryShares = memory.hostMappings.compactMap { scheduler.backend.shareHostMemory($0) }
         self.name = name
         self.owner = owner ?? ClientOwner(vgpu: name)
         self.logger = logger
@@ -126,7 +131,10 @@ public final class VirtioGPU: VirtioDeviceBackend, @unchecked Sendable {
     public func stop() { reset() }
 
     /// The scheduler outlives the device: give its clients and their GPU memory back.
-    deinit { reset() }
+    deinit {
+        reset()
+        guestMemoryShares = []
+    }
 
     /// Counters since the device was created (they survive device resets).
     public var statistics: VGPUStatistics {

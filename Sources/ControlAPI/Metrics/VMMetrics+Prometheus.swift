@@ -66,6 +66,8 @@ enum VGPUMetricsFamily {
                      seconds(s.submitNanoseconds), labels: labels)
         page.counter("malvvm_vgpu_replayed_recordings_total", "Submissions that replayed an earlier command buffer",
                      s.replayedRecordings, labels: labels)
+        page.counter("malvvm_vgpu_zero_copy_bytes_total", "Guest bytes the GPU copied in place, without a host copy",
+                     s.zeroCopyBytes, labels: labels)
         page.counter("malvvm_vgpu_end_to_end_seconds_total", "Doorbell to response, summed over submissions",
                      seconds(s.endToEndNanoseconds), labels: labels)
         page.gauge("malvvm_vgpu_contexts", "Compute contexts alive", s.contexts, labels: labels)

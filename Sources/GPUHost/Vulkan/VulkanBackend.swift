@@ -26,6 +26,8 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         /// Keeps every buffer the batch touches alive until it retires, even if its id is
         /// destroyed meanwhile.
         let buffers: [VulkanBuffer]
+        /// Likewise the imported host memory its device copies go through.
+        let imports: [VulkanImportedHostMemory]
         let kernelCount: Int
         let dispatchCount: Int
         let barrierCount: Int
@@ -35,11 +37,15 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         let uploadNanoseconds: UInt64
         let submitNanoseconds: UInt64
         let replayed: Bool
+        let zeroCopyBytes: UInt64
 
-        init(slot: VulkanSubmissionSlot, buffers: [VulkanBuffer], kernelCount: Int, dispatchCount: Int, barrierCount: Int,
-             downloads: [HostCopy], uploadNanoseconds: UInt64, submitNanoseconds: UInt64, replayed: Bool) {
+        init(slot: VulkanSubmissionSlot, buffers: [VulkanBuffer], imports: [VulkanImportedHostMemory], kernelCount: Int,
+             dispatchCount: Int, barrierCount: Int, downloads: [HostCopy], uploadNanoseconds: UInt64,
+             submitNanoseconds: UInt64, replayed: Bool, zeroCopyBytes: UInt64) {
             self.slot = slot
             self.buffers = buffers
+            self.imports = imports
+            self.zeroCopyBytes = zeroCopyBytes
             self.kernelCount = kernelCount
             self.dispatchCount = dispatchCount
             self.barrierCount = barrierCount
@@ -70,6 +76,31 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
+    /// One transfer the device copies straight between a buffer and imported host memory.
+    private struct ImportedCopy {
+        let id: BufferID
+        let buffer: VulkanBuffer
+        let bufferOffset: Int
+        let source: VulkanImportedHostMemory
+        let importOffset: Int
+        let count: Int
+
+        var shape: VulkanRecording.ImportedCopyShape {
+            VulkanRecording.ImportedCopyShape(buffer: id, bufferOffset: bufferOffset, importSerial: source.serial,
+                                              importOffset: importOffset, count: count)
+        }
+    }
+
+    /// A copy region as recorded: between a batch's buffer and a transfer buffer (staging or
+    /// imported host memory).
+    private struct DeviceCopy {
+        let buffer: VulkanBuffer
+        let bufferOffset: Int
+        let other: VkBuffer
+        let otherOffset: Int
+        let count: Int
+    }
+
     /// A batch's transfers, split by how each is served.
     private struct TransferPlan {
         enum DownloadSource {
@@ -81,11 +112,42 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         var directUploads: [HostCopy] = []
         var stagedUploads: [StagedCopy] = []
         var stagedDownloads: [StagedCopy] = []
+        var importedUploads: [ImportedCopy] = []
+        var importedDownloads: [ImportedCopy] = []
         /// Every download, in the batch's order (destinations may overlap).
         var downloads: [(destination: UnsafeMutableRawPointer, source: DownloadSource, count: Int)] = []
         var stagingBytes = 0
         /// The buffers the transfers touch, kept alive until the batch retires.
         var buffers: [VulkanBuffer] = []
+
+        /// The imports the batch copies through, each once.
+        var imports: [VulkanImportedHostMemory] {
+            var seen = Set<UInt64>()
+            return (importedUploads + importedDownloads).map(\.source).filter { seen.insert($0.serial).inserted }
+        }
+
+        var zeroCopyBytes: UInt64 {
+            UInt64((importedUploads + importedDownloads).reduce(0) { $0 + $1.count })
+        }
+
+        /// The copy regions to record before the dispatches (uploads) and after them
+        /// (downloads), staged ones against `staging`.
+        func deviceCopies(staging: VkBuffer?) -> (uploads: [DeviceCopy], downloads: [DeviceCopy]) {
+            func staged(_ copies: [StagedCopy]) -> [DeviceCopy] {
+                guard let staging else { return [] }
+                return copies.map {
+                    DeviceCopy(buffer: $0.buffer, bufferOffset: $0.bufferOffset, other: staging, otherOffset: $0.stagingOffset,
+                               count: $0.host.count)
+                }
+            }
+            func imported(_ copies: [ImportedCopy]) -> [DeviceCopy] {
+                copies.map {
+                    DeviceCopy(buffer: $0.buffer, bufferOffset: $0.bufferOffset, other: $0.source.handle,
+                               otherOffset: $0.importOffset, count: $0.count)
+                }
+            }
+            return (staged(stagedUploads) + imported(importedUploads), staged(stagedDownloads) + imported(importedDownloads))
+        }
 
         /// The memcpys `wait` makes, with staged sources resolved against `staging`.
         func downloadCopies(staging: UnsafeMutableRawPointer?) -> [HostCopy] {
@@ -116,6 +178,9 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         /// batch whose recording earns a slot (`takeSlot`).
         var recentKernelLists: [KernelListIdentity] = []
         var pipelines: [ShaderKernel: VulkanPipeline] = [:]
+        /// Host memory shared by clients and imported, with how many shares name each.
+        var imports: [(memory: VulkanImportedHostMemory, shares: Int)] = []
+        var nextImportSerial: UInt64 = 1
         /// For standalone `write`/`read` copies and fills; used only under the lock, and
         /// waited for in place. Its staging memory (`slot.staging`) persists between calls.
         var transferSlot: VulkanSubmissionSlot?
@@ -281,6 +346,51 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
+    // MARK: Shared host memory
+
+    public func shareHostMemory(_ bytes: UnsafeMutableRawBufferPointer) -> HostMemoryShare? {
+        guard options.hostImport == .automatic, vk.hostImportAlignment != nil, let base = bytes.baseAddress else { return nil }
+        let imported: VulkanImportedHostMemory? = state.withLock { state in
+            // Several vGPUs of one VM share its RAM: one import, counted.
+            if let index = state.imports.firstIndex(where: { $0.memory.base == base && $0.memory.byteCount == bytes.count }) {
+                state.imports[index].shares += 1
+                return state.imports[index].memory
+            }
+            do throws(VulkanImportedHostMemory.Refusal) {
+                let memory = try VulkanImportedHostMemory(device: vk, bytes: bytes, serial: state.nextImportSerial)
+                state.nextImportSerial += 1
+                state.imports.append((memory, 1))
+                return memory
+            } catch {
+                logger.info("GPUHost: \(bytes.count >> 20) MiB of host memory not imported, its transfers go through staging: \(error)")
+                return nil
+            }
+        }
+        guard let imported else { return nil }
+        return HostMemoryShare(bytes: bytes) { [weak self] in self?.unshare(imported) }
+    }
+
+    /// Drops a share; the last one forgets the import. Returns once no batch copies through
+    /// it any more, so the owner may unmap the memory: recordings that name it are dropped,
+    /// and batches still in flight with it (the owner's contract says there are none) are
+    /// waited for.
+    private func unshare(_ imported: VulkanImportedHostMemory) {
+        let fences: [VkFence?] = state.withLock { state in
+            guard let index = state.imports.firstIndex(where: { $0.memory === imported }) else { return [] }
+            state.imports[index].shares -= 1
+            guard state.imports[index].shares == 0 else { return [] }
+            state.imports.remove(at: index)
+            for slot in state.freeSlots where slot.recording?.imports.contains(where: { $0 === imported }) == true {
+                slot.recording = nil
+            }
+            return state.inFlight.values.filter { $0.imports.contains { $0 === imported } }.map(\.slot.fence)
+        }
+        if !fences.isEmpty {
+            logger.warning("GPUHost: shared host memory released with \(fences.count) batch(es) still copying through it; waiting for them")
+            _ = vkWaitForFences(vk.handle, UInt32(fences.count), fences, VkBool32(VK_TRUE), .max)
+        }
+    }
+
     /// Where the host reads and writes a buffer directly, or nil when it must go through
     /// staging: memory that is not host-mapped, or device-local memory under
     /// `staging: .always`.
@@ -362,11 +472,13 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                 try validated.fits(capacity: { buffers[$0]?.byteCount })
             }
             let batch = validated.batch
-            let plan = plan(batch, buffers: buffers)
+            let plan = plan(batch, buffers: buffers, imports: state.imports.map(\.memory))
             let key = VulkanRecording.Key(kernels: validated.kernelList, sgemmVariant: SGEMMVariant.forced,
                                           bufferGeneration: state.bufferGeneration,
                                           stagedUploads: plan.stagedUploads.map(\.shape),
-                                          stagedDownloads: plan.stagedDownloads.map(\.shape))
+                                          stagedDownloads: plan.stagedDownloads.map(\.shape),
+                                          importedUploads: plan.importedUploads.map(\.shape),
+                                          importedDownloads: plan.importedDownloads.map(\.shape))
             let slot = try takeSlot(for: key, &state)
             let recording: VulkanRecording
             var replayed = false
@@ -382,8 +494,8 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
                     recording = kept
                     replayed = true
                 } else {
-                    recording = try record(validated, key: key, into: slot, state: &state,
-                                           staging: staging.map { ($0.handle, plan) })
+                    recording = try record(validated, key: key, into: slot, state: &state, plan: plan,
+                                           staging: staging?.handle)
                 }
                 // The host writes go in last, once nothing but the queue submission can fail,
                 // so a refused batch leaves its buffers untouched. Host writes made before
@@ -412,11 +524,12 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             state.nextSubmission += 1
             slot.lastUsed = id.rawValue
             let elapsed = monotonicNanoseconds() - started
-            state.inFlight[id] = InFlight(slot: slot, buffers: recording.buffers + plan.buffers,
+            state.inFlight[id] = InFlight(slot: slot, buffers: recording.buffers + plan.buffers, imports: plan.imports,
                                           kernelCount: batch.kernels.count, dispatchCount: recording.dispatchCount,
                                           barrierCount: recording.barrierCount, downloads: downloads,
                                           uploadNanoseconds: uploadNanoseconds,
-                                          submitNanoseconds: elapsed - min(elapsed, uploadNanoseconds), replayed: replayed)
+                                          submitNanoseconds: elapsed - min(elapsed, uploadNanoseconds), replayed: replayed,
+                                          zeroCopyBytes: plan.zeroCopyBytes)
             return id
         }
     }
@@ -452,9 +565,22 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
     /// Decides how each of a validated batch's transfers is served: by memcpy where the host
     /// maps the buffer, else through staging, packed back to back (a copy region needs no
     /// alignment).
-    private func plan(_ batch: CommandBatch, buffers: BufferTable<VulkanBuffer>) -> TransferPlan {
+    private func plan(_ batch: CommandBatch, buffers: BufferTable<VulkanBuffer>,
+                      imports: [VulkanImportedHostMemory]) -> TransferPlan {
         var plan = TransferPlan()
         guard batch.hasHostTransfers else { return plan }
+        func imported(_ transfer: HostTransfer, _ target: VulkanBuffer, host: UnsafeMutableRawPointer) -> ImportedCopy? {
+            for memory in imports {
+                if let offset = memory.offset(of: host, count: transfer.byteCount) {
+                    return ImportedCopy(id: transfer.buffer, buffer: target, bufferOffset: transfer.byteOffset, source: memory,
+                                        importOffset: offset, count: transfer.byteCount)
+                }
+            }
+            return nil
+        }
+        // Downloads land in host memory in the batch's order. Device copies into overlapping
+        // host bytes would race, so such a batch takes its downloads through staging.
+        let downloadsMayImport = !imports.isEmpty && !Self.overlap(batch.downloads.map(\.host))
         var seen = Set<BufferID>()
         func resolve(_ transfer: HostTransfer) -> (buffer: VulkanBuffer, host: UnsafeMutableRawPointer)? {
             // Validated, so the buffer exists; an empty transfer has nothing to copy.
@@ -477,6 +603,8 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             if let mapped = hostPointer(target.buffer) {
                 plan.directUploads.append(HostCopy(destination: mapped + upload.byteOffset,
                                                    source: UnsafeRawPointer(target.host), count: upload.byteCount))
+            } else if let copy = imported(upload, target.buffer, host: target.host) {
+                plan.importedUploads.append(copy)
             } else {
                 plan.stagedUploads.append(stage(upload, target.buffer))
             }
@@ -486,6 +614,8 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             if let mapped = hostPointer(source.buffer) {
                 plan.downloads.append((source.host, .mapped(UnsafeRawPointer(mapped + download.byteOffset)),
                                        download.byteCount))
+            } else if downloadsMayImport, let copy = imported(download, source.buffer, host: source.host) {
+                plan.importedDownloads.append(copy)
             } else {
                 let copy = stage(download, source.buffer)
                 plan.stagedDownloads.append(copy)
@@ -493,6 +623,13 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             }
         }
         return plan
+    }
+
+    /// Whether any two of the ranges share a byte.
+    private static func overlap(_ ranges: [UnsafeHostBytes]) -> Bool {
+        let sorted = ranges.compactMap { range in range.baseAddress.map { (start: Int(bitPattern: $0), count: range.count) } }
+            .filter { $0.count > 0 }.sorted { $0.start < $1.start }
+        return zip(sorted, sorted.dropFirst()).contains { $1.start < $0.start + $0.count }
     }
 
     /// Returns a slot whose batch retired (or never went to the queue) to the free list,
@@ -503,47 +640,52 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             // Its copy regions named the freed staging buffer.
             slot.recording = nil
         }
+        // Its copy regions name an import whose memory its owner may be unmapping.
+        if let recording = slot.recording,
+           !recording.imports.allSatisfy({ used in state.imports.contains { $0.memory === used } }) {
+            slot.recording = nil
+        }
         state.freeSlots.append(slot)
     }
 
-    /// Records `copies` as one vkCmdCopyBuffer per run of consecutive copies of one buffer,
-    /// joining copies that continue each other in both the buffer and staging (a range the
-    /// guest scattered over pages becomes one region again).
-    private func recordCopies(_ copies: [StagedCopy], staging: VkBuffer, toBuffer: Bool, _ commandBuffer: VkCommandBuffer) {
+    /// Records `copies` as one vkCmdCopyBuffer per run of consecutive copies between the same
+    /// two buffers, joining copies that continue each other on both sides (a range the guest
+    /// scattered over pages becomes one region again).
+    private func recordCopies(_ copies: [DeviceCopy], toBuffer: Bool, _ commandBuffer: VkCommandBuffer) {
         var index = 0
         while index < copies.count {
-            let buffer = copies[index].buffer
+            let (buffer, other) = (copies[index].buffer, copies[index].other)
             var regions: [VkBufferCopy] = []
-            while index < copies.count, copies[index].buffer === buffer {
+            while index < copies.count, copies[index].buffer === buffer, copies[index].other == other {
                 let copy = copies[index]
                 index += 1
-                let (bufferOffset, stagingOffset, size) = (VkDeviceSize(copy.bufferOffset), VkDeviceSize(copy.stagingOffset),
-                                                           VkDeviceSize(copy.host.count))
+                let (bufferOffset, otherOffset, size) = (VkDeviceSize(copy.bufferOffset), VkDeviceSize(copy.otherOffset),
+                                                         VkDeviceSize(copy.count))
                 if var last = regions.last {
                     let lastBuffer = toBuffer ? last.dstOffset : last.srcOffset
-                    let lastStaging = toBuffer ? last.srcOffset : last.dstOffset
-                    if lastBuffer + last.size == bufferOffset, lastStaging + last.size == stagingOffset {
+                    let lastOther = toBuffer ? last.srcOffset : last.dstOffset
+                    if lastBuffer + last.size == bufferOffset, lastOther + last.size == otherOffset {
                         last.size += size
                         regions[regions.count - 1] = last
                         continue
                     }
                 }
                 regions.append(toBuffer
-                    ? VkBufferCopy(srcOffset: stagingOffset, dstOffset: bufferOffset, size: size)
-                    : VkBufferCopy(srcOffset: bufferOffset, dstOffset: stagingOffset, size: size))
+                    ? VkBufferCopy(srcOffset: otherOffset, dstOffset: bufferOffset, size: size)
+                    : VkBufferCopy(srcOffset: bufferOffset, dstOffset: otherOffset, size: size))
             }
             regions.withUnsafeBufferPointer { pointer in
-                vkCmdCopyBuffer(commandBuffer, toBuffer ? staging : buffer.handle, toBuffer ? buffer.handle : staging,
+                vkCmdCopyBuffer(commandBuffer, toBuffer ? other : buffer.handle, toBuffer ? buffer.handle : other,
                                 UInt32(pointer.count), pointer.baseAddress)
             }
         }
     }
 
     /// Lowers the batch to dispatches and records them into `slot`, replayable; returns what
-    /// the slot now holds. `staging`, when the batch has staged transfers, brackets the
-    /// dispatches with them. Call locked.
+    /// the slot now holds. The plan's device copies (staged ones against `staging`) bracket
+    /// the dispatches. Call locked.
     private func record(_ validated: ValidatedBatch, key: VulkanRecording.Key, into slot: VulkanSubmissionSlot,
-                        state: inout State, staging: (handle: VkBuffer, plan: TransferPlan)?) throws(GPUError) -> VulkanRecording {
+                        state: inout State, plan: TransferPlan, staging: VkBuffer?) throws(GPUError) -> VulkanRecording {
         var dispatches: [ShaderDispatch] = []
         for (kernel, operands) in zip(validated.kernels, validated.operands) {
             dispatches += kernel.shaderDispatches(operands: operands, maxGroupsX: device.maxComputeWorkGroupCount.first ?? 65535)
@@ -552,22 +694,22 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             state.pipelines[dispatch.shader] = try VulkanPipeline(device: vk, shader: dispatch.shader)
         }
         let barriers = try record(dispatches, into: slot, buffers: state.buffers.byID, pipelines: state.pipelines,
-                                  staging: staging, bufferGeneration: state.bufferGeneration)
+                                  copies: plan.deviceCopies(staging: staging), bufferGeneration: state.bufferGeneration)
         var used: [BufferID: VulkanBuffer] = [:]
         for dispatch in dispatches {
             for id in dispatch.bindings { used[id] = state.buffers[id] }
         }
-        let recording = VulkanRecording(key: key, staging: staging?.handle, dispatchCount: dispatches.count,
-                                        barrierCount: barriers, buffers: Array(used.values))
+        let recording = VulkanRecording(key: key, staging: staging, dispatchCount: dispatches.count,
+                                        barrierCount: barriers, buffers: Array(used.values), imports: plan.imports)
         slot.recording = recording
         return recording
     }
 
-    /// Records the dispatches; returns the number of barriers placed between them.
-    /// `staging`, when the batch has staged transfers, brackets the dispatches with them.
+    /// Records the dispatches, bracketed by the batch's device copies; returns the number of
+    /// barriers placed between dispatches.
     private func record(_ dispatches: [ShaderDispatch], into slot: VulkanSubmissionSlot,
                         buffers: [BufferID: VulkanBuffer], pipelines: [ShaderKernel: VulkanPipeline],
-                        staging: (handle: VkBuffer, plan: TransferPlan)?, bufferGeneration: UInt64) throws(GPUError) -> Int {
+                        copies: (uploads: [DeviceCopy], downloads: [DeviceCopy]), bufferGeneration: UInt64) throws(GPUError) -> Int {
         try slot.begin(dispatches: dispatches.count, bufferGeneration: bufferGeneration, replayable: true)
         let commandBuffer = slot.commandBuffer
         if let queryPool = slot.queryPool {
@@ -575,13 +717,13 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         }
         VulkanCommands.enterBatch(commandBuffer)
         // BOTTOM_OF_PIPE: written once everything before it on the queue has finished, i.e.
-        // when this batch can start; the closing stamp when this batch has finished. Staged
+        // when this batch can start; the closing stamp when this batch has finished. Device
         // copies lie between the stamps: they are the batch's device work too.
         if let queryPool = slot.queryPool {
             vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool, 0)
         }
-        if let staging, !staging.plan.stagedUploads.isEmpty {
-            recordCopies(staging.plan.stagedUploads, staging: staging.handle, toBuffer: true, commandBuffer)
+        if !copies.uploads.isEmpty {
+            recordCopies(copies.uploads, toBuffer: true, commandBuffer)
             VulkanCommands.transferToCompute(commandBuffer)
         }
         var planner = BarrierPlanner()
@@ -609,14 +751,15 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             }
             vkCmdDispatch(commandBuffer, dispatch.groups.x, dispatch.groups.y, 1)
         }
-        if let staging, !staging.plan.stagedDownloads.isEmpty {
+        if !copies.downloads.isEmpty {
             VulkanCommands.computeToTransfer(commandBuffer)
-            recordCopies(staging.plan.stagedDownloads, staging: staging.handle, toBuffer: false, commandBuffer)
+            recordCopies(copies.downloads, toBuffer: false, commandBuffer)
         }
         if let queryPool = slot.queryPool {
             vkCmdWriteTimestamp(commandBuffer, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool, 1)
         }
-        // Also makes the staged downloads' copies visible to the host reads in `wait`.
+        // Also makes the downloads' device copies visible to the host (reads of staging in
+        // `wait`, the guest's reads of its RAM).
         VulkanCommands.leaveBatch(commandBuffer)
         try vkCheck(vkEndCommandBuffer(commandBuffer), "vkEndCommandBuffer")
         return barriers
@@ -700,6 +843,7 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             barrierCount: flight.barrierCount, executionNanoseconds: nanoseconds,
             timing: nanoseconds == nil ? .unavailable : .deviceTimestamps,
             uploadNanoseconds: flight.uploadNanoseconds, downloadNanoseconds: downloadNanoseconds,
-            submitNanoseconds: flight.submitNanoseconds, replayedRecording: flight.replayed)
+            submitNanoseconds: flight.submitNanoseconds, replayedRecording: flight.replayed,
+            zeroCopyBytes: flight.zeroCopyBytes)
     }
 }

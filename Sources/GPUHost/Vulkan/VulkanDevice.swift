@@ -1,4 +1,7 @@
 import CVulkan
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Owns the logical VkDevice and its compute queues. Buffers, pipelines and submission
 /// slots hold a strong reference to it, so it (and, through it, the instance) outlives them.
@@ -22,6 +25,9 @@ final class VulkanDevice {
             throw .unsupportedDevice(name: physical.info.name, reason: "no compute queue family")
         }
         var device: VkDevice?
+        // Only what the backend uses, and only where offered: host-memory import lets batches
+        // copy straight out of and into guest RAM (`VulkanImportedHostMemory`).
+        let extensions = physical.hostImportAlignment == nil ? [] : [VulkanPhysicalDevice.hostImportExtension]
         let queueCount = max(1, min(physical.computeQueueCount, Self.maxLanes))
         let priorities = [Float](repeating: 1, count: Int(queueCount))
         let result = priorities.withUnsafeBufferPointer { priorityPointer in
@@ -31,11 +37,15 @@ final class VulkanDevice {
             queueInfo.queueCount = queueCount
             queueInfo.pQueuePriorities = priorityPointer.baseAddress
             return withUnsafePointer(to: &queueInfo) { queuePointer in
-                var info = VkDeviceCreateInfo()
-                info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
-                info.queueCreateInfoCount = 1
-                info.pQueueCreateInfos = queuePointer
-                return vkCreateDevice(physical.handle, &info, nil, &device)
+                withCStringArray(extensions) { extensionNames in
+                    var info = VkDeviceCreateInfo()
+                    info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                    info.queueCreateInfoCount = 1
+                    info.pQueueCreateInfos = queuePointer
+                    info.enabledExtensionCount = UInt32(extensions.count)
+                    info.ppEnabledExtensionNames = extensionNames
+                    return vkCreateDevice(physical.handle, &info, nil, &device)
+                }
             }
         }
         try vkCheck(result, "vkCreateDevice")
@@ -65,6 +75,9 @@ final class VulkanDevice {
         vkDeviceWaitIdle(handle)
         vkDestroyDevice(handle, nil)
     }
+
+    /// The alignment imported host memory needs, or nil when this device cannot import it.
+    var hostImportAlignment: Int? { physical.hostImportAlignment }
 
     /// A memory type allowed by `allowedBits` for the placement, or nil.
     /// deviceLocal: DEVICE_LOCAL, preferring types that are not also host-visible (the big
@@ -96,4 +109,13 @@ final class VulkanDevice {
         guard Int(memoryType) < physical.memoryTypes.count else { return false }
         return physical.memoryTypes[Int(memoryType)].propertyFlags & wanted == wanted
     }
+}
+
+/// `body` gets `names` as a C array of NUL-terminated strings, valid for the call only.
+private func withCStringArray<Result>(_ names: [String],
+                                      _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> Result) -> Result {
+    let copies = names.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    let pointers = copies.map { $0.map { UnsafePointer<CChar>($0) } }
+    return pointers.withUnsafeBufferPointer { body($0.isEmpty ? nil : $0.baseAddress) }
 }

@@ -12,6 +12,9 @@ struct VulkanPhysicalDevice {
     /// Meaningful bits of a timestamp on that family; 0 means no timestamps.
     let timestampValidBits: UInt32
     let memoryTypes: [VkMemoryType]
+    /// The alignment host memory must have to be imported as device memory
+    /// (VK_EXT_external_memory_host), or nil when the device cannot import host memory.
+    let hostImportAlignment: Int?
 
     init(handle: VkPhysicalDevice, index: Int, instanceAPIVersion: UInt32) {
         self.handle = handle
@@ -25,24 +28,36 @@ struct VulkanPhysicalDevice {
         let hasDriverProperties = effectiveVersion >= malv_vk_make_api_version(0, 1, 2, 0)
             || extensions.contains("VK_KHR_driver_properties")
         let hasPCIBusInfo = extensions.contains("VK_EXT_pci_bus_info")
+        let hasHostImport = extensions.contains(Self.hostImportExtension)
         var driver = VkPhysicalDeviceDriverProperties()
         driver.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES
         var pci = VkPhysicalDevicePCIBusInfoPropertiesEXT()
         pci.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PCI_BUS_INFO_PROPERTIES_EXT
+        var hostImport = VkPhysicalDeviceExternalMemoryHostPropertiesEXT()
+        hostImport.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT
         var properties2 = VkPhysicalDeviceProperties2()
         properties2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
         withUnsafeMutablePointer(to: &pci) { pciPointer in
             withUnsafeMutablePointer(to: &driver) { driverPointer in
-                var chain: UnsafeMutableRawPointer?
-                if hasPCIBusInfo { chain = UnsafeMutableRawPointer(pciPointer) }
-                if hasDriverProperties {
-                    driverPointer.pointee.pNext = chain
-                    chain = UnsafeMutableRawPointer(driverPointer)
+                withUnsafeMutablePointer(to: &hostImport) { hostImportPointer in
+                    var chain: UnsafeMutableRawPointer?
+                    if hasPCIBusInfo { chain = UnsafeMutableRawPointer(pciPointer) }
+                    if hasDriverProperties {
+                        driverPointer.pointee.pNext = chain
+                        chain = UnsafeMutableRawPointer(driverPointer)
+                    }
+                    if hasHostImport {
+                        hostImportPointer.pointee.pNext = chain
+                        chain = UnsafeMutableRawPointer(hostImportPointer)
+                    }
+                    properties2.pNext = chain
+                    vkGetPhysicalDeviceProperties2(handle, &properties2)
                 }
-                properties2.pNext = chain
-                vkGetPhysicalDeviceProperties2(handle, &properties2)
             }
         }
+        let alignment = Int(hostImport.minImportedHostPointerAlignment)
+        // A power of two by the specification; anything else is a driver we do not trust with it.
+        hostImportAlignment = hasHostImport && alignment > 0 && alignment & (alignment - 1) == 0 ? alignment : nil
 
         var memory = VkPhysicalDeviceMemoryProperties()
         vkGetPhysicalDeviceMemoryProperties(handle, &memory)
@@ -81,6 +96,9 @@ struct VulkanPhysicalDevice {
                                        limits.maxComputeWorkGroupCount.2],
             maxComputeSharedMemorySize: limits.maxComputeSharedMemorySize)
     }
+
+    /// Lets the device copy straight to and from host memory it did not allocate (a VM's RAM).
+    static let hostImportExtension = "VK_EXT_external_memory_host"
 
     /// Prefers a family that can write timestamps, then a compute-only family (the async
     /// compute engine on discrete GPUs, which does not contend with graphics).

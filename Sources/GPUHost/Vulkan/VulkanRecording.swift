@@ -24,10 +24,15 @@ struct VulkanRecording {
         /// from the host at each submission; the regions are recorded.
         let stagedUploads: [CopyShape]
         let stagedDownloads: [CopyShape]
+        /// Where each transfer the device copies straight out of or into imported host memory
+        /// sits in the buffer and in the import.
+        let importedUploads: [ImportedCopyShape]
+        let importedDownloads: [ImportedCopyShape]
 
         static func == (lhs: Key, rhs: Key) -> Bool {
             lhs.kernels === rhs.kernels && lhs.sgemmVariant == rhs.sgemmVariant && lhs.bufferGeneration == rhs.bufferGeneration
                 && lhs.stagedUploads == rhs.stagedUploads && lhs.stagedDownloads == rhs.stagedDownloads
+                && lhs.importedUploads == rhs.importedUploads && lhs.importedDownloads == rhs.importedDownloads
         }
     }
 
@@ -39,6 +44,16 @@ struct VulkanRecording {
         let count: Int
     }
 
+    /// One device copy's region between a buffer and imported host memory
+    /// (`VulkanImportedHostMemory.serial` names the import).
+    struct ImportedCopyShape: Equatable {
+        let buffer: BufferID
+        let bufferOffset: Int
+        let importSerial: UInt64
+        let importOffset: Int
+        let count: Int
+    }
+
     let key: Key
     /// The staging buffer the copy regions name; a slot whose staging was reallocated since
     /// records again.
@@ -47,4 +62,7 @@ struct VulkanRecording {
     let barrierCount: Int
     /// The buffers the dispatches bind, kept alive by every batch that runs the recording.
     let buffers: [VulkanBuffer]
+    /// The host memory its copy regions name, kept alive likewise; a recording whose import
+    /// has been unshared is dropped (`VulkanBackend.unshare`, `recycle`).
+    let imports: [VulkanImportedHostMemory]
 }

@@ -163,6 +163,10 @@ public final class GuestMemory: @unchecked Sendable {
         close(fileDescriptor)
     }
 
+    /// Where each region is mapped in this process: for a device that reads and writes guest
+    /// RAM in place (the GPU's host-memory import). Valid while this object lives.
+    public var hostMappings: [UnsafeMutableRawBufferPointer] { mappings }
+
     /// The host bytes behind [address, address + length), which must lie in one region.
     public func slice(at address: GuestAddress, length: UInt64) throws(GuestMemoryError) -> UnsafeMutableRawBufferPointer {
         for region in regions where region.contains(address, length: length) {
