@@ -45,6 +45,10 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
     let mailbox = Mutex(Mailbox())
     let published = Mutex((counters: FullVGPUCounters(), statistics: VGPUStatistics()))
     let doorbellAddress = Mutex<UInt64?>(nil)
+    /// Guest RAM shared with the GPU so the executor's guest-page transfers are device copies
+    /// in place (`ComputeBackend.shareHostMemory`); released in `stop` once the client's
+    /// batches are off the GPU.
+    private let guestMemoryShares = Mutex<[HostMemoryShare]>([])
     private var worker: DeviceWorker?
     /// With the MMIO bitmap on, the first register page is also guest memory (a read-only KVM
     /// slot over the BAR): the reads the bitmap does not trap cost no exit, as they would be
@@ -118,6 +122,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         }
         executor = StreamExecutor(scheduler: scheduler, client: client, memoryLimit: UInt64(max(profile.memoryBytes, 0)),
                                   memory: hostMemory, logger: logger)
+        guestMemoryShares.withLock { $0 = host.memory.hostMappings.compactMap { scheduler.backend.shareHostMemory($0) } }
         let capabilities = GVMCapabilities(commandRingSizeRange: 2...FullVGPURegister.maximumRingSize,
                                            completionVectorCount: FullVGPUInterrupt.vectorCount,
                                            schedulerClientCount: .max)
@@ -157,6 +162,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         _ = registerPage?.map(at: nil)
         executor.releaseStaging()
         try? scheduler.removeClient(client)
+        guestMemoryShares.withLock { $0 = [] }
     }
 
     // MARK: VGPU

@@ -246,6 +246,7 @@ final class StreamExecutor: GVMCommandExecutor {
             statistics.downloadNanoseconds += completion.batch.downloadNanoseconds
             statistics.submitNanoseconds += completion.batch.submitNanoseconds
             if completion.batch.replayedRecording { statistics.replayedRecordings += 1 }
+            statistics.zeroCopyBytes += completion.batch.zeroCopyBytes
         case let .failure(error):
             statistics.submissions += 1
             statistics.endToEndNanoseconds += monotonicNanoseconds() - started

@@ -13,7 +13,7 @@ extension Malvvm.Bench {
             scripts/bench-gpu runs 'plan', alternating rounds of vkdirect and 'kernels', then 'run'; \
             scripts/gpu-check runs 'gemm' beside PyTorch's matmul, and 'replay'.
             """,
-            subcommands: [Plan.self, Kernels.self, Report.self, GEMM.self, Replay.self]
+            subcommands: [Plan.self, Kernels.self, Report.self, GEMM.self, Replay.self, Transfer.self]
         )
     }
 }
@@ -236,6 +236,60 @@ extension Malvvm.Bench.GPU {
                 + " submit_ratio \(fixed(m.recordSubmitNanoseconds / max(m.replaySubmitNanoseconds, 1), 2))"
                 + " record_wall_us \(us(m.recordWallNanoseconds)) replay_wall_us \(us(m.replayWallNanoseconds))"
                 + " device_us \(us(m.deviceNanoseconds))")
+        }
+    }
+}
+
+extension Malvvm.Bench.GPU {
+    struct Transfer: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A guest blob's way to GPU memory and back: through staging against zero-copy.",
+            discussion: """
+            The path a discrete GPU takes (buffers the host cannot map; forced on a device that \
+            could): a blob in shared pages, in 4 KiB pieces as a guest's pages are, uploaded, \
+            doubled and downloaded in one batch, through staging (host memcpy both ways) \
+            alternating with the same batch on a backend that imported the pages \
+            (VK_EXT_external_memory_host: device copies only). One line per size:
+              transfer bytes 1048576 staged_copy_us ... zero_copy_copy_us ... staged_wall_us ... \
+            zero_copy_wall_us ... wall_ratio ... staged_device_us ... zero_copy_device_us ...
+            """)
+
+        @Option(help: ArgumentHelp("Blob sizes in KiB, comma-separated.", valueName: "kib,..."))
+        var sizes = "64,1024,16384"
+
+        @Option(help: ArgumentHelp("Batches timed each way per size.", valueName: "n"))
+        var rounds = 20
+
+        func parsedSizes() throws -> [Int] {
+            let values = sizes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !values.isEmpty, values.allSatisfy({ $0.map { (4 ... 1 << 20).contains($0) } ?? false }) else {
+                throw ValidationError("bad --sizes \(sizes): KiB from 4 to 1048576, comma-separated")
+            }
+            return values.compactMap { $0 }
+        }
+
+        func validate() throws {
+            _ = try parsedSizes()
+            guard (1 ... 10000).contains(rounds) else { throw ValidationError("bad --rounds \(rounds) (1...10000)") }
+        }
+
+        func run() throws {
+            for kib in try parsedSizes() {
+                Malvvm.Bench.GPU.progress("transfer: \(kib) KiB, \(rounds) batches each way")
+                let measured = try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in
+                    try TransferBenchmark.measure(bytes: kib << 10, rounds: rounds)
+                }
+                guard let m = measured else {
+                    throw RuntimeFailure(message: "the Vulkan device cannot import host memory (no VK_EXT_external_memory_host)")
+                }
+                func us(_ nanoseconds: Double?) -> String { nanoseconds.map { fixed($0 / 1000, 1) } ?? "-" }
+                print("transfer bytes \(m.bytes) staged_copy_us \(us(m.stagedHostCopyNanoseconds))"
+                    + " zero_copy_copy_us \(us(m.zeroCopyHostCopyNanoseconds))"
+                    + " staged_wall_us \(us(m.stagedWallNanoseconds)) zero_copy_wall_us \(us(m.zeroCopyWallNanoseconds))"
+                    + " wall_ratio \(fixed(m.stagedWallNanoseconds / max(m.zeroCopyWallNanoseconds, 1), 2))"
+                    + " staged_device_us \(us(m.stagedDeviceNanoseconds)) zero_copy_device_us \(us(m.zeroCopyDeviceNanoseconds))")
+                fflush(nil)
+            }
         }
     }
 }

@@ -42,7 +42,27 @@ import Testing
         }
     }
 
+    @Test func transferPrintsStagedAgainstZeroCopyPerSize() throws {
+        let result = try Harness.malvvm(["bench", "gpu", "transfer", "--sizes", "16,64", "--rounds", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdoutLines.filter { $0.hasPrefix("transfer bytes ") }
+        #expect(lines.count == 2, "\(result.stdout)")
+        for (line, bytes) in zip(lines, ["16384", "65536"]) {
+            let fields = line.split(separator: " ").map(String.init)
+            let pairs = Dictionary(stride(from: 1, to: fields.count - 1, by: 2).map { (fields[$0], fields[$0 + 1]) },
+                                   uniquingKeysWith: { first, _ in first })
+            #expect(pairs["bytes"] == bytes, "\(line)")
+            for key in ["staged_copy_us", "staged_wall_us", "zero_copy_wall_us", "wall_ratio"] {
+                #expect(Double(pairs[key] ?? "") ?? 0 > 0, "\(key) in \(line)")
+            }
+            // The staged batch copies on the host; the zero-copy one does not copy at all.
+            #expect(Double(pairs["zero_copy_copy_us"] ?? "") ?? .infinity < Double(pairs["staged_copy_us"] ?? "") ?? 0, "\(line)")
+        }
+    }
+
     @Test(arguments: [
+        ["bench", "gpu", "transfer", "--sizes", "2"],
+        ["bench", "gpu", "transfer", "--rounds", "0"],
         ["bench", "gpu", "replay", "--steps", "0"],
         ["bench", "gpu", "replay", "--rounds", "x"],
         ["bench", "gpu", "gemm", "--sizes", "0"],

@@ -9,13 +9,13 @@ import Testing
 
     /// Runs the guest with one full-vGPU and returns the result and the `--metrics` report.
     static func boot(_ cmdline: String, controls: String = "", gpu: String = "cpu", memory: String = "256M",
-                     disk: Bool = false, timeout: TimeInterval = 180) throws -> (Harness.Result, [String: Any]) {
+                     disk: Bool = false, timeout: TimeInterval = 180, wrapper: [String] = []) throws -> (Harness.Result, [String: Any]) {
         let metrics = FileManager.default.temporaryDirectory.appendingPathComponent("fullvgpu-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: metrics) }
         var arguments = ["run", "--kernel", Harness.guest, "--memory", memory, "--vgpu", "kind=full,profile=4g" + controls,
                          "--gpu", gpu, "--metrics", metrics, "--api-socket", "none", "--cmdline", cmdline]
         if disk { arguments += ["--disk", dataset + ",readonly"] }
-        let result = try Harness.malvvm(arguments, timeout: timeout)
+        let result = try Harness.malvvm(arguments, timeout: timeout, wrapper: wrapper)
         let report = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: metrics)))) as? [String: Any]
         return (result, report ?? [:])
     }
@@ -43,6 +43,18 @@ import Testing
         #expect(result.status == 0, "\(Self.failures(result)) \(result.stdout.suffix(800))")
         #expect(result.stdout.contains(" 0 failed"))
         #expect(Self.count(result, after: "fullvgpu: ") >= 80, "\(result.stdout.suffix(300))")
+    }
+
+    /// On a discrete GPU's path (device-local buffers the host cannot map; forced on lavapipe)
+    /// the guest's pages reach the GPU as device copies straight out of and into guest RAM,
+    /// imported as device memory, and every kernel still matches the guest's arithmetic.
+    @Test func guestPagesTravelZeroCopyOnADiscreteGPUsPath() throws {
+        let (result, report) = try Self.boot("test=fullvgpu", gpu: "auto", wrapper: ["/usr/bin/env", "MALVVM_VULKAN_STAGING=always"])
+        #expect(result.status == 0, "\(Self.failures(result)) \(result.stdout.suffix(800))")
+        #expect(result.stdout.contains(" 0 failed"))
+        let statistics = (report["vgpus"] as? [[String: Any]])?.first?["statistics"] as? [String: Any] ?? [:]
+        let zeroCopy = statistics["zero_copy_bytes"] as? Int ?? 0
+        #expect(zeroCopy > 0, "\(statistics)")
     }
 
     /// Bad rings, unmapped and foreign addresses, malformed commands and streams: each stops the

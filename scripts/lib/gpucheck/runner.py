@@ -530,6 +530,25 @@ def phase_microbench(check, sampler, results):
         check.row("microbench", "epoch submit µs recorded / replayed (675 kernels)",
                   f"{fmt(replay.get('record_submit_us'), '.0f')} / {fmt(replay.get('replay_submit_us'), '.0f')}"
                   f" ({fmt(replay.get('submit_ratio'), '.1f')}x)")
+    # A guest blob's way to VRAM and back: host memcpy through staging against device copies
+    # straight out of imported guest pages (zero-copy).
+    log("  malvvm bench gpu transfer")
+    with sampler.label("microbench/transfer"):
+        r = check.run([check.bin("malvvm"), "bench", "gpu", "transfer", "--sizes", "64,1024,16384", "--rounds", "10"],
+                      check.args.run_timeout)
+    transfers = []
+    for line in r.out.splitlines():
+        if line.startswith("transfer bytes "):
+            fields = line.split()
+            transfers.append({fields[i]: float(fields[i + 1]) for i in range(1, len(fields) - 1, 2) if fields[i + 1] != "-"})
+    result["transfer"] = {"exit": r.rc, "values": transfers, "raw": trim(r.out)}
+    if r.rc != 0 or not transfers:
+        check.failures.append(f"bench gpu transfer: {r.why()}")
+    else:
+        for t in transfers:
+            check.row("microbench", f"guest blob {int(t['bytes']) >> 10} KiB round trip µs staged / zero-copy",
+                      f"{fmt(t.get('staged_wall_us'), '.0f')} / {fmt(t.get('zero_copy_wall_us'), '.0f')}"
+                      f" ({fmt(t.get('wall_ratio'), '.2f')}x)")
     return result
 
 
