@@ -1,3 +1,4 @@
+import Synchronization
 /// A command batch with the operands its validation found. A batch is validated in full
 /// (shapes, bounds, aliasing: `CommandBatch.validate`, about half a microsecond a kernel) once,
 /// where it enters the host: the para-vGPU's decoder, or the scheduler for a direct client.
@@ -27,10 +28,10 @@ public struct ValidatedBatch: Sendable {
         kernelList = KernelListIdentity()
     }
 
-    private init(batch: CommandBatch, operands: [[KernelOperand]]) {
+    private init(batch: CommandBatch, operands: [[KernelOperand]], kernelList: KernelListIdentity = KernelListIdentity()) {
         self.batch = batch
         self.operands = operands
-        kernelList = KernelListIdentity()
+        self.kernelList = kernelList
     }
 
     /// No kernels, no transfers.
@@ -81,6 +82,56 @@ public struct ValidatedBatch: Sendable {
 
 /// The identity of one validated kernel list (`ValidatedBatch.kernelList`); compared with `===`.
 /// A reference, so whoever keeps one keeps it from being reused for another list.
+///
+/// It also remembers the identities of the pieces the scheduler cut the list into
+/// (`ValidatedBatch.segments`), so a repeated batch cut the same way has the same pieces each
+/// time and the backend replays each piece's recording.
 public final class KernelListIdentity: Sendable {
+    private let pieces = Mutex<[Range<Int>: KernelListIdentity]>([:])
+
     init() {}
+
+    func piece(_ kernels: Range<Int>) -> KernelListIdentity {
+        pieces.withLock { known in
+            if let identity = known[kernels] { return identity }
+            // A handful of cuts per list; a list cut ever differently would otherwise grow this.
+            if known.count >= 64 { known.removeAll() }
+            let identity = KernelListIdentity()
+            known[kernels] = identity
+            return identity
+        }
+    }
+}
+
+extension ValidatedBatch {
+    /// The batch's kernels in consecutive pieces at the given cut points (kernel indices,
+    /// ascending, inside 1..<kernels.count), in order: the uploads go with the first piece and
+    /// the downloads with the last, so run one after another on one queue they do exactly
+    /// what the whole batch does. Each piece keeps its kernels' validated operands (nothing is
+    /// validated again) and has an identity of its own that the same cut of this batch gets
+    /// again (`KernelListIdentity.piece`).
+    func segments(cuttingBefore cuts: [Int]) -> [ValidatedBatch] {
+        let bounds = [0] + cuts.filter { $0 > 0 && $0 < kernels.count } + [kernels.count]
+        var pieces: [ValidatedBatch] = []
+        for (index, (start, end)) in zip(bounds, bounds.dropFirst()).enumerated() where start < end {
+            var batch = CommandBatch(Array(kernels[start ..< end]))
+            batch.lane = lane
+            if index == 0 { batch.uploads = uploads }
+            if end == kernels.count { batch.downloads = downloads }
+            pieces.append(ValidatedBatch(batch: batch, operands: Array(operands[start ..< end]),
+                                         kernelList: kernelList.piece(start ..< end)))
+        }
+        return pieces
+    }
+
+    /// A rough measure of each kernel's device work, for cutting a batch into pieces of
+    /// similar duration: the bytes its operands span, plus its multiply-adds where it is
+    /// compute-bound (sgemm). Only the proportions matter; the predictor learns the scale.
+    var kernelWork: [Double] {
+        zip(kernels, operands).map { kernel, operands in
+            let bytes = operands.reduce(0) { $0 + $1.byteRange.count }
+            if case let .sgemm(p) = kernel { return Double(bytes) + Double(p.m) * Double(p.n) * Double(p.k) / 4 }
+            return Double(bytes)
+        }
+    }
 }

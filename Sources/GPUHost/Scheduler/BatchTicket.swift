@@ -56,12 +56,15 @@ public final class BatchTicket: @unchecked Sendable {
         monitor.withLock { outcome }
     }
 
-    /// Called once by the scheduler.
+    /// Called by the scheduler; the first outcome stands (a learned-slice batch's pieces share
+    /// one ticket, and a failed piece or a cancellation finishes it before the others retire).
     func finish(_ result: Result<ScheduledCompletion, SchedulerError>) {
-        monitor.withLock {
+        let first = monitor.withLock { () -> Bool in
+            guard outcome == nil else { return false }
             outcome = result
             done.broadcast()
+            return true
         }
-        callback?(result)
+        if first { callback?(result) }
     }
 }

@@ -5,6 +5,51 @@ struct PendingBatch {
     var batch: ValidatedBatch
     var ticket: BatchTicket
     var enqueuedAt: UInt64
+    /// Set for a learned-slice client's batches: the submitted batch this one is (a piece of).
+    var group: BatchGroup?
+}
+
+/// One submitted batch of a learned-slice client, run as one or more pieces that share its
+/// ticket: what they cost so far, and what the predictor learns from once all have retired.
+/// Guarded by the scheduler's monitor.
+final class BatchGroup {
+    let signature: KernelListIdentity
+    let work: Double
+    let pieces: Int
+    var retired = 0
+    var failed = false
+    var merged: ScheduledCompletion?
+
+    init(signature: KernelListIdentity, work: Double, pieces: Int) {
+        self.signature = signature
+        self.work = work
+        self.pieces = pieces
+    }
+
+    /// Adds a retired piece's completion; returns the whole batch's once the last has come.
+    func add(_ piece: ScheduledCompletion) -> ScheduledCompletion? {
+        retired += 1
+        if var whole = merged {
+            whole.batch.kernelCount += piece.batch.kernelCount
+            whole.batch.dispatchCount += piece.batch.dispatchCount
+            whole.batch.barrierCount += piece.batch.barrierCount
+            whole.batch.executionNanoseconds = whole.batch.executionNanoseconds.flatMap { sum in
+                piece.batch.executionNanoseconds.map { sum + $0 }
+            }
+            whole.batch.uploadNanoseconds += piece.batch.uploadNanoseconds
+            whole.batch.downloadNanoseconds += piece.batch.downloadNanoseconds
+            whole.batch.submitNanoseconds += piece.batch.submitNanoseconds
+            whole.batch.replayedRecording = whole.batch.replayedRecording && piece.batch.replayedRecording
+            whole.batch.zeroCopyBytes += piece.batch.zeroCopyBytes
+            whole.batch.submission = piece.batch.submission
+            whole.chargedNanoseconds += piece.chargedNanoseconds
+            whole.completedAt = piece.completedAt
+            merged = whole
+        } else {
+            merged = piece
+        }
+        return retired == pieces ? merged : nil
+    }
 }
 
 /// A batch handed to the backend (or about to be: `submission` is set once `submit`
@@ -18,6 +63,8 @@ final class InFlightBatch {
     let submittedAt: UInt64
     /// Held only until the backend has it.
     var batch: ValidatedBatch?
+    /// The submitted batch it is (a piece of), for a learned-slice client.
+    var group: BatchGroup?
     /// The batch moves bytes between host memory and its buffers (see `ClientState.canIssue`).
     var carriesHostTransfers = false
     var submission: SubmissionID?
@@ -51,6 +98,11 @@ final class ClientState {
     /// allocations cannot both squeeze under the quota).
     var memoryInUse = 0
     var removed = false
+    /// What its batches cost, learned as they retire (learned-slice clients only).
+    var predictor = BatchDurationPredictor()
+    /// Batches cut into pieces, and pieces made, since the client was added.
+    var batchesCut: UInt64 = 0
+    var piecesMade: UInt64 = 0
 
     // Window metrics.
     var charged: UInt64 = 0

@@ -62,7 +62,8 @@ extension GPUScheduler {
                     outstandingDebtNanoseconds: UInt64(max(0, account?.debt ?? 0)),
                     cumulativePreemptionNanoseconds: account?.cumulativePreemption ?? 0,
                     queueing: Self.summary(state.latency), queuedBatches: state.queue.count,
-                    memoryInUseBytes: state.memoryInUse, memoryQuotaBytes: state.configuration.memoryQuotaBytes)
+                    memoryInUseBytes: state.memoryInUse, memoryQuotaBytes: state.configuration.memoryQuotaBytes,
+                    learnedSlice: state.configuration.learnedSlice, batchesCut: state.batchesCut, piecesMade: state.piecesMade)
             }
             return SchedulerMetrics(
                 policy: configuration.policy, timeSliceNanoseconds: policy.timeSlice, windowNanoseconds: window,

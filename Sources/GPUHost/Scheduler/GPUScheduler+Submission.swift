@@ -46,16 +46,55 @@ extension GPUScheduler {
         } catch {
             throw .backend(error)
         }
+        // A batch counts once against the limit, however many pieces it is cut into.
         guard state.queue.count < configuration.maxQueuedBatchesPerClient else {
             throw .queueFull(client, limit: configuration.maxQueuedBatchesPerClient)
         }
         let now = monotonicNanoseconds()
         policy.workQueued(for: client, at: now) { self.demand(of: $0) }
         let ticket = BatchTicket(client: client, callback: completion)
-        state.queue.append(PendingBatch(batch: batch, ticket: ticket, enqueuedAt: now))
+        if state.configuration.learnedSlice {
+            let (pieces, group) = cut(batch, for: state)
+            for piece in pieces {
+                state.queue.append(PendingBatch(batch: piece, ticket: ticket, enqueuedAt: now, group: group))
+            }
+        } else {
+            state.queue.append(PendingBatch(batch: batch, ticket: ticket, enqueuedAt: now))
+        }
         state.demanded = true
         workAvailable.signal()
         return ticket
+    }
+
+    /// The most pieces one batch is cut into: each costs a submission and a fence of its own.
+    static let maxPieces = 32
+
+    /// Call locked. A learned-slice client's batch as it goes to the device: whole when its
+    /// predicted device time fits a time slice and a half (or nothing is known yet), else in
+    /// as many pieces as slices it needs, cut where the kernels' work (`kernelWork`) divides
+    /// evenly.
+    private func cut(_ batch: ValidatedBatch, for state: ClientState) -> ([ValidatedBatch], BatchGroup) {
+        let work = batch.kernelWork
+        let total = work.reduce(0, +)
+        let quantum = Double(policy.timeSlice)
+        guard batch.kernels.count > 1, quantum > 0, let predicted = state.predictor.predict(batch.kernelList, work: total),
+              predicted > 1.5 * quantum else {
+            return ([batch], BatchGroup(signature: batch.kernelList, work: total, pieces: 1))
+        }
+        let count = min(batch.kernels.count, Self.maxPieces, Int((predicted / quantum).rounded(.up)))
+        var cuts: [Int] = []
+        var accumulated = 0.0
+        for index in 1 ..< work.count where cuts.count < count - 1 {
+            accumulated += work[index - 1]
+            // Cut before the first kernel that starts past the next piece's share of the work.
+            if accumulated >= Double(cuts.count + 1) * total / Double(count) { cuts.append(index) }
+        }
+        let pieces = batch.segments(cuttingBefore: cuts)
+        if pieces.count > 1 {
+            state.batchesCut += 1
+            state.piecesMade += UInt64(pieces.count)
+        }
+        return (pieces, BatchGroup(signature: batch.kernelList, work: total, pieces: pieces.count))
     }
 
     /// Call locked. The next batch to hand the device: more of the current slice while it
@@ -83,6 +122,7 @@ extension GPUScheduler {
         guard let pending = state.queue.popFirst(), let dispatch = policy.dispatch() else { return nil }
         let entry = InFlightBatch(client: state, dispatch: dispatch, ticket: pending.ticket, enqueuedAt: pending.enqueuedAt,
                                   submittedAt: now)
+        entry.group = pending.group
         state.inFlight += 1
         if pending.batch.hasHostTransfers {
             entry.carriesHostTransfers = true
@@ -96,9 +136,26 @@ extension GPUScheduler {
         return entry
     }
 
-    /// Call locked. Charges a retired batch; returns the outcome for its ticket.
+    /// Call locked. Charges a retired batch; returns the outcome for its ticket, nil while
+    /// more pieces of a learned-slice batch are to come.
     func retire(_ entry: InFlightBatch, _ outcome: Result<BatchCompletion, GPUError>,
-                at now: UInt64) -> Result<ScheduledCompletion, SchedulerError> {
+                at now: UInt64) -> Result<ScheduledCompletion, SchedulerError>? {
+        let result = charge(entry, outcome, at: now)
+        guard let group = entry.group else { return result }
+        switch result {
+        case .failure:
+            group.failed = true
+            return result
+        case let .success(piece):
+            guard let whole = group.add(piece) else { return nil }
+            entry.client.predictor.observe(group.signature, work: group.work, nanoseconds: Double(whole.chargedNanoseconds))
+            return group.failed ? nil : .success(whole)
+        }
+    }
+
+    /// Call locked. Charges a retired batch (or piece); its outcome.
+    private func charge(_ entry: InFlightBatch, _ outcome: Result<BatchCompletion, GPUError>,
+                        at now: UInt64) -> Result<ScheduledCompletion, SchedulerError> {
         let state = entry.client
         state.inFlight -= 1
         if entry.carriesHostTransfers { state.transferBatchesInFlight -= 1 }

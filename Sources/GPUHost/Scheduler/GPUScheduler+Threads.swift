@@ -145,9 +145,9 @@ extension GPUScheduler {
             var results: [(BatchTicket, Result<ScheduledCompletion, SchedulerError>)] = []
             for (entry, outcome) in outcomes {
                 inFlight.removeAll { $0 === entry }
-                results.append((entry.ticket, retire(entry, outcome, at: finishedAt)))
+                if let result = retire(entry, outcome, at: finishedAt) { results.append((entry.ticket, result)) }
             }
-            if !results.isEmpty {
+            if !outcomes.isEmpty {
                 // Room on the device, and perhaps a client whose transfer batch may go now.
                 workAvailable.signal()
                 monitor.unlock()
