@@ -13,7 +13,7 @@ extension Malvvm.Bench {
             scripts/bench-gpu runs 'plan', alternating rounds of vkdirect and 'kernels', then 'run'; \
             scripts/gpu-check runs 'gemm' beside PyTorch's matmul, and 'replay'.
             """,
-            subcommands: [Plan.self, Kernels.self, Report.self, GEMM.self, Replay.self, Transfer.self]
+            subcommands: [Plan.self, Kernels.self, Report.self, GEMM.self, Replay.self, Transfer.self, LearnedSlice.self]
         )
     }
 }
@@ -289,6 +289,93 @@ extension Malvvm.Bench.GPU {
                     + " wall_ratio \(fixed(m.stagedWallNanoseconds / max(m.zeroCopyWallNanoseconds, 1), 2))"
                     + " staged_device_us \(us(m.stagedDeviceNanoseconds)) zero_copy_device_us \(us(m.zeroCopyDeviceNanoseconds))")
                 fflush(nil)
+            }
+        }
+    }
+}
+
+extension Malvvm.Bench.GPU {
+    struct LearnedSlice: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "learned-slice",
+            abstract: "Short batches mixed with long ones: learned-slice against equal share with a fixed slice.",
+            discussion: """
+            One client trains (batches about 8 time slices long, resubmitted back to back) while \
+            three send one-kernel batches with 0.5-2.5 ms of think time, under equal share; the \
+            trainer is a learned-slice client in alternate rounds. Prints one table (the medians \
+            over rounds, and their ratio) and, with --json, writes the rounds.
+            """)
+
+        @Option(help: ArgumentHelp("The physical GPU: a Vulkan device index or name, 'cpu' for the CPU reference (default: the best Vulkan device).",
+                                   valueName: "gpu"))
+        var gpu: GPUArgument = GPUArgument(selector: .automatic)
+
+        @Option(help: ArgumentHelp("Seconds measured per round.", valueName: "s"))
+        var seconds = 3.0
+
+        @Option(help: ArgumentHelp("Rounds per mode (the modes alternate).", valueName: "n"))
+        var rounds = 3
+
+        @Option(help: ArgumentHelp("Also write the measurement here as JSON.", valueName: "path"))
+        var json: String?
+
+        func validate() throws {
+            guard seconds.isFinite, (0.2 ... 600).contains(seconds) else { throw ValidationError("bad --seconds \(seconds) (0.2...600)") }
+            guard (1 ... 100).contains(rounds) else { throw ValidationError("bad --rounds \(rounds) (1...100)") }
+        }
+
+        func run() throws {
+            let backend: any ComputeBackend
+            do { backend = try BackendFactory.make(gpu.selector) } catch {
+                throw RuntimeFailure(message: "no GPU: \(error)")
+            }
+            Malvvm.Bench.GPU.progress("learned-slice on \(backend.device.name): \(rounds) rounds of \(seconds) s per mode")
+            let m = try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in
+                try LearnedSliceBenchmark.measure(on: backend, seconds: seconds, rounds: rounds,
+                                                  progress: { Malvvm.Bench.GPU.progress($0) })
+            }
+            func us(_ nanoseconds: Double) -> String { fixed(nanoseconds / 1000, 0) }
+            print("learned-slice: 1 trainer (\(m.trainerKernels) kernels a batch, \(fixed(m.trainerBatchSlices, 1)) slices of "
+                + "\(m.timeSliceNanoseconds / 1000) µs) + 3 small clients, equal share, \(backend.device.name), "
+                + "median of \(rounds) rounds")
+            var table = TextTable(header: ["policy", "small p50 µs", "small p99 µs", "trainer batches/s", "trainer share/entitled",
+                                           "overruns/slice", "Jain"],
+                                  rightAligned: Set(1 ... 6))
+            for learned in [false, true] {
+                table.append([learned ? "learned-slice" : "fixed slice", us(m.smallP50(learned: learned)),
+                              us(m.smallP99(learned: learned)), fixed(m.trainerThroughput(learned: learned), 1),
+                              fixed(m.trainerShareOfEntitlement(learned: learned), 3),
+                              fixed(m.overrunsPerSlice(learned: learned), 2), fixed(m.jain(learned: learned), 4)])
+            }
+            table.append(["fixed / learned", fixed(m.smallP50(learned: false) / m.smallP50(learned: true), 2),
+                          fixed(m.smallP99(learned: false) / m.smallP99(learned: true), 2),
+                          fixed(m.trainerThroughput(learned: false) / m.trainerThroughput(learned: true), 2), "", "", ""])
+            print(table.render())
+            if let json {
+                try writeJSON(m, device: backend.device.name, to: json)
+            }
+        }
+
+        private func writeJSON(_ m: LearnedSliceBenchmark.Measurement, device: String, to path: String) throws {
+            let rounds: [[String: Any]] = m.rounds.map { r in
+                ["learned": r.learned, "small_queueing_p50_ns": r.smallQueueingP50Nanoseconds,
+                 "small_queueing_p99_ns": r.smallQueueingP99Nanoseconds, "small_batches": r.smallBatches,
+                 "trainer_batches_per_s": r.trainerBatchesPerSecond, "trainer_slices": r.trainerSlices,
+                 "trainer_slice_overruns": r.trainerSliceOverruns, "pieces_per_batch": r.piecesPerBatch,
+                 "jain": r.jain, "trainer_share_of_entitlement": r.trainerShareOfEntitlement, "utilisation": r.utilisation]
+            }
+            let report: [String: Any] = [
+                "device": device, "seconds_per_round": seconds, "rounds_per_mode": self.rounds,
+                "trainer_kernels": m.trainerKernels, "trainer_batch_slices": m.trainerBatchSlices,
+                "time_slice_ns": m.timeSliceNanoseconds, "rounds": rounds,
+                "small_p99_ratio": m.smallP99(learned: false) / m.smallP99(learned: true),
+                "jain_fixed": m.jain(learned: false), "jain_learned": m.jain(learned: true),
+            ]
+            do {
+                let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                try data.write(to: URL(fileURLWithPath: path))
+            } catch {
+                throw RuntimeFailure(message: "cannot write \(path): \(error)")
             }
         }
     }

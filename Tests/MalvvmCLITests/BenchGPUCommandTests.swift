@@ -60,7 +60,28 @@ import Testing
         }
     }
 
+    @Test func learnedSlicePrintsBothPoliciesAndWritesTheRounds() throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("learned-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: json) }
+        let result = try Harness.malvvm(["bench", "gpu", "learned-slice", "--gpu", "cpu", "--seconds", "0.5", "--rounds", "1",
+                                         "--json", json], timeout: 120)
+        #expect(result.status == 0, "\(result.stderr)")
+        for policy in ["fixed slice", "learned-slice", "fixed / learned"] {
+            #expect(result.stdoutLines.contains { $0.hasPrefix(policy) }, "\(policy) in \(result.stdout)")
+        }
+        let report = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json)))) as? [String: Any]
+        let rounds = report?["rounds"] as? [[String: Any]] ?? []
+        #expect(rounds.count == 2 && Set(rounds.compactMap { $0["learned"] as? Bool }) == [false, true], "\(String(describing: report))")
+        // The learned rounds cut the trainer's batches; the fixed ones never do.
+        for round in rounds {
+            let pieces = round["pieces_per_batch"] as? Double ?? 0
+            #expect((round["learned"] as? Bool == true) == (pieces > 1), "\(round)")
+        }
+    }
+
     @Test(arguments: [
+        ["bench", "gpu", "learned-slice", "--seconds", "0"],
+        ["bench", "gpu", "learned-slice", "--rounds", "0"],
         ["bench", "gpu", "transfer", "--sizes", "2"],
         ["bench", "gpu", "transfer", "--rounds", "0"],
         ["bench", "gpu", "replay", "--steps", "0"],

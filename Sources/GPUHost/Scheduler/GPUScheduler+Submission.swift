@@ -71,8 +71,8 @@ extension GPUScheduler {
 
     /// Call locked. A learned-slice client's batch as it goes to the device: whole when its
     /// predicted device time fits a time slice and a half (or nothing is known yet), else in
-    /// as many pieces as slices it needs, cut where the kernels' work (`kernelWork`) divides
-    /// evenly.
+    /// pieces of about three quarters of a slice (so a piece that runs a little long still
+    /// ends inside its slice), cut where the kernels' work (`kernelWork`) divides evenly.
     private func cut(_ batch: ValidatedBatch, for state: ClientState) -> ([ValidatedBatch], BatchGroup) {
         let work = batch.kernelWork
         let total = work.reduce(0, +)
@@ -81,7 +81,7 @@ extension GPUScheduler {
               predicted > 1.5 * quantum else {
             return ([batch], BatchGroup(signature: batch.kernelList, work: total, pieces: 1))
         }
-        let count = min(batch.kernels.count, Self.maxPieces, Int((predicted / quantum).rounded(.up)))
+        let count = min(batch.kernels.count, Self.maxPieces, Int((predicted / (0.75 * quantum)).rounded(.up)))
         var cuts: [Int] = []
         var accumulated = 0.0
         for index in 1 ..< work.count where cuts.count < count - 1 {
