@@ -117,8 +117,8 @@ struct GPUDaemonCommand: ParsableCommand {
             let apiSocket = GPUDaemonAPI.apiSocket(forVGPUSocket: socketPath)
             let server: APIServer
             do {
-                server = try APIServer(socketPath: apiSocket, control: GPUDaemonController(daemon: daemon, mlaas: services),
-                                       routes: GPUDaemonAPI.routes, version: MalvvmVersion.api)
+                server = try APIServer(socketPath: apiSocket, daemon: GPUDaemonController(daemon: daemon, mlaas: services),
+                                       version: MalvvmVersion.api)
             } catch { throw RuntimeFailure(message: error.description) }
             defer { server.stop() }
             if let group = socketGroup.flatMap(SocketPath.groupID(named:)) {
