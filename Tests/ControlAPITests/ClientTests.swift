@@ -6,21 +6,14 @@ import Testing
 /// socket) against the real server on a real socket: answers come back as our types, and each
 /// failure as the `APIError` of its status with the server's one line.
 @Suite(.serialized) final class ClientTests {
-    let vm = FakeVM()
-    let directory: String
-    let server: APIServer
+    let served: FakeVMServer
     let client: APIClient
+    var vm: FakeVM { served.vm }
+    var directory: String { served.directory }
 
     init() throws {
-        directory = NSTemporaryDirectory() + "malvvm-client-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        server = try APIServer(socketPath: directory + "/vm.sock", control: vm, version: APIVersion(version: "9.8.7", commit: "abc1234"))
-        client = APIClient(socketPath: server.socketPath)
-    }
-
-    deinit {
-        server.stop()
-        try? FileManager.default.removeItem(atPath: directory)
+        served = try FakeVMServer()
+        client = APIClient(socketPath: served.server.socketPath)
     }
 
     @Test func answersArriveAsOurTypes() async throws {

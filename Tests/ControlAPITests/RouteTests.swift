@@ -71,20 +71,11 @@ final class FakeServices: MLaaSControl {
 }
 
 @Suite(.serialized) final class RouteTests {
-    let vm = FakeVM()
-    let directory: String
-    let server: APIServer
+    let served: FakeVMServer
+    var vm: FakeVM { served.vm }
+    var server: APIServer { served.server }
 
-    init() throws {
-        directory = NSTemporaryDirectory() + "malvvm-routes-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        server = try APIServer(socketPath: directory + "/vm.sock", control: vm, version: APIVersion(version: "9.8.7", commit: "abc1234"))
-    }
-
-    deinit {
-        server.stop()
-        try? FileManager.default.removeItem(atPath: directory)
-    }
+    init() throws { served = try FakeVMServer() }
 
     /// One request with curl over the socket: (status, body).
     func request(_ method: String, _ path: String, body: String? = nil) throws -> (Int, String) {
