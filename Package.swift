@@ -40,6 +40,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The REST APIs' server and client code is generated from docs/api/*.yaml by
+        // swift-openapi-generator (scripts/generate-api, committed under Sources/*OpenAPI);
+        // these run it: the runtime, and its transports for Hummingbird and AsyncHTTPClient.
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client", from: "1.5.0"),
     ],
     targets: [
         // Thin typed wrappers for the KVM ioctls and the kvm_run unions Swift cannot reach.
@@ -160,11 +166,22 @@ let package = Package(
         .target(name: "MLaaSFixtureNotAService", path: "Tests/MLaaSFixtures/NotAService"),
         .target(name: "MLaaSFixtureFutureABI", path: "Tests/MLaaSFixtures/FutureABI"),
 
-        // The REST control API every `malvvm run` serves on a Unix socket (docs/api/malvvm.yaml),
-        // the VM controller behind it, and the client the CLI's ps/vgpu commands use.
+        // The REST APIs' types, server and client, as swift-openapi-generator makes them from
+        // docs/api/malvvm.yaml and docs/api/gpud.yaml: scripts/generate-api writes them, and they
+        // are committed (the generator's build plugin would rebuild the generator in every clean
+        // clone). One module a document, so the two documents' names cannot collide.
+        .target(name: "MalvvmOpenAPI", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+                exclude: ["openapi-generator-config.yaml"]),
+        .target(name: "GPUDaemonOpenAPI", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+                exclude: ["openapi-generator-config.yaml"]),
+        // The REST control API every `malvvm run` serves on a Unix socket (docs/api/malvvm.yaml)
+        // and the GPU daemon's (docs/api/gpud.yaml): the generated code's handlers, the VM
+        // controller behind them, and the client the CLI's ps/vgpu/mlaas/gpud commands use.
         .target(
             name: "ControlAPI",
             dependencies: [
+                "MalvvmOpenAPI",
+                "GPUDaemonOpenAPI",
                 "Platform",
                 "Hypervisor",
                 "GPUHost",
@@ -178,6 +195,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
             ]
         ),
 
@@ -205,7 +225,7 @@ let package = Package(
         .target(name: "VirtioTestSupport", dependencies: ["Hypervisor"], path: "Tests/VirtioTestSupport"),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Platform", "VirtioTestSupport"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
-        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "VGPUCore", "VGPUAssembly"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "MalvvmOpenAPI", "VGPUCore", "VGPUAssembly"]),
         .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost", "Platform"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),
@@ -256,7 +276,7 @@ if Context.environment["MALVVM_FUZZ"] == "1" {
         ("FullVGPU", ["FullVGPU", "Hypervisor", "GPUHost", "VGPUCore", .product(name: "Logging", package: "swift-log")]),
         ("ELFLoader", ["Hypervisor"]),
         ("VGPUUser", ["GPUDaemon", "CFDPassing", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
-        ("RESTBodies", ["ControlAPI", "VGPUAssembly", "VGPUCore"]),
+        ("RESTBodies", ["ControlAPI", "MalvvmOpenAPI", "VGPUAssembly", "VGPUCore"]),
     ]
     for (name, dependencies) in fuzzTargets {
         package.targets.append(.executableTarget(

@@ -1,9 +1,11 @@
 import Foundation
 import FuzzSupport
 @testable import ControlAPI
+import MalvvmOpenAPI
 
-// REST bodies: the request bodies the APIs take, decoded by StrictJSON as the server does, then
-// read the way the server reads them before anything happens: POST /v1/vgpus's attach request
+// REST bodies: the request bodies the APIs take, decoded by the code generated from
+// docs/api/malvvm.yaml as the server does, then read the way the server reads them before
+// anything happens: POST /v1/vgpus's attach request
 // as a vGPU specification (what MachineController attaches), POST /v1/mlaas's load request.
 // The input is the body.
 
@@ -15,9 +17,15 @@ func seeds() -> [[UInt8]] {
 }
 
 Fuzz.main(seeds: seeds) { data in
-    if let request = try? StrictJSON.decode(AttachVGPURequest.self, from: Data(data)) {
+    do {
+        let body = try JSONDecoder().decode(Components.Schemas.AttachVGPURequest.self, from: Data(data))
+        let request: AttachVGPURequest = try APIWire.domain(body)
         _ = try? request.specification()
-        _ = try? StrictJSON.encoder.encode(APIErrorBody(error: request.profile))
+        _ = APIWire.errorBody(request.profile)
+    } catch let error as DecodingError {
+        _ = error.requestBodyMessage
+    } catch {}
+    if let body = try? JSONDecoder().decode(Components.Schemas.LoadServiceRequest.self, from: Data(data)) {
+        let _: LoadServiceRequest? = try? APIWire.domain(body)
     }
-    _ = try? StrictJSON.decode(LoadServiceRequest.self, from: Data(data))
 }

@@ -1,5 +1,3 @@
-import Hummingbird
-
 /// What `GET /v1/version` answers on both APIs: the build serving it and the API version, so
 /// an operator's tooling can tell what it talks to before it relies on a field.
 public struct APIVersion: Codable, Sendable, Equatable {
@@ -14,9 +12,5 @@ public struct APIVersion: Codable, Sendable, Equatable {
         self.version = version
         self.commit = commit
         api = APIServer.version
-    }
-
-    static func route<Control: Sendable>(_ version: APIVersion) -> APIRoute<Control> {
-        APIRoute(method: .get, path: "/version") { _, _, _ in try json(version) }
     }
 }

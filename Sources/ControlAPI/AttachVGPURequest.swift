@@ -5,7 +5,7 @@ import VGPUCore
 /// POST /v1/vgpus: the vGPU to hot-plug, as JSON fields (snake_case on the wire). The command
 /// line's `--vgpu` mini-language stays on the command line: `malvvm vgpu attach` parses it and
 /// sends these fields.
-public struct AttachVGPURequest: Codable, Sendable, Equatable, StrictlyDecodable {
+public struct AttachVGPURequest: Codable, Sendable, Equatable {
     /// A named profile (`1g`, `2g`, `4g`, `8g`; a daemon's own names with `gpud`).
     public var profile: String
     /// Overrides of the named profile's GPU memory quota, weight and context limit (not with
@@ -37,9 +37,6 @@ public struct AttachVGPURequest: Codable, Sendable, Equatable, StrictlyDecodable
         self.nestedPaging = nestedPaging
         self.postedCompletions = postedCompletions
     }
-
-    public static let allowedKeys: Set<String> = ["profile", "memory_bytes", "weight", "contexts", "kind", "gpud",
-                                                  "doorbell_exiting", "mmio_bitmap", "nested_paging", "posted_completions"]
 
     /// The request for a vGPU as `--vgpu` describes it: every field the specification sets.
     public init(_ specification: VGPUSpecification) {

@@ -1,7 +1,6 @@
 import Foundation
 import GPUDaemon
 import GPUHost
-import Hummingbird
 import MLaaS
 import VGPUCore
 
@@ -140,17 +139,8 @@ public struct GPUDaemonController: Sendable {
     public func resetMetrics() { daemon.scheduler.resetMetrics() }
 }
 
-/// The GPU daemon's API (docs/api/gpud.yaml).
+/// Where the GPU daemon's API (docs/api/gpud.yaml) is served.
 public enum GPUDaemonAPI {
-    public static let routes: [APIRoute<GPUDaemonController>] = [
-        APIRoute(method: .get, path: "/status") { _, _, control in try json(control.status()) },
-        APIRoute(method: .get, path: "/metrics") { _, _, control in prometheus(control.status().prometheusText) },
-        APIRoute(method: .put, path: "/metrics/reset") { _, _, control in
-            control.resetMetrics()
-            return Response(status: .noContent)
-        },
-    ] + MLaaSAPI.routes { $0.mlaas }
-
     /// The daemon's API socket when its vgpu-user socket is `vgpuSocket`: the same path
     /// with `.api` added, so users name one path for both.
     public static func apiSocket(forVGPUSocket vgpuSocket: String) -> String { vgpuSocket + ".api" }

@@ -1,6 +1,5 @@
 import Dispatch
 import Foundation
-import Hummingbird
 import Hypervisor
 import MLaaS
 import Synchronization
@@ -38,14 +37,12 @@ public struct MLaaSServiceInfo: Codable, Sendable, Equatable {
 }
 
 /// POST /v1/mlaas.
-public struct LoadServiceRequest: Codable, Sendable, Equatable, StrictlyDecodable {
+public struct LoadServiceRequest: Codable, Sendable, Equatable {
     /// An absolute path inside the server's module directory, or a file name in it
     /// (`libpreprocess.so`, or the service name `preprocess`).
     public var path: String
 
     public init(path: String) { self.path = path }
-
-    public static let allowedKeys: Set<String> = ["path"]
 }
 
 /// What the MLaaS routes ask of a VM's process or the GPU daemon.
@@ -239,22 +236,5 @@ extension APIError {
              .wrongABIVersion, .invalidDescriptor, .nameMismatch, .invalidName:
             self = .badRequest(error.description)
         }
-    }
-}
-
-/// The MLaaS routes, the same in the VM's API and the daemon's (docs/api/malvvm.yaml, gpud.yaml).
-enum MLaaSAPI {
-    static func routes<Control: Sendable>(_ mlaas: @escaping @Sendable (Control) -> any MLaaSControl) -> [APIRoute<Control>] {
-        [
-            APIRoute(method: .get, path: "/mlaas") { _, _, control in try json(mlaas(control).services()) },
-            APIRoute(method: .post, path: "/mlaas") { request, _, control in
-                let load = try StrictJSON.decode(LoadServiceRequest.self, from: try await APIServer.body(of: request))
-                return try json(try await mlaas(control).loadService(load), status: .created)
-            },
-            APIRoute(method: .delete, path: "/mlaas/{name}") { _, context, control in
-                try await mlaas(control).unloadService(name: try context.parameters.require("name"))
-                return Response(status: .noContent)
-            },
-        ]
     }
 }

@@ -56,8 +56,7 @@ final class MalformedRequestResponder: ChannelDuplexHandler, RemovableChannelHan
     }
 
     static func body(for error: HTTPParserError) -> ByteBuffer {
-        let data = (try? StrictJSON.encoder.encode(APIErrorBody(error: message(for: error)))) ?? Data()
-        return ByteBuffer(bytes: data)
+        ByteBuffer(bytes: APIWire.errorBody(message(for: error)))
     }
 
     /// One line a client's author can act on.

@@ -1,6 +1,5 @@
 import ArgumentParser
 import ControlAPI
-import Dispatch
 import Foundation
 import Hypervisor
 import VGPUAssembly
@@ -18,29 +17,12 @@ struct VMArgument: ExpressibleByArgument {
     }
 }
 
-/// Runs one API call to completion on the calling thread (the CLI is synchronous).
-func callAPI<T: Sendable>(_ operation: @escaping @Sendable () async throws(APIError) -> T) throws -> T {
-    let result = LockedResult<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do throws(APIError) { result.set(.success(try await operation())) } catch { result.set(.failure(error)) }
-        done.signal()
-    }
-    done.wait()
-    switch result.get()! {
-    case let .success(value): return value
-    case let .failure(error): throw RuntimeFailure(message: error.message)
-    }
+/// One API call, its failure the one line the CLI prints.
+func callAPI<T>(_ operation: () async throws(APIError) -> T) async throws -> T {
+    do throws(APIError) { return try await operation() } catch { throw RuntimeFailure(message: error.message) }
 }
 
-final class LockedResult<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Result<T, APIError>?
-    func set(_ new: Result<T, APIError>) { lock.withLock { value = new } }
-    func get() -> Result<T, APIError>? { lock.withLock { value } }
-}
-
-struct PS: ParsableCommand {
+struct PS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ps", abstract: "List the running VMs (those serving an API socket in the socket directory).")
 
@@ -51,11 +33,12 @@ struct PS: ParsableCommand {
     @Flag(name: .long, help: "Print the VMs as a JSON array of 'malvvm vm info' objects.")
     var json = false
 
-    func run() throws {
+    func run() async throws {
         let sockets = SocketPath.sockets(in: dir ?? SocketPath.defaultDirectory)
         // A socket nobody answers on was left by a VM that died: not a running VM.
-        let infos = sockets.filter(SocketPath.isLive).compactMap { path in
-            try? callAPI { () throws(APIError) in try await APIClient(socketPath: path, timeout: .seconds(5)).vmInfo() }
+        var infos: [VMInfo] = []
+        for path in sockets where SocketPath.isLive(path) {
+            if let info = try? await APIClient(socketPath: path, timeout: .seconds(5)).vmInfo() { infos.append(info) }
         }
         if json { return try printJSON(infos) }
         printTable(["NAME", "PID", "STATE", "MEMORY", "VGPUS", "UPTIME", "API SOCKET"], infos.map { vm in
@@ -70,39 +53,39 @@ struct VMCommand: ParsableCommand {
         commandName: "vm", abstract: "Inspect, pause, resume or shut down a running VM through its API.",
         subcommands: [Info.self, Pause.self, Resume.self, Shutdown.self])
 
-    struct Info: ParsableCommand {
+    struct Info: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the VM's state as JSON.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
-        func run() throws {
+        func run() async throws {
             let client = APIClient(socketPath: vm.socketPath)
-            try printJSON(try callAPI { () throws(APIError) in try await client.vmInfo() })
+            try printJSON(try await callAPI { () throws(APIError) in try await client.vmInfo() })
         }
     }
 
-    struct Pause: ParsableCommand {
+    struct Pause: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop the VM's vCPUs; devices keep running.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
-        func run() throws {
+        func run() async throws {
             let client = APIClient(socketPath: vm.socketPath)
-            try callAPI { () throws(APIError) in try await client.pause() }
+            try await callAPI { () throws(APIError) in try await client.pause() }
         }
     }
 
-    struct Resume: ParsableCommand {
+    struct Resume: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let a paused VM run again.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
-        func run() throws {
+        func run() async throws {
             let client = APIClient(socketPath: vm.socketPath)
-            try callAPI { () throws(APIError) in try await client.resume() }
+            try await callAPI { () throws(APIError) in try await client.resume() }
         }
     }
 
-    struct Shutdown: ParsableCommand {
+    struct Shutdown: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop the VM; its 'malvvm run' exits 0.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
-        func run() throws {
+        func run() async throws {
             let client = APIClient(socketPath: vm.socketPath)
-            try callAPI { () throws(APIError) in try await client.shutdown() }
+            try await callAPI { () throws(APIError) in try await client.shutdown() }
         }
     }
 }
@@ -112,14 +95,14 @@ struct VGPUCommand: ParsableCommand {
         commandName: "vgpu", abstract: "List, attach and detach the vGPUs of a running VM.",
         subcommands: [List.self, Attach.self, Detach.self])
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The VM's vGPUs, with their submission counters.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
         @Flag(name: .long, help: "Print the vGPUs as a JSON array (docs/api/malvvm.yaml's VGPUInfo objects, statistics included).")
         var json = false
-        func run() throws {
+        func run() async throws {
             let client = APIClient(socketPath: vm.socketPath)
-            let vgpus = try callAPI { () throws(APIError) in try await client.vgpus() }
+            let vgpus = try await callAPI { () throws(APIError) in try await client.vgpus() }
             if json { return try printJSON(vgpus) }
             printTable(["ID", "KIND", "PROFILE", "MEMORY", "WEIGHT", "PCI", "HOTPLUGGED", "SUBMISSIONS", "GPU MS"], vgpus.map { v in
                 [v.id, v.kind, v.profile.name, MemorySize.format(v.profile.memoryBytes), String(format: "%g", v.profile.weight),
@@ -129,7 +112,7 @@ struct VGPUCommand: ParsableCommand {
         }
     }
 
-    struct Attach: ParsableCommand {
+    struct Attach: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Hot-plug a new vGPU into the running VM; prints its id.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
         @Option(name: .long, help: ArgumentHelp("A profile as --vgpu takes it: 4g, 'profile=4g,weight=2', or a full-vGPU's 'profile=4g,doorbell-exiting=on' with --kind full.", valueName: "spec"))
@@ -157,21 +140,21 @@ struct VGPUCommand: ParsableCommand {
             _ = try specification
         }
 
-        func run() throws {
+        func run() async throws {
             let client = APIClient(socketPath: vm.socketPath)
             let request = AttachVGPURequest(try specification)
-            let vgpu = try callAPI { () throws(APIError) in try await client.attachVGPU(request) }
+            let vgpu = try await callAPI { () throws(APIError) in try await client.attachVGPU(request) }
             print(vgpu.id)
         }
     }
 
-    struct Detach: ParsableCommand {
+    struct Detach: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Ask the guest to release a vGPU, then remove it.")
         @Argument(help: "The VM's name or API socket path.") var vm: VMArgument
         @Argument(help: "The vGPU's id (from 'malvvm vgpu list').") var id: String
-        func run() throws {
+        func run() async throws {
             let client = APIClient(socketPath: vm.socketPath)
-            try callAPI { () throws(APIError) in try await client.detachVGPU(id: id) }
+            try await callAPI { () throws(APIError) in try await client.detachVGPU(id: id) }
         }
     }
 }

@@ -5,10 +5,14 @@ import Glibc
 /// (`MalvvmExit`), never a trap or a backtrace.
 @main
 enum Entry {
-    static func main() {
+    static func main() async {
         do {
             var command = try Malvvm.parseAsRoot()
-            try command.run()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
         } catch let failure as RuntimeFailure {
             Terminal.error(failure.message)
             exit(MalvvmExit.failure)

@@ -117,8 +117,8 @@ struct GPUDaemonCommand: ParsableCommand {
             let apiSocket = GPUDaemonAPI.apiSocket(forVGPUSocket: socketPath)
             let server: APIServer
             do {
-                server = try APIServer(socketPath: apiSocket, control: GPUDaemonController(daemon: daemon, mlaas: services),
-                                       routes: GPUDaemonAPI.routes, version: MalvvmVersion.api)
+                server = try APIServer(socketPath: apiSocket, daemon: GPUDaemonController(daemon: daemon, mlaas: services),
+                                       version: MalvvmVersion.api)
             } catch { throw RuntimeFailure(message: error.description) }
             defer { server.stop() }
             if let group = socketGroup.flatMap(SocketPath.groupID(named:)) {
@@ -141,7 +141,7 @@ struct GPUDaemonCommand: ParsableCommand {
         }
     }
 
-    struct Status: ParsableCommand {
+    struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The daemon's GPU, policy, utilisation and each vGPU's share.",
                                                         helpNames: [.short, .long])
 
@@ -151,9 +151,9 @@ struct GPUDaemonCommand: ParsableCommand {
         @Flag(name: .long, help: "Print the status as JSON (docs/api/gpud.yaml's GPUDaemonStatus).")
         var json = false
 
-        func run() throws {
+        func run() async throws {
             let client = APIClient(socketPath: GPUDaemonAPI.apiSocket(forVGPUSocket: socket ?? GPUDaemonAPI.defaultSocket), peer: "GPU daemon")
-            let status = try callAPI { () throws(APIError) in try await client.daemonStatus() }
+            let status = try await callAPI { () throws(APIError) in try await client.daemonStatus() }
             if json { return try printJSON(status) }
             print(String(format: "GPU %@  policy %@  slice %.1f ms  utilisation %.1f %%  Jain %.4f  window %.1f s  pid %d",
                          status.gpu, status.policy, status.timeSliceMilliseconds, status.utilisation * 100, status.jainIndex,

@@ -28,15 +28,15 @@ struct MLaaSCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The loaded services: name, version, kind, attached VMs, module file.")
         @OptionGroup var target: Target
         @Flag(name: .long, help: "Print the services as a JSON array, as the API returns them.")
         var json = false
 
-        func run() throws {
+        func run() async throws {
             let client = target.client
-            let services = try callAPI { () throws(APIError) in try await client.mlaasServices() }
+            let services = try await callAPI { () throws(APIError) in try await client.mlaasServices() }
             if json { return try printJSON(services) }
             printTable(["NAME", "VERSION", "KIND", "VMS", "PATH"], services.map { s in
                 [s.name, s.version, s.kind, s.vms.isEmpty ? "-" : s.vms.joined(separator: ","), s.path]
@@ -44,7 +44,7 @@ struct MLaaSCommand: ParsableCommand {
         }
     }
 
-    struct Load: ParsableCommand {
+    struct Load: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Load a service module from the server's module directory; prints the service's name.",
             discussion: """
@@ -55,26 +55,26 @@ struct MLaaSCommand: ParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "The module: a path, a file name in the module directory, or a service name.") var path: String
 
-        func run() throws {
+        func run() async throws {
             let client = target.client
             // A relative path with a directory in it means the caller's working directory; a bare
             // name is the server's to look up in its module directory.
             let request = LoadServiceRequest(path: path.contains("/") && !path.hasPrefix("/")
                 ? FileManager.default.currentDirectoryPath + "/" + path : path)
-            let service = try callAPI { () throws(APIError) in try await client.loadService(request) }
+            let service = try await callAPI { () throws(APIError) in try await client.loadService(request) }
             print(service.name)
         }
     }
 
-    struct Unload: ParsableCommand {
+    struct Unload: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Unload a service: attached VMs are detached first (their next request gets an error).")
         @OptionGroup var target: Target
         @Argument(help: "The service's name (from 'malvvm mlaas list').") var name: String
 
-        func run() throws {
+        func run() async throws {
             let client = target.client
-            try callAPI { () throws(APIError) in try await client.unloadService(name: name) }
+            try await callAPI { () throws(APIError) in try await client.unloadService(name: name) }
         }
     }
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Logging
 
-struct Malvvm: ParsableCommand {
+/// The root is async so that the API commands (ps, vm, vgpu, mlaas, gpud status) can await
+/// their calls; the VM and the daemon themselves (run, gpud) stay synchronous commands.
+struct Malvvm: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "malvvm",
         abstract: "A KVM virtual machine monitor for machine-learning guests that share one GPU.",

@@ -71,20 +71,11 @@ final class FakeServices: MLaaSControl {
 }
 
 @Suite(.serialized) final class RouteTests {
-    let vm = FakeVM()
-    let directory: String
-    let server: APIServer
+    let served: FakeVMServer
+    var vm: FakeVM { served.vm }
+    var server: APIServer { served.server }
 
-    init() throws {
-        directory = NSTemporaryDirectory() + "malvvm-routes-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        server = try APIServer(socketPath: directory + "/vm.sock", control: vm, version: APIVersion(version: "9.8.7", commit: "abc1234"))
-    }
-
-    deinit {
-        server.stop()
-        try? FileManager.default.removeItem(atPath: directory)
-    }
+    init() throws { served = try FakeVMServer() }
 
     /// One request with curl over the socket: (status, body).
     func request(_ method: String, _ path: String, body: String? = nil) throws -> (Int, String) {
@@ -102,6 +93,20 @@ final class FakeServices: MLaaSControl {
         let text = String(decoding: data, as: UTF8.self)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         return (Int(lines.last ?? "") ?? -1, lines.dropLast().joined(separator: "\n"))
+    }
+
+    /// One request's response headers, lowercased, as curl prints them.
+    func responseHeaders(_ method: String, _ path: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["-s", "-D", "-", "-o", "/dev/null", "-X", method, "--unix-socket", server.socketPath,
+                             "http://localhost/v1" + path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let headers = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).lowercased()
+        process.waitUntilExit()
+        return headers
     }
 
     func errorLine(_ body: String) -> String? {
@@ -194,14 +199,7 @@ final class FakeServices: MLaaSControl {
         let post = try request("POST", "/vgpus/vgpu0")
         #expect(post.0 == 405 && errorLine(post.1)?.hasSuffix("it takes GET, DELETE") == true, "\(post)")
         // The header, as a client library reads it.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-s", "-D", "-", "-o", "/dev/null", "-X", "PUT", "--unix-socket", server.socketPath, "http://localhost/v1/vgpus"]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let headers = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).lowercased()
-        process.waitUntilExit()
+        let headers = try responseHeaders("PUT", "/vgpus")
         #expect(headers.contains("allow: get, post"), "\(headers)")
         #expect(try request("GET", "/nothing").0 == 404, "a path that does not exist stays 404")
     }
@@ -215,6 +213,9 @@ final class FakeServices: MLaaSControl {
     @Test func metricsArePrometheusTextOfTheVMsCounters() throws {
         let (status, body) = try request("GET", "/metrics")
         #expect(status == 200)
+        // The text format's content type, as docs/api/malvvm.yaml declares it.
+        let headers = try responseHeaders("GET", "/metrics")
+        #expect(headers.contains("content-type: text/plain; charset=utf-8; version=0.0.4"), "\(headers)")
         let lines = body.split(separator: "\n").map(String.init)
         for expected in ["malvvm_vm_uptime_seconds{vm=\"fake\"} 2.0",
                          "malvvm_kvm_statistic{vm=\"fake\",name=\"exits\"} 42.0",

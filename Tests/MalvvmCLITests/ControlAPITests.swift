@@ -198,7 +198,7 @@ import Testing
         ("POST", "/vgpus", #"{"kind": "para"}"#, 400, "missing field 'profile'"),
         ("POST", "/vgpus", #"{"profile": 4}"#, 400, "wrong type"),
         ("POST", "/vgpus", #"{"profile": "5x"}"#, 400, "unknown vGPU profile"),
-        ("POST", "/vgpus", #"{"profile": "4g", "kind": "quantum"}"#, 400, "unknown vGPU kind"),
+        ("POST", "/vgpus", #"{"profile": "4g", "kind": "quantum"}"#, 400, "field 'kind' does not take the value 'quantum'"),
         ("POST", "/vgpus", #"{"profile": "profile=4g,weight=2"}"#, 400, "unknown vGPU profile"),
         ("POST", "/vgpus", #"{"profile": "4g", "weight": -1}"#, 400, "weight must be a positive number"),
         ("POST", "/vgpus", #"{"profile": "4g", "contexts": 0}"#, 400, "contexts must be 1-1024"),

@@ -4,10 +4,8 @@ import Prometheus
 /// registry: the values are read from the VM or the daemon at the moment of the scrape, so a
 /// page is made fresh each time (a registry holds counters that only go up; ours are read
 /// whole, cumulative since the process started, as Cloud Hypervisor's and DCGM's are).
+/// (Its content type is the documents': the generated server sets it.)
 struct PrometheusPage {
-    /// What `GET /v1/metrics` answers with.
-    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
-
     private let registry = PrometheusCollectorRegistry()
 
     /// A count that only goes up while the process lives (`_total` by convention).
