@@ -380,6 +380,10 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/VGPUStatistics/replayed_recordings`.
             package var replayedRecordings: Swift.Int?
+            /// Guest-blob bytes the GPU copied straight out of or into guest RAM (imported as device memory): no host copy, no staging
+            ///
+            /// - Remark: Generated from `#/components/schemas/VGPUStatistics/zero_copy_bytes`.
+            package var zeroCopyBytes: Swift.Int?
             /// - Remark: Generated from `#/components/schemas/VGPUStatistics/end_to_end_nanoseconds`.
             package var endToEndNanoseconds: Swift.Int?
             /// - Remark: Generated from `#/components/schemas/VGPUStatistics/contexts`.
@@ -403,6 +407,7 @@ extension Components {
             ///   - gpuNanoseconds:
             ///   - submitNanoseconds: Handing batches to the device once scheduled: lowering, recording or replaying, the queue submission
             ///   - replayedRecordings: Submissions that replayed an earlier submission's recorded command buffer
+            ///   - zeroCopyBytes: Guest-blob bytes the GPU copied straight out of or into guest RAM (imported as device memory): no host copy, no staging
             ///   - endToEndNanoseconds:
             ///   - contexts:
             ///   - memoryInUseBytes:
@@ -421,6 +426,7 @@ extension Components {
                 gpuNanoseconds: Swift.Int? = nil,
                 submitNanoseconds: Swift.Int? = nil,
                 replayedRecordings: Swift.Int? = nil,
+                zeroCopyBytes: Swift.Int? = nil,
                 endToEndNanoseconds: Swift.Int? = nil,
                 contexts: Swift.Int? = nil,
                 memoryInUseBytes: Swift.Int? = nil
@@ -439,6 +445,7 @@ extension Components {
                 self.gpuNanoseconds = gpuNanoseconds
                 self.submitNanoseconds = submitNanoseconds
                 self.replayedRecordings = replayedRecordings
+                self.zeroCopyBytes = zeroCopyBytes
                 self.endToEndNanoseconds = endToEndNanoseconds
                 self.contexts = contexts
                 self.memoryInUseBytes = memoryInUseBytes
@@ -458,6 +465,7 @@ extension Components {
                 case gpuNanoseconds = "gpu_nanoseconds"
                 case submitNanoseconds = "submit_nanoseconds"
                 case replayedRecordings = "replayed_recordings"
+                case zeroCopyBytes = "zero_copy_bytes"
                 case endToEndNanoseconds = "end_to_end_nanoseconds"
                 case contexts
                 case memoryInUseBytes = "memory_in_use_bytes"
