@@ -120,14 +120,17 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
         /// The buffers the transfers touch, kept alive until the batch retires.
         var buffers: [VulkanBuffer] = []
 
-        /// The imports the batch copies through, each once.
+        /// The imports the batch copies through, each once (a VM has one or two RAM regions).
+        /// Needed only when recording: a replay's recording already holds them.
         var imports: [VulkanImportedHostMemory] {
-            var seen = Set<UInt64>()
-            return (importedUploads + importedDownloads).map(\.source).filter { seen.insert($0.serial).inserted }
+            var distinct: [VulkanImportedHostMemory] = []
+            for copy in importedUploads where !distinct.contains(where: { $0 === copy.source }) { distinct.append(copy.source) }
+            for copy in importedDownloads where !distinct.contains(where: { $0 === copy.source }) { distinct.append(copy.source) }
+            return distinct
         }
 
         var zeroCopyBytes: UInt64 {
-            UInt64((importedUploads + importedDownloads).reduce(0) { $0 + $1.count })
+            UInt64(importedUploads.reduce(0) { $0 + $1.count } + importedDownloads.reduce(0) { $0 + $1.count })
         }
 
         /// The copy regions to record before the dispatches (uploads) and after them
@@ -524,7 +527,8 @@ public final class VulkanBackend: ComputeBackend, @unchecked Sendable {
             state.nextSubmission += 1
             slot.lastUsed = id.rawValue
             let elapsed = monotonicNanoseconds() - started
-            state.inFlight[id] = InFlight(slot: slot, buffers: recording.buffers + plan.buffers, imports: plan.imports,
+            // The recording's imports are the plan's: its key names every import it copies through.
+            state.inFlight[id] = InFlight(slot: slot, buffers: recording.buffers + plan.buffers, imports: recording.imports,
                                           kernelCount: batch.kernels.count, dispatchCount: recording.dispatchCount,
                                           barrierCount: recording.barrierCount, downloads: downloads,
                                           uploadNanoseconds: uploadNanoseconds,
