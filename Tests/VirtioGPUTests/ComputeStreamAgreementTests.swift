@@ -504,8 +504,11 @@ import Testing
 
     static func buildAndRunHarness() throws(TestFailure) -> [UInt8] {
         let cc = try compiler()
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("malvvm-stream-golden-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        // Built beside the test binary, not in /tmp: CI machines may forbid running programs from
+        // /tmp (mounted noexec or confined), and the build directory is where programs run anyway.
+        let productsDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let directory = productsDirectory
+            .appendingPathComponent("stream-golden-\(getpid())-\(UInt32.random(in: 0 ... .max))")
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
