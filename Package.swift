@@ -28,6 +28,7 @@ let package = Package(
         // at run time through the C ABI in Sources/CMLaaS/include/malv_mlaas.h.
         .library(name: "preprocess", type: .dynamic, targets: ["MLaaSPreprocess"]),
         .library(name: "prefetch", type: .dynamic, targets: ["MLaaSPrefetch"]),
+        .library(name: "learned-slice", type: .dynamic, targets: ["MLaaSLearnedSlice"]),
         // Modules the MLaaS tests must refuse: no entry symbol; a future ABI version.
         .library(name: "mlaas-fixture-not-a-service", type: .dynamic, targets: ["MLaaSFixtureNotAService"]),
         .library(name: "mlaas-fixture-future-abi", type: .dynamic, targets: ["MLaaSFixtureFutureABI"]),
@@ -163,6 +164,7 @@ let package = Package(
         // native CNN job (MLWorkloads), which must not link a service module.
         .target(name: "PreprocessDraws"),
         .target(name: "MLaaSPrefetch", dependencies: ["CMLaaS", "MLaaSServiceSupport"]),
+        .target(name: "MLaaSLearnedSlice", dependencies: ["CMLaaS", "MLaaSServiceSupport"]),
         .target(name: "MLaaSFixtureNotAService", path: "Tests/MLaaSFixtures/NotAService"),
         .target(name: "MLaaSFixtureFutureABI", path: "Tests/MLaaSFixtures/FutureABI"),
 
@@ -225,7 +227,7 @@ let package = Package(
         .target(name: "VirtioTestSupport", dependencies: ["Hypervisor"], path: "Tests/VirtioTestSupport"),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Platform", "VirtioTestSupport"]),
         .testTarget(name: "MalvvmCLITests", dependencies: ["Hypervisor"]),
-        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "MalvvmOpenAPI", "VGPUCore", "VGPUAssembly"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "MalvvmOpenAPI", "VGPUCore", "VGPUAssembly", "GPUHost"]),
         .testTarget(name: "GPUDaemonTests", dependencies: ["GPUDaemon", "CKVM", "Hypervisor", "GPUHost", "VGPUCore"]),
         .testTarget(name: "GPUHostTests", dependencies: ["GPUHost", "Platform"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "GVMCSTests", dependencies: ["GVMCS"]),

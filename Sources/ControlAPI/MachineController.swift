@@ -130,7 +130,7 @@ public final class MachineController: VMControl, @unchecked Sendable {
         let machine = machine, vmName = name
         let outcome: Result<any VGPU, any Error> = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
-                continuation.resume(returning: Result { try spec.add(to: machine, vm: vmName, name: id, placement: .hotplugSlot) { try self.embeddedScheduler() } })
+                continuation.resume(returning: Result { try spec.add(to: machine, vm: vmName, name: id, placement: .hotplugSlot, services: self.services.permitted) { try self.embeddedScheduler() } })
             }
         }
         let device: any VGPU

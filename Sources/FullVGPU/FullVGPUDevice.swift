@@ -73,9 +73,10 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         var stopped = false
     }
 
-    /// A vGPU of `profile` on `scheduler` (one scheduler client) in the VM `host` describes.
+    /// A vGPU of `profile` on `scheduler` (one scheduler client) in the VM `host` describes;
+    /// `vmName` is the VM's name as the scheduler knows its clients (a service's batch model).
     public init(host: PCIDeviceHost, scheduler: GPUScheduler, profile: VGPUProfile, controls: FullVGPUControls,
-                name: String, logger: Logger = Logger(label: "malvvm.fullvgpu")) throws(HypervisorError) {
+                name: String, vmName: String? = nil, logger: Logger = Logger(label: "malvvm.fullvgpu")) throws(HypervisorError) {
         self.name = name
         self.profile = profile
         self.controls = controls
@@ -116,7 +117,7 @@ public final class FullVGPUDevice: HotpluggablePCIDevice, VGPU, @unchecked Senda
         let slice = scheduler.configuration.timeSlice(forClients: 1) / 1000
         sliceMicroseconds = min(max(slice, 1000), 30_000)
         do throws(SchedulerError) {
-            client = try scheduler.addClient(profile.clientConfiguration(name: "\(name)/full", owner: ClientOwner(vgpu: name)))
+            client = try scheduler.addClient(profile.clientConfiguration(name: "\(name)/full", owner: ClientOwner(vm: vmName, vgpu: name)))
         } catch {
             throw .configuration("\(name): \(error)")
         }

@@ -52,10 +52,17 @@ public enum LearnedSliceBenchmark {
         }
     }
 
-    public static func measure(on backend: any ComputeBackend, seconds: Double, rounds: Int,
+    /// Gives VM `vm`'s scheduler clients on `scheduler` the learned-slice model (the MLaaS module,
+    /// as `--mlaas learned-slice` would); returns what takes it away again.
+    public typealias ModelAttachment = (_ scheduler: GPUScheduler, _ vm: String) throws -> () -> Void
+
+    /// The trainer's VM, as the scheduler knows its client.
+    static let trainerVM = "trainer"
+
+    public static func measure(on backend: any ComputeBackend, seconds: Double, rounds: Int, attachModel: ModelAttachment,
                                progress: (String) -> Void = { _ in }) throws(GPUBenchmarkError) -> Measurement {
         do {
-            return try measureThrowing(on: backend, seconds: seconds, rounds: rounds, progress: progress)
+            return try measureThrowing(on: backend, seconds: seconds, rounds: rounds, attachModel: attachModel, progress: progress)
         } catch let error as GPUBenchmarkError {
             throw error
         } catch {
@@ -90,7 +97,7 @@ public enum LearnedSliceBenchmark {
     }
 
     private static func measureThrowing(on backend: any ComputeBackend, seconds: Double, rounds: Int,
-                                        progress: (String) -> Void) throws -> Measurement {
+                                        attachModel: ModelAttachment, progress: (String) -> Void) throws -> Measurement {
         let configuration = SchedulerConfiguration(policy: .equalShare)
         let slice = configuration.timeSlice(forClients: 4)
         let (kernels, elements) = try trainerShape(on: backend, slices: 8, slice: slice)
@@ -101,7 +108,9 @@ public enum LearnedSliceBenchmark {
             let learned = (round % 2 == 0) == (round / 2 % 2 == 0)
             let scheduler = try GPUScheduler(backend: backend, configuration: configuration)
             defer { scheduler.stop() }
-            let trainer = try Trainer(scheduler, kernels: kernels, elements: elements, learned: learned)
+            let detachModel = learned ? try attachModel(scheduler, trainerVM) : {}
+            defer { detachModel() }
+            let trainer = try Trainer(scheduler, kernels: kernels, elements: elements)
             let smalls = try (0 ..< 3).map { try Inference(scheduler, name: "small\($0)", seed: UInt64(round * 3 + $0 + 1)) }
             trainer.start()
             for small in smalls { small.start() }
@@ -146,9 +155,10 @@ public enum LearnedSliceBenchmark {
         private var thread: Thread?
         private let finished = DispatchSemaphore(value: 0)
 
-        init(_ scheduler: GPUScheduler, kernels: Int, elements count: Int, learned: Bool) throws {
+        init(_ scheduler: GPUScheduler, kernels: Int, elements count: Int) throws {
             self.scheduler = scheduler
-            id = try scheduler.addClient(ClientConfiguration(name: "trainer", learnedSlice: learned))
+            id = try scheduler.addClient(ClientConfiguration(name: "trainer", owner: ClientOwner(vm: LearnedSliceBenchmark.trainerVM,
+                                                                                                vgpu: "vgpu0")))
             let buffer = try scheduler.createBuffer(for: id, byteCount: count * 4)
             let range = BufferRange(buffer, count: count)
             // One validation, resubmitted: a para-vGPU's decode-cache hit every step.

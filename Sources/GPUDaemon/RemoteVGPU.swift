@@ -19,6 +19,10 @@ public final class RemoteVGPU: VGPUBackend, @unchecked Sendable {
     public let profile: VGPUProfile
     /// The daemon profile asked for (sent again on a reconnect).
     public let profileName: String
+    /// The VM's MLaaS services (`--mlaas`), named in every hello (a reconnection's too).
+    private let selectedServices: [String]
+    /// The VM's MLaaS services the daemon applies to it (learned-slice on its scheduler).
+    public let servingServices: [String]
     public let daemonSocket: String
     public let deviceType: UInt16
     public let offeredFeatures: UInt64
@@ -52,19 +56,25 @@ public final class RemoteVGPU: VGPUBackend, @unchecked Sendable {
     }
 
     /// Connects to the daemon at `daemonSocket` and asks it for a vGPU of its profile
-    /// `profileName` on this VM's guest memory.
+    /// `profileName` on this VM's guest memory, naming the MLaaS services the VM selected
+    /// (`services`; the daemon applies those it has, `servingServices`).
     public init(daemonSocket: String, vm: String, name: String, profileName: String, memory: GuestMemory,
-                logger: Logger = Logger(label: "malvvm.vgpu.remote")) throws(ChannelError) {
+                services: [String] = [], logger: Logger = Logger(label: "malvvm.vgpu.remote")) throws(ChannelError) {
         self.daemonSocket = daemonSocket
         self.vm = vm
         self.name = name
         self.profileName = profileName
         self.memory = memory
         self.logger = logger
+        selectedServices = services
         let (connection, device) = try Self.connect(daemonSocket, hello: Self.hello(vm: vm, vgpu: name, profileName: profileName,
-                                                                                    memory: memory),
+                                                                                    services: services, memory: memory),
                                                     memory: memory)
         profile = device.profile
+        servingServices = device.mlaas ?? []
+        if !servingServices.isEmpty {
+            logger.info("\(name): the GPU daemon serves MLaaS \(servingServices.joined(separator: ", ")) for VM '\(vm)'")
+        }
         deviceType = device.deviceType
         offeredFeatures = device.features
         queueMaximumSizes = device.queueSizes
@@ -78,9 +88,11 @@ public final class RemoteVGPU: VGPUBackend, @unchecked Sendable {
 
     deinit { connection?.channel.shutDown() }
 
-    private static func hello(vm: String, vgpu: String, profileName: String, memory: GuestMemory) -> VGPUUser.Request {
+    private static func hello(vm: String, vgpu: String, profileName: String, services: [String],
+                              memory: GuestMemory) -> VGPUUser.Request {
         .hello(VGPUUser.Hello(version: VGPUUser.version, vm: vm, vgpu: vgpu, profile: profileName,
-                              regions: memory.regions.map { VGPUUser.MemoryRegion(start: $0.start.raw, size: $0.size, fileOffset: $0.fileOffset) }))
+                              regions: memory.regions.map { VGPUUser.MemoryRegion(start: $0.start.raw, size: $0.size, fileOffset: $0.fileOffset) },
+                              mlaas: services.isEmpty ? nil : services))
     }
 
     /// Connects and says hello; the reply is read here, before any reader thread exists.
@@ -204,7 +216,7 @@ public final class RemoteVGPU: VGPUBackend, @unchecked Sendable {
     private func reconnect() {
         do {
             let (connection, _) = try Self.connect(daemonSocket, hello: Self.hello(vm: vm, vgpu: name, profileName: profileName,
-                                                                                   memory: memory),
+                                                                                   services: selectedServices, memory: memory),
                                                    memory: memory)
             lock.withLock { self.connection = connection }
             try startReader(connection)

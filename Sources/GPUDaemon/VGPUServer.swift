@@ -29,6 +29,8 @@ public final class VGPUServer: @unchecked Sendable {
     public let profiles: [String: VGPUProfile]
     /// The most guest RAM one VM may share with the daemon (its regions in all).
     public let guestMemoryLimit: UInt64
+    /// The daemon's MLaaS services for the VMs it serves (nil: none).
+    private let services: (any VGPUSessionServices)?
     private let sessions = Mutex<[UInt64: Session]>([:])
     private let nextSessionID = Atomic<UInt64>(1)
     private var acceptThread: NativeThread?
@@ -73,6 +75,7 @@ public final class VGPUServer: @unchecked Sendable {
     public init(scheduler: GPUScheduler, socketPath: String, activated: ActivatedSocket? = nil,
                 profiles: [String: VGPUProfile] = VGPUProfile.named,
                 guestMemoryLimit: UInt64 = GuestMemory.defaultSharingLimit,
+                services: (any VGPUSessionServices)? = nil,
                 logger: Logger = Logger(label: "malvvm.gpud")) throws(ChannelError) {
         let lock = try DaemonLock(socketPath: socketPath)
         if activated == nil {
@@ -87,6 +90,7 @@ public final class VGPUServer: @unchecked Sendable {
         self.socketPath = socketPath
         self.profiles = profiles
         self.guestMemoryLimit = guestMemoryLimit
+        self.services = services
         self.logger = logger
         do {
             if let activated {
@@ -143,7 +147,7 @@ public final class VGPUServer: @unchecked Sendable {
             }
             let id = nextSessionID.add(1, ordering: .relaxed).oldValue
             let session = Session(id: id, channel: channel, scheduler: scheduler, profiles: profiles,
-                                  guestMemoryLimit: guestMemoryLimit, logger: logger) { [weak self] departure in
+                                  guestMemoryLimit: guestMemoryLimit, services: services, logger: logger) { [weak self] departure in
                 self?.departureLog.withLock { log in
                     log.append(departure)
                     if log.count > Self.departureLogSize { log.removeFirst() }
@@ -176,6 +180,7 @@ private final class Session: @unchecked Sendable {
     private let scheduler: GPUScheduler
     private let profiles: [String: VGPUProfile]
     private let guestMemoryLimit: UInt64
+    private let services: (any VGPUSessionServices)?
     private var logger: Logger
     private let connected = Date()
 
@@ -191,9 +196,14 @@ private final class Session: @unchecked Sendable {
 
     private let departed: (VGPUServer.Departure) -> Void
 
+    /// The most services a hello may name (a VM selects a handful).
+    static let maxSelectedServices = 16
+
     init(id: UInt64, channel: MessageChannel, scheduler: GPUScheduler, profiles: [String: VGPUProfile],
-         guestMemoryLimit: UInt64, logger: Logger, departed: @escaping (VGPUServer.Departure) -> Void) {
+         guestMemoryLimit: UInt64, services: (any VGPUSessionServices)?, logger: Logger,
+         departed: @escaping (VGPUServer.Departure) -> Void) {
         self.departed = departed
+        self.services = services
         self.profiles = profiles
         self.guestMemoryLimit = guestMemoryLimit
         self.id = id
@@ -238,6 +248,10 @@ private final class Session: @unchecked Sendable {
             }
             guard fds.count == 1 else { return .failed("hello carries exactly one descriptor, the guest memory") }
             guard Self.isPlainName(hello.vm), Self.isPlainName(hello.vgpu) else { return .failed("bad VM or vGPU name") }
+            let selected = hello.mlaas ?? []
+            guard selected.count <= Self.maxSelectedServices, selected.allSatisfy(Self.isPlainName) else {
+                return .failed("mlaas: at most \(Self.maxSelectedServices) plain service names")
+            }
             // The operator's profile of that name, whatever else the VM might wish for.
             guard let profile = profiles[hello.profile] else {
                 return .failed("profile '\(hello.profile)' is not offered by this GPU daemon (offered: \(profiles.keys.sorted().joined(separator: ", ")))")
@@ -257,13 +271,15 @@ private final class Session: @unchecked Sendable {
                 self.device = device
                 self.memory = memory
             }
-            logger.info("vGPU \(hello.vm)/\(hello.vgpu) connected (\(profile))")
+            // After the device exists, so a model installed now finds the VM's clients as they come.
+            let serving = services?.vgpuConnected(vm: hello.vm, selected: selected) ?? []
+            logger.info("vGPU \(hello.vm)/\(hello.vgpu) connected (\(profile))\(serving.isEmpty ? "" : ", MLaaS: \(serving.joined(separator: ", "))")")
             var configuration = [UInt8](repeating: 0, count: device.configurationSize)
             configuration.withUnsafeMutableBytes { device.readConfiguration(offset: 0, into: $0) }
             let (classCode, subclass, interface) = device.pciClass
             return .device(VGPUUser.Device(deviceType: device.deviceType, features: device.offeredFeatures,
                                            queueSizes: device.queueMaximumSizes, configuration: configuration,
-                                           pciClass: [classCode, subclass, interface], profile: profile))
+                                           pciClass: [classCode, subclass, interface], profile: profile, mlaas: serving))
 
         case let .activate(activation):
             guard let device, let memory else { return .failed("activate before hello") }
@@ -355,6 +371,7 @@ private final class Session: @unchecked Sendable {
         departed(VGPUServer.Departure(vm: hello.vm, vgpu: hello.vgpu, at: Date(), disconnectedNanoseconds: disconnected,
                                      releaseNanoseconds: release))
         logger.info("vGPU \(hello.vm)/\(hello.vgpu) disconnected; work cancelled, memory zeroed and freed in \(release / 1000) µs")
+        services?.vgpuDisconnected(vm: hello.vm)
         lock.withLock {
             self.device = nil
             memory = nil

@@ -28,6 +28,10 @@ enum VGPUUser {
         /// The name of one of the daemon's profiles (`malvvm gpud --profile`).
         var profile: String
         var regions: [MemoryRegion]
+        /// The MLaaS services the VM selected (`malvvm run --mlaas`): the daemon applies those it
+        /// has loaded that act on what it owns (learned-slice on its scheduler). Optional, so a
+        /// VM that predates it still says hello at version 2.
+        var mlaas: [String]?
         // Descriptors: the guest-memory memfd.
     }
 
@@ -63,6 +67,9 @@ enum VGPUUser {
         var pciClass: [UInt8]
         /// What the daemon grants this vGPU: its operator's profile of the name asked for.
         var profile: VGPUProfile
+        /// Of the hello's `mlaas`, the services that serve the VM in the daemon (nil from a
+        /// daemon that predates them: none).
+        var mlaas: [String]?
     }
 
     enum Reply: Codable, Sendable {

@@ -87,9 +87,15 @@ public struct ValidatedBatch: Sendable {
 /// (`ValidatedBatch.segments`), so a repeated batch cut the same way has the same pieces each
 /// time and the backend replays each piece's recording.
 public final class KernelListIdentity: Sendable {
+    /// A number for the list that no other list of this process ever has: what a
+    /// batch-duration model (an MLaaS module, across a C ABI) keys its knowledge by.
+    public let serial: UInt64
     private let pieces = Mutex<[Range<Int>: KernelListIdentity]>([:])
+    private static let nextSerial = Atomic<UInt64>(1)
 
-    init() {}
+    init() {
+        serial = Self.nextSerial.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
 
     func piece(_ kernels: Range<Int>) -> KernelListIdentity {
         pieces.withLock { known in

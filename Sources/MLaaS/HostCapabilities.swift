@@ -106,8 +106,15 @@ final class HostContext: @unchecked Sendable {
     let logger: Logger
     /// The block hooks this service holds (`block` in the host table).
     let blockWatches = BlockWatches()
+    /// The batch-duration models this service installed (`scheduler` in the host table).
+    let schedulerHooks: SchedulerHooks
+    /// The `scheduler` table, where this process schedules GPU work (freed with the context,
+    /// which outlives the service's unload).
+    private let schedulerTable: UnsafeMutablePointer<malv_mlaas_scheduler>?
     private let lock = Monitor()
     private var grants: [UInt64: [UInt64: OpenGrant]] = [:]
+    /// The attached VMs' names (what the scheduler knows a VM's clients by).
+    private var names: [UInt64: String] = [:]
     private var detached: Set<UInt64> = []
     /// Each VM's GPU: the vGPU its guest's last enable came through (`bindGPU`).
     private var gpus: [UInt64: any ServiceGPU] = [:]
@@ -124,12 +131,34 @@ final class HostContext: @unchecked Sendable {
         pointer.map { Unmanaged<HostContext>.fromOpaque($0).takeUnretainedValue() }
     }
 
-    init(serviceName: String) {
+    init(serviceName: String, scheduling: (any ServiceScheduling)?) {
         logger = Logger(label: "malvvm.mlaas.\(serviceName)")
+        schedulerHooks = SchedulerHooks(scheduling)
+        schedulerTable = scheduling.map { ServiceSchedulerTable.make(timeSliceNanoseconds: $0.timeSliceNanoseconds) }
     }
 
-    func attach(vm: UInt64, grants open: [OpenGrant]) {
-        lock.withLock { grants[vm] = Dictionary(uniqueKeysWithValues: open.map { ($0.handle, $0) }) }
+    deinit { schedulerTable?.deallocate() }
+
+    func attach(vm: UInt64, name: String, grants open: [OpenGrant]) {
+        lock.withLock {
+            grants[vm] = Dictionary(uniqueKeysWithValues: open.map { ($0.handle, $0) })
+            names[vm] = name
+        }
+    }
+
+    /// The name of VM `vm` while it is attached.
+    func attachedName(vm: UInt64) -> String? { lock.withLock { names[vm] } }
+
+    /// Why VM `vm` has no attachment: detached, or never known.
+    func missingStatus(vm: UInt64) -> Int32 {
+        lock.withLock { detached.contains(vm) ? MALV_MLAAS_E_DETACHED : MALV_MLAAS_E_NOT_FOUND }
+    }
+
+    /// Ends the VM's hooks into the VMM (block watches, batch-duration models) before its
+    /// service state goes: no callback reaches the service for this VM after this returns.
+    func stopHooks(vm: UInt64) {
+        blockWatches.unwatchAll(vm: vm)
+        schedulerHooks.clear(vm: vm)
     }
 
     /// The grant `range` of VM `vm`, or the status that says why there is none.
@@ -141,10 +170,11 @@ final class HostContext: @unchecked Sendable {
     }
 
     func detach(vm: UInt64) {
-        // The block hooks go first, so that no observer call reaches the service after this.
-        blockWatches.unwatchAll(vm: vm)
+        // The hooks go first, so that no callback reaches the service after this.
+        stopHooks(vm: vm)
         let (gpu, left) = lock.withLock { () -> ((any ServiceGPU)?, Set<ScratchBuffer>) in
             grants[vm] = nil
+            names[vm] = nil
             detached.insert(vm)
             defer { gpus[vm] = nil; scratch[vm] = nil }
             return (gpus[vm], scratch[vm] ?? [])
@@ -245,6 +275,7 @@ final class HostContext: @unchecked Sendable {
         table.pointee.max_read_bytes = Self.maxReadBytes
         table.pointee.gpu = UnsafePointer(ServiceGPUTable.shared)
         table.pointee.block = UnsafePointer(ServiceBlockTable.shared)
+        table.pointee.scheduler = schedulerTable.map { UnsafePointer($0) }
         return table
     }
 }

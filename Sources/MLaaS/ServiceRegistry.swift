@@ -32,9 +32,13 @@ public final class ServiceRegistry: @unchecked Sendable {
     /// Serialises load and unload, so two loads of one name cannot both pass the duplicate check.
     private let loadLock = Monitor()
     private let services = Mutex<[LoadedService]>([])
+    /// The GPU scheduler of this process, for services' batch-duration models (nil: none here).
+    public let scheduling: (any ServiceScheduling)?
 
-    public init(directory: ModuleDirectory, logger: Logger = Logger(label: "malvvm.mlaas")) {
+    public init(directory: ModuleDirectory, scheduling: (any ServiceScheduling)? = nil,
+                logger: Logger = Logger(label: "malvvm.mlaas")) {
         self.directory = directory
+        self.scheduling = scheduling
         self.logger = logger
     }
 
@@ -119,7 +123,7 @@ public final class ServiceRegistry: @unchecked Sendable {
             throw .nameMismatch(path: path, expected: expected, declared: descriptor.name)
         }
         if let loaded = find(descriptor.name) { throw .duplicateName(name: descriptor.name, loadedFrom: loaded.path) }
-        let service = try LoadedService(descriptor: descriptor, path: path, handle: handle)
+        let service = try LoadedService(descriptor: descriptor, path: path, handle: handle, scheduling: scheduling)
         keep = true
         services.withLock { $0.append(service) }
         logger.info("mlaas: loaded \(descriptor.name) \(descriptor.version) (\(descriptor.kind.rawValue)) from \(path)")
@@ -198,11 +202,12 @@ final class LoadedService: @unchecked Sendable {
 
     var name: String { descriptor.name }
 
-    init(descriptor: ServiceDescriptor, path: String, handle: UnsafeMutableRawPointer) throws(MLaaSError) {
+    init(descriptor: ServiceDescriptor, path: String, handle: UnsafeMutableRawPointer,
+         scheduling: (any ServiceScheduling)?) throws(MLaaSError) {
         self.descriptor = descriptor
         self.path = path
         self.handle = handle
-        context = HostContext(serviceName: descriptor.name)
+        context = HostContext(serviceName: descriptor.name, scheduling: scheduling)
         table = context.makeTable()
         changed = monitor.makeCondition()
         var state: UnsafeMutableRawPointer?
@@ -232,7 +237,7 @@ final class LoadedService: @unchecked Sendable {
                 grants.append(try OpenGrant(handle: Self.nextRangeHandle.wrappingAdd(1, ordering: .relaxed).oldValue, grant: grant))
             }
             // Readable from inside attach: the service may look at its ranges right away.
-            context.attach(vm: vmHandle, grants: grants)
+            context.attach(vm: vmHandle, name: vm.name, grants: grants)
             let ranges = grants.map { grant in
                 malv_mlaas_disk_range(handle: grant.handle, disk_index: UInt32(grant.grant.diskIndex),
                                       flags: UInt32(MALV_MLAAS_RANGE_READ_ONLY), length: grant.grant.length)
@@ -264,7 +269,7 @@ final class LoadedService: @unchecked Sendable {
             }
             guard let attachment else { throw .notAttached(service: name, vm: vm) }
             // The VM's block hooks end before its state does: no read calls into freed state.
-            context.blockWatches.unwatchAll(vm: attachment.handle)
+            context.stopHooks(vm: attachment.handle)
             descriptor.detach(state, attachment.state)
             context.detach(vm: attachment.handle)
         }
@@ -284,7 +289,7 @@ final class LoadedService: @unchecked Sendable {
                 return attachments
             }
             for attachment in all {
-                context.blockWatches.unwatchAll(vm: attachment.handle)
+                context.stopHooks(vm: attachment.handle)
                 descriptor.detach(state, attachment.state)
                 context.detach(vm: attachment.handle)
             }

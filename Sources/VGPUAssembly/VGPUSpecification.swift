@@ -115,11 +115,13 @@ extension VGPUSpecification {
     /// Creates the vGPU and adds it to `machine` (`Machine.addPCIDevice`'s placement: built in
     /// before boot, hot-plugged into a running VM, unless `placement` says): a para-vGPU behind
     /// the virtio-pci transport, a full-vGPU as its own PCI function.
-    public func add(to machine: Machine, vm: String, name: String, placement: PCIPlacement? = nil,
+    /// `services` are the VM's MLaaS services (`--mlaas`), which a GPU daemon's vGPU names to
+    /// the daemon (it applies those it has loaded, such as learned-slice, to the VM's clients).
+    public func add(to machine: Machine, vm: String, name: String, placement: PCIPlacement? = nil, services: [String] = [],
                     embedded: () throws -> GPUScheduler) throws -> any VGPU {
         switch kind {
         case .para:
-            let device = try makeDevice(vm: vm, name: name, memory: machine.memory, embedded: embedded)
+            let device = try makeDevice(vm: vm, name: name, memory: machine.memory, services: services, embedded: embedded)
             do { try machine.addVirtioDevice(device, name: name, placement: placement) } catch {
                 device.stop()
                 throw error
@@ -129,20 +131,22 @@ extension VGPUSpecification {
             let scheduler = try embedded()
             let profile = try embeddedProfile()
             return try machine.addPCIDevice(name: name, placement: placement) { host throws(HypervisorError) in
-                try FullVGPUDevice(host: host, scheduler: scheduler, profile: profile, controls: controls, name: name)
+                try FullVGPUDevice(host: host, scheduler: scheduler, profile: profile, controls: controls, name: name, vmName: vm)
             }.device
         }
     }
 
     /// The para-vGPU's device for VM `vm`: a `VirtioGPU` on the scheduler `embedded` opens (called
     /// only for an embedded vGPU), or the GPU daemon's (`RemoteVGPU`, connected here).
-    public func makeDevice(vm: String, name: String, memory: GuestMemory,
+    public func makeDevice(vm: String, name: String, memory: GuestMemory, services: [String] = [],
                            embedded: () throws -> GPUScheduler) throws -> any VGPUBackend {
         switch placement {
         case let .embedded(profile):
-            return VirtioGPU(scheduler: try embedded(), profile: profile, memory: memory, name: name)
+            return VirtioGPU(scheduler: try embedded(), profile: profile, memory: memory, name: name,
+                             owner: ClientOwner(vm: vm, vgpu: name))
         case let .daemon(socket, profileName):
-            return try RemoteVGPU(daemonSocket: socket, vm: vm, name: name, profileName: profileName, memory: memory)
+            return try RemoteVGPU(daemonSocket: socket, vm: vm, name: name, profileName: profileName, memory: memory,
+                                  services: services)
         }
     }
 

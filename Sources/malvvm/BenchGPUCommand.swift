@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlAPI
 import Foundation
 import GPUBenchmarks
 import GPUHost
@@ -302,7 +303,8 @@ extension Malvvm.Bench.GPU {
             discussion: """
             One client trains (batches about 8 time slices long, resubmitted back to back) while \
             three send one-kernel batches with 0.5-2.5 ms of think time, under equal share; the \
-            trainer is a learned-slice client in alternate rounds. Prints one table (the medians \
+            trainer's VM selects the MLaaS service learned-slice (liblearned-slice.so beside the \
+            binary) in alternate rounds. Prints one table (the medians \
             over rounds, and their ratio) and, with --json, writes the rounds.
             """)
 
@@ -332,6 +334,9 @@ extension Malvvm.Bench.GPU {
             Malvvm.Bench.GPU.progress("learned-slice on \(backend.device.name): \(rounds) rounds of \(seconds) s per mode")
             let m = try Malvvm.Bench.GPU.measuring { () throws(GPUBenchmarkError) in
                 try LearnedSliceBenchmark.measure(on: backend, seconds: seconds, rounds: rounds,
+                                                  attachModel: { scheduler, vm in
+                                                      try SchedulerServiceAttachment.attach(service: "learned-slice", vm: vm, to: scheduler)
+                                                  },
                                                   progress: { Malvvm.Bench.GPU.progress($0) })
             }
             func us(_ nanoseconds: Double) -> String { fixed(nanoseconds / 1000, 0) }

@@ -65,6 +65,10 @@ struct GPUDaemonCommand: ParsableCommand {
                                                 valueName: "dir"))
         var mlaasDir: ModuleDirectoryArgument?
 
+        @Option(name: .long, help: ArgumentHelp("MLaaS services to load at start, from the module directory (libNAME.so); a VM that selects one of its ML-for-OS services (run --mlaas) is attached to it while its vGPUs are connected (docs/mlaas.md).",
+                                                valueName: "name[,name...]"))
+        var mlaas: ServiceNamesArgument?
+
         @OptionGroup var global: GlobalOptions
 
         func validate() throws {
@@ -76,11 +80,17 @@ struct GPUDaemonCommand: ParsableCommand {
 
         func run() throws {
             global.bootstrapLogging()
+            let configuration = SchedulerConfiguration(policy: policy.policy(totalWeight: totalWeight),
+                                                       timeSliceNanoseconds: slice?.nanoseconds)
+            // Services' batch-duration models (learned-slice) reach the scheduler through this.
+            let schedulerBridge = MLaaSSchedulerBridge(configuration: configuration)
             // An operator's module directory that is missing or unsafe stops the daemon at once.
-            let services = MLaaSController(registry: ServiceRegistry(directory: mlaasDir?.directory ?? .besideExecutable))
-            if mlaasDir != nil {
-                do { _ = try services.registry.directory.validate() } catch { throw RuntimeFailure(message: "mlaas: \(error)") }
-            }
+            let services = MLaaSController(registry: ServiceRegistry(directory: mlaasDir?.directory ?? .besideExecutable,
+                                                                     scheduling: schedulerBridge))
+            do {
+                if mlaasDir != nil { _ = try services.registry.directory.validate() }
+                for name in mlaas?.names ?? [] { try services.registry.load(service: name) }
+            } catch { throw RuntimeFailure(message: "mlaas: \(error)") }
             // Blocked before any thread starts, so every thread inherits the mask and sigwait
             // below is the only place they arrive.
             var signals = sigset_t()
@@ -96,20 +106,22 @@ struct GPUDaemonCommand: ParsableCommand {
                 throw RuntimeFailure(message: "--socket \(socket) is not the socket-activated socket \(activated.path)")
             }
             let socketPath = activated?.path ?? socket ?? GPUDaemonAPI.defaultSocket
-            let configuration = SchedulerConfiguration(policy: policy.policy(totalWeight: totalWeight),
-                                                       timeSliceNanoseconds: slice?.nanoseconds)
             let scheduler: GPUScheduler
             do { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector), configuration: configuration) } catch {
                 throw RuntimeFailure(message: "cannot open the GPU: \(error)")
             }
             defer { scheduler.stop() }
+            schedulerBridge.adopt(scheduler)
             do { try SocketPath.prepareDirectory((socketPath as NSString).deletingLastPathComponent) } catch {
                 throw RuntimeFailure(message: error.description)
             }
             let daemon: VGPUServer
             var catalog = VGPUProfile.named
             for profile in profiles { catalog[profile.name] = profile }
-            do { daemon = try VGPUServer(scheduler: scheduler, socketPath: socketPath, activated: activated, profiles: catalog) } catch {
+            do {
+                daemon = try VGPUServer(scheduler: scheduler, socketPath: socketPath, activated: activated, profiles: catalog,
+                                        services: DaemonVMServices(registry: services.registry))
+            } catch {
                 throw RuntimeFailure(message: error.description)
             }
             defer { daemon.stop() }

@@ -140,6 +140,9 @@ extension Malvvm {
             // The embedded scheduler owns the physical GPU for this VM's own vGPUs; the others
             // are the GPU daemon's clients.
             var scheduler: GPUScheduler?
+            // Services' batch-duration models (learned-slice) reach it through this bridge,
+            // including a scheduler made only when a vGPU is hot-plugged.
+            let schedulerBridge = MLaaSSchedulerBridge()
             var vgpus: [any VGPU] = []
             defer { scheduler?.stop() }
             // Every vGPU stops (device threads, GPU memory, a daemon's connection) before the
@@ -148,8 +151,12 @@ extension Malvvm {
             for (index, spec) in vgpu.enumerated() {
                 let id = "vgpu\(index)"
                 do {
-                    vgpus.append(try spec.add(to: machine, vm: vmName, name: id, placement: .builtIn) {
-                        if scheduler == nil { scheduler = try GPUScheduler(backend: try BackendFactory.make(gpu.selector)) }
+                    vgpus.append(try spec.add(to: machine, vm: vmName, name: id, placement: .builtIn, services: mlaas?.names ?? []) {
+                        if scheduler == nil {
+                            let made = try GPUScheduler(backend: try BackendFactory.make(gpu.selector))
+                            schedulerBridge.adopt(made)
+                            scheduler = made
+                        }
                         return scheduler!
                     })
                 } catch {
@@ -157,7 +164,8 @@ extension Malvvm {
                 }
             }
             let selector = gpu.selector
-            let services = MLaaSController(registry: ServiceRegistry(directory: mlaasDir?.directory ?? .besideExecutable),
+            let services = MLaaSController(registry: ServiceRegistry(directory: mlaasDir?.directory ?? .besideExecutable,
+                                                                     scheduling: schedulerBridge),
                                            vm: .init(name: vmName, diskPaths: disk.map(\.configuration.path), disks: machine.disks),
                                            permitted: mlaas?.names ?? [])
             // Services end (VM detached, unload, dlclose) before the VM's devices and GPU do.
@@ -169,7 +177,11 @@ extension Malvvm {
             } catch { throw RuntimeFailure(message: "mlaas: \(error)") }
             let controller = MachineController(name: vmName, apiSocket: apiSocket ?? SocketPath.forVM(named: vmName),
                                                machine: machine, scheduler: scheduler,
-                                               makeScheduler: { try GPUScheduler(backend: try BackendFactory.make(selector)) },
+                                               makeScheduler: {
+                                                   let made = try GPUScheduler(backend: try BackendFactory.make(selector))
+                                                   schedulerBridge.adopt(made)
+                                                   return made
+                                               },
                                                services: services)
             vgpus.forEach(controller.adopt)
             defer { controller.shutDownGPU() }

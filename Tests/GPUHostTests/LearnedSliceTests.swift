@@ -1,43 +1,86 @@
 @testable import GPUHost
+import Platform
 import Testing
 
-/// `learned-slice` (issue #17, "ML for OS"): the scheduler learns how long a client's batches
-/// take and cuts one predicted to outlast a time slice into slice-sized pieces at kernel
-/// boundaries. The client must not be able to tell, except that others' short batches now
+/// `learned-slice` (issue #17, "ML for OS"): with a batch-duration model installed for a VM (the
+/// MLaaS module's, through `setBatchModel`), the scheduler cuts a batch of the VM's predicted to
+/// outlast a time slice into slice-sized pieces at kernel boundaries. The client must not be able to tell, except that others' short batches now
 /// slip in between its pieces.
 @Suite("Learned slice")
 struct LearnedSliceTests {
-    // MARK: The predictor
+    // MARK: The model's calls
 
-    @Test("a signature's prediction follows its measurements; an unseen one is priced by its work")
-    func predictorLearnsPerSignatureAndPerWork() {
-        var predictor = BatchDurationPredictor()
-        let step = KernelListIdentity(), other = KernelListIdentity()
-        #expect(predictor.predict(step, work: 100) == nil, "nothing learned yet")
-        predictor.observe(step, work: 100, nanoseconds: 1000)
-        #expect(predictor.predict(step, work: 100) == 1000)
-        // An unseen signature: 10 ns per unit of work, as measured so far.
-        #expect(predictor.predict(other, work: 50) == 500)
-        // A changed workload is followed within a few batches.
-        for _ in 0 ..< 12 { predictor.observe(step, work: 100, nanoseconds: 3000) }
-        let followed = predictor.predict(step, work: 100) ?? 0
-        #expect(abs(followed - 3000) < 100, "\(followed)")
+    /// A batch-duration model that predicts what a signature took last time: the simplest
+    /// learner, so these tests check the scheduler's side (the learned-slice module's own
+    /// learning is tested where it is loaded, in the MLaaS and ControlAPI tests).
+    final class LastDurationModel: BatchDurationModel, @unchecked Sendable {
+        struct Call: Equatable {
+            var client: ClientID
+            var signature: UInt64
+            var work: Double
+            var nanoseconds: Double?
+        }
+
+        private let lock = Monitor()
+        private var last: [UInt64: Double] = [:]
+        private(set) var predictions: [Call] = []
+        private(set) var observations: [Call] = []
+
+        func predict(client: ClientID, signature: UInt64, work: Double) -> Double? {
+            lock.withLock {
+                predictions.append(Call(client: client, signature: signature, work: work))
+                return last[signature]
+            }
+        }
+
+        func observe(client: ClientID, signature: UInt64, work: Double, nanoseconds: Double) {
+            lock.withLock {
+                observations.append(Call(client: client, signature: signature, work: work, nanoseconds: nanoseconds))
+                last[signature] = nanoseconds
+            }
+        }
+
+        var calls: (predictions: [Call], observations: [Call]) { lock.withLock { (predictions, observations) } }
     }
 
-    @Test("it remembers a bounded number of signatures, the least recently seen going first")
-    func predictorForgetsTheLeastRecentlySeen() {
-        var predictor = BatchDurationPredictor()
-        let kept = KernelListIdentity()
-        predictor.observe(kept, work: 1, nanoseconds: 7)
-        var others: [KernelListIdentity] = []
-        for index in 0 ..< BatchDurationPredictor.capacity + 10 {
-            let identity = KernelListIdentity()
-            others.append(identity)
-            predictor.observe(identity, work: 1, nanoseconds: 1)
-            if index % 8 == 0 { _ = predictor.predict(kept, work: 1) }
+    static func learnedClient(_ scheduler: GPUScheduler, _ name: String = "learned") throws -> (ClientID, LastDurationModel) {
+        let model = LastDurationModel()
+        scheduler.setBatchModel(model, forVM: "vm-\(name)")
+        return (try scheduler.addClient(ClientConfiguration(name: name, owner: ClientOwner(vm: "vm-\(name)", vgpu: "vgpu0"))), model)
+    }
+
+    @Test("the VM's model is asked before each batch and told once what the whole batch cost; other VMs' clients never reach it")
+    func modelSeesEveryBatchOnceByItsSignature() throws {
+        let backend = CPUBackend()
+        let scheduler = try GPUScheduler(backend: backend, configuration: SchedulerConfiguration(
+            policy: .equalShare, timeSliceNanoseconds: 1_000_000))
+        defer { scheduler.stop() }
+        let (learned, model) = try Self.learnedClient(scheduler)
+        let other = try scheduler.addClient(ClientConfiguration(name: "other", owner: ClientOwner(vm: "another-vm", vgpu: "vgpu0")))
+        let count = 64 << 10
+        var batches: [ClientID: ValidatedBatch] = [:]
+        for client in [learned, other] {
+            let buffer = try scheduler.createBuffer(for: client, byteCount: count * 4)
+            let range = BufferRange(buffer, count: count)
+            batches[client] = try ValidatedBatch(CommandBatch((0 ..< 64).map { _ in .scale(ScaleParams(count: count, alpha: 1, x: range)) }),
+                                                 capacity: { _ in count * 4 })
         }
-        #expect(predictor.knownSignatures == BatchDurationPredictor.capacity)
-        #expect(predictor.predict(kept, work: 1) == 7, "kept in use, so not evicted")
+        for _ in 0 ..< 3 {
+            for client in [learned, other] { _ = try scheduler.submit(batches[client]!, for: client).wait().get() }
+        }
+        let batch = try #require(batches[learned])
+        let (predictions, observations) = model.calls
+        #expect(predictions.count == 3 && observations.count == 3, "one call each per submitted batch, pieces or not")
+        #expect(predictions.allSatisfy { $0.client == learned && $0.signature == batch.kernelList.serial })
+        #expect(predictions.allSatisfy { $0.work == batch.kernelWork.reduce(0, +) })
+        #expect(observations.allSatisfy { ($0.nanoseconds ?? 0) > 0 })
+        #expect(batches[other]!.kernelList.serial != batch.kernelList.serial, "two lists, two signatures")
+        #expect(scheduler.metrics().clients.first { $0.id == learned }.map { $0.learnedSlice && $0.batchesCut == 2 } == true)
+        // Removed: the next batch goes whole and the model hears nothing more.
+        scheduler.setBatchModel(nil, forVM: "vm-learned")
+        _ = try scheduler.submit(batch, for: learned).wait().get()
+        #expect(model.calls.predictions.count == 3)
+        #expect(scheduler.metrics().clients.first { $0.id == learned }.map { !$0.learnedSlice && $0.batchesCut == 2 } == true)
     }
 
     // MARK: Pieces
@@ -78,7 +121,7 @@ struct LearnedSliceTests {
         let scheduler = try GPUScheduler(backend: backend, configuration: SchedulerConfiguration(
             policy: .equalShare, timeSliceNanoseconds: 1_000_000))
         defer { scheduler.stop() }
-        let learned = try scheduler.addClient(ClientConfiguration(name: "learned", learnedSlice: true))
+        let (learned, _) = try Self.learnedClient(scheduler)
         let plain = try scheduler.addClient(ClientConfiguration(name: "plain"))
         var outputs: [[Float]] = []
         for client in [learned, plain] {
@@ -113,7 +156,7 @@ struct LearnedSliceTests {
         let scheduler = try GPUScheduler(backend: backend, configuration: SchedulerConfiguration(
             policy: .bestEffort, timeSliceNanoseconds: 1_000_000, maxBatchesInFlight: 1))
         defer { scheduler.stop() }
-        let trainer = try scheduler.addClient(ClientConfiguration(name: "trainer", learnedSlice: true))
+        let (trainer, _) = try Self.learnedClient(scheduler, "trainer")
         let small = try scheduler.addClient(ClientConfiguration(name: "small"))
         let count = 64 << 10
         let big = try scheduler.createBuffer(for: trainer, byteCount: count * 4)
@@ -135,7 +178,7 @@ struct LearnedSliceTests {
         let backend = CPUBackend()
         let scheduler = try GPUScheduler(backend: backend, configuration: SchedulerConfiguration(timeSliceNanoseconds: 1_000_000))
         defer { scheduler.stop() }
-        let client = try scheduler.addClient(ClientConfiguration(name: "learned", learnedSlice: true))
+        let (client, _) = try Self.learnedClient(scheduler)
         let count = 64 << 10
         let buffer = try scheduler.createBuffer(for: client, byteCount: count * 4)
         let range = BufferRange(buffer, count: count)

@@ -18,7 +18,7 @@ import Testing
     }
 
     @Test func theTableIsAVersionedCapabilityInTheReservedSlot() {
-        let context = HostContext(serviceName: "test")
+        let context = HostContext(serviceName: "test", scheduling: nil)
         let table = context.makeTable()
         defer { table.deallocate() }
         // The ABI version did not move: modules built before the capability keep loading.
@@ -27,20 +27,20 @@ import Testing
         #expect(block?.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_block>.size))
         #expect(block?.pointee.version == 1 && block?.pointee.granule_bytes == 4096)
         #expect(block?.pointee.cache_bytes == BlockWatches.cacheBytes && block?.pointee.max_read_ahead_bytes == BlockWatches.maxReadAheadBytes)
-        #expect(table.pointee.reserved_scheduler_hooks == nil)
+        #expect(table.pointee.scheduler == nil, "no scheduler in this process: no scheduler table")
     }
 
     @Test func readAheadStaysInsideTheGrantAndTheHookEndsWithTheVM() throws {
         let path = try Modules.dataset(records: 128, bytesPerImage: 127)  // 16 KiB
         defer { unlink(path) }
         let device = try VirtioBlock(path: path, readOnly: true)
-        let context = HostContext(serviceName: "test")
+        let context = HostContext(serviceName: "test", scheduling: nil)
         let table = context.makeTable()
         defer { table.deallocate() }
         let block = try #require(table.pointee.block)
         let host = table.pointee.host_context
         // Bytes 512 ..< 8704 of the disk are granted as range 77; range 78 has no device behind it.
-        context.attach(vm: 5, grants: [
+        context.attach(vm: 5, name: "vm5", grants: [
             try OpenGrant(handle: 77, grant: DiskGrant(diskIndex: 0, path: path, offset: 512, length: 8192, device: device)),
             try OpenGrant(handle: 78, grant: DiskGrant(diskIndex: 1, path: path, offset: 0, length: 512)),
         ])

@@ -96,16 +96,17 @@ import Testing
         let disk = try Modules.dataset(records: 10, bytesPerImage: 16)
         defer { unlink(disk) }
         let contents = [UInt8](try Data(contentsOf: URL(fileURLWithPath: disk)))
-        let context = HostContext(serviceName: "test")
+        let context = HostContext(serviceName: "test", scheduling: nil)
         let table = context.makeTable()
         defer { table.deallocate() }
         #expect(table.pointee.abi_version == 2 && table.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_host>.size))
-        // ABI 2: the GPU table is there, and the block capability; the scheduler hooks are still reserved.
+        // ABI 2: the GPU table is there, and the block capability; the scheduler capability only
+        // where the process schedules GPU work.
         #expect(table.pointee.gpu?.pointee.struct_size == UInt32(MemoryLayout<malv_mlaas_gpu>.size))
-        #expect(table.pointee.reserved_scheduler_hooks == nil && table.pointee.block != nil)
+        #expect(table.pointee.scheduler == nil && table.pointee.block != nil)
         // A grant of bytes 17..<119 (records 1-6).
         let grant = try OpenGrant(handle: 77, grant: DiskGrant(diskIndex: 0, path: disk, offset: 17, length: 102))
-        context.attach(vm: 5, grants: [grant])
+        context.attach(vm: 5, name: "vm5", grants: [grant])
         var buffer = [UInt8](repeating: 0, count: 200)
         func read(vm: UInt64 = 5, range: UInt64 = 77, offset: UInt64, length: UInt64) -> Int64 {
             buffer.withUnsafeMutableBytes { table.pointee.read_range!(table.pointee.host_context, vm, range, offset, $0.baseAddress, length) }

@@ -13,6 +13,7 @@ enum Modules {
 
     static let preprocess = "libpreprocess.so"
     static let prefetch = "libprefetch.so"
+    static let learnedSlice = "liblearned-slice.so"
     static let notAService = "libmlaas-fixture-not-a-service.so"
     static let futureABI = "libmlaas-fixture-future-abi.so"
 
@@ -30,7 +31,7 @@ enum Modules {
         }
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         chmod(directory, 0o755)
-        for file in [preprocess, prefetch, notAService, futureABI] {
+        for file in [preprocess, prefetch, learnedSlice, notAService, futureABI] {
             let staging = directory + "/.\(file).\(getpid())"
             try? FileManager.default.removeItem(atPath: staging)
             try! FileManager.default.copyItem(atPath: products + "/" + file, toPath: staging)

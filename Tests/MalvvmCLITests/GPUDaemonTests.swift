@@ -12,9 +12,9 @@ import Testing
         let socket: String
         let process: BackgroundProcess
 
-        init(_ options: [String], fileLimit: Int? = nil) throws {
+        init(_ options: [String], fileLimit: Int? = nil, logs: Bool = false) throws {
             socket = NSTemporaryDirectory() + "malvvm-gpud-\(getpid())-\(UInt32.random(in: 0 ... .max))/gpud.sock"
-            process = try BackgroundProcess(["gpud", "--gpu", "cpu", "--socket", socket] + options, fileLimit: fileLimit)
+            process = try BackgroundProcess(["gpud", "--gpu", "cpu", "--socket", socket] + options, fileLimit: fileLimit, logs: logs)
             guard process.waitForOutput("gpud: serving", timeout: 30) else {
                 throw DaemonError(message: "gpud did not start: \(process.output)")
             }
@@ -87,6 +87,35 @@ import Testing
         #expect(next.waitForOutput("gpud: serving", timeout: 30), "\(next.output)")
         next.kill(SIGTERM)
         _ = next.finish(within: 10)
+    }
+
+    /// learned-slice selected per VM in its GPU daemon (issue #17): the daemon loaded the module
+    /// at start; the VM that says `--mlaas learned-slice` is attached to it while its vGPU is
+    /// connected, and the module's model saw that VM's batches (its report when the VM leaves);
+    /// the VM beside it, which did not select it, is not attached.
+    @Test func aVMSelectsLearnedSliceInItsDaemon() throws {
+        let daemon = try Daemon(["--policy", "equal-share", "--mlaas", "learned-slice", "--log-level", "info"], logs: true)
+        let learned = try BackgroundProcess(["run", "--kernel", Harness.guest, "--memory", "512M", "--name", "ls1", "--api-socket", "none",
+                                             "--disk", Self.dataset + ",readonly", "--vgpu", "gpud=\(daemon.socket),profile=2g",
+                                             "--mlaas", "learned-slice", "--log-level", "info", "--cmdline", "test=train epochs=3"],
+                                            logs: true)
+        let plain = try Self.trainingVM("plain1", on: daemon, epochs: 3)
+        #expect(try daemon.waitForSubmittingVGPUs(2), "\(daemon.process.output.suffix(600))")
+        let list = try Harness.malvvm(["mlaas", "list", "--gpud", daemon.socket, "--json"])
+        let services = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]
+        #expect(services?.first { $0["name"] as? String == "learned-slice" }?["vms"] as? [String] == ["ls1"], "\(list.stdout)")
+        #expect(learned.finish(within: 300) == 0, "\(learned.output.suffix(600))")
+        #expect(plain.finish(within: 300) == 0, "\(plain.output.suffix(600))")
+        #expect(learned.output.contains("the GPU daemon serves MLaaS learned-slice for VM 'ls1'"), "\(learned.output.suffix(900))")
+        #expect(daemon.process.waitForOutput("VM 'ls1': ", timeout: 30), "\(daemon.process.output.suffix(1500))")
+        let report = daemon.process.output.split(separator: "\n").first { $0.contains("VM 'ls1': ") } ?? ""
+        let observed = report.split(separator: ",").first { $0.hasSuffix("batches observed") }
+            .flatMap { Int($0.split(separator: " ").first ?? "") } ?? 0
+        #expect(observed > 0, "the model saw none of the VM's batches: \(report)")
+        #expect(!daemon.process.output.contains("VM 'plain1'"), "the VM that did not select it was attached")
+        let after = try Harness.malvvm(["mlaas", "list", "--gpud", daemon.socket, "--json"])
+        let left = try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [[String: Any]]
+        #expect(left?.first?["vms"] as? [String] == [], "detached when its vGPU left: \(after.stdout)")
     }
 
     @Test func threeVMsTrainOnOneDaemonWithEqualShares() throws {

@@ -109,7 +109,8 @@ final class BackgroundProcess {
 
     /// - Parameter fileLimit: the process's RLIMIT_NOFILE (through prlimit(1), which execs
     ///   malvvm in place, so the pid is malvvm's).
-    init(_ arguments: [String], fileLimit: Int? = nil, environment: [String: String] = [:]) throws {
+    /// - Parameter logs: its stderr (the log) goes to the same file as its stdout.
+    init(_ arguments: [String], fileLimit: Int? = nil, environment: [String: String] = [:], logs: Bool = false) throws {
         consolePath = NSTemporaryDirectory() + "malvvm-bg-\(getpid())-\(UInt32.random(in: 0 ... .max)).out"
         _ = FileManager.default.createFile(atPath: consolePath, contents: nil)
         if let fileLimit {
@@ -122,8 +123,9 @@ final class BackgroundProcess {
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         }
-        process.standardOutput = FileHandle(forWritingAtPath: consolePath)
-        process.standardError = FileHandle.nullDevice
+        let console = FileHandle(forWritingAtPath: consolePath)
+        process.standardOutput = console
+        process.standardError = logs ? console : FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         try process.run()
     }

@@ -23,7 +23,7 @@
  * the host's `gpu` table (GPUHost kernels on the VM's vGPU context buffers), the service's
  * `disable` and `request` (the guest's MLAAS_DISABLE and MLAAS_REQUEST); nothing else moved.
  * A host-table slot may instead become a CAPABILITY with its own version and struct_size (the
- * `block` table): a module that predates it never reads the slot, so the ABI version stays and
+ * `block` and `scheduler` tables): a module that predates it never reads the slot, so the ABI version stays and
  * existing modules keep loading; a module that uses it checks the capability's version and size.
  *
  * Threading. The host never runs two lifecycle calls (initialize, attach, detach, unload) of
@@ -271,6 +271,56 @@ typedef struct malv_mlaas_block {
     malv_mlaas_status (*read_ahead)(void *host_context, uint64_t vm, uint64_t range, uint64_t offset, uint64_t length);
 } malv_mlaas_block;
 
+/* ---- Scheduler hooks: batch-duration models (host table `scheduler`) ------------------------ */
+
+/** `malv_mlaas_scheduler.version` this header describes; a later, larger table keeps these fields. */
+#define MALV_MLAAS_SCHEDULER_VERSION 1u
+
+/**
+ * A model of how long a VM's GPU batches take, which the GPU scheduler consults for every batch
+ * one of the VM's scheduler clients (a vGPU context) queues: a batch predicted to run longer than
+ * a slice and a half is cut at kernel boundaries into pieces of about three quarters of a slice,
+ * so other clients' short batches wait for a piece, not for the whole batch (the `learned-slice`
+ * policy; docs/mlaas.md). Cutting changes only when the VM's own kernels reach the device, never
+ * what they compute or what the VM is charged: a VM's model cannot take another VM's share.
+ *
+ * Both callbacks run on the scheduler's threads WITH THE SCHEDULER'S LOCK HELD: keep them short
+ * (a table lookup), never block, never call into the host. `client` names the scheduler client
+ * (stable while it exists, never reused); `signature` names the batch's kernel list (equal
+ * signatures, equal kernels: a training step that repeats, a decode-cache entry; never reused
+ * for another list); `work` is the batch's work in the scheduler's units (a kernel's element
+ * operations), which relates batches of one client that were never seen before to seen ones.
+ */
+typedef struct malv_mlaas_batch_model {
+    uint32_t struct_size;   /* sizeof(malv_mlaas_batch_model) on the service's side */
+    uint32_t reserved;      /* 0 */
+    void *cookie;
+    /** The expected device time in nanoseconds of a batch about to be queued; a negative value
+     *  (or NaN): nothing known, the batch goes whole. */
+    double (*predict)(void *cookie, uint64_t client, uint64_t signature, double work);
+    /** A batch (all its pieces) retired: it took `nanoseconds` of device time. */
+    void (*observe)(void *cookie, uint64_t client, uint64_t signature, double work, double nanoseconds);
+} malv_mlaas_batch_model;
+
+/**
+ * Hooks into the GPU scheduler that serves the VM's vGPUs, for a learned scheduling policy. The
+ * host copies the model and applies it to every scheduler client of the VM, present and future,
+ * until it is cleared or the VM is detached (the host clears it itself before `detach` runs).
+ * Every call may fail with E_DETACHED (the VM was detached) or E_UNSUPPORTED (no scheduler behind
+ * this VM in this process: a VM whose vGPUs a GPU daemon serves selects the service there).
+ */
+typedef struct malv_mlaas_scheduler {
+    uint32_t struct_size;   /* sizeof(malv_mlaas_scheduler) on the host's side */
+    uint32_t version;       /* MALV_MLAAS_SCHEDULER_VERSION of the host */
+    /** The scheduler's time slice with one client (nanoseconds): what a model predicts against. */
+    uint64_t time_slice_ns;
+    /** Installs (or replaces) the VM's model. E_INVALID: NULL model or callbacks, a struct_size
+     *  below this header's. */
+    malv_mlaas_status (*set_batch_model)(void *host_context, uint64_t vm, const malv_mlaas_batch_model *model);
+    /** Removes the VM's model; when it returns, no callback of it is running or will start. */
+    void (*clear_batch_model)(void *host_context, uint64_t vm);
+} malv_mlaas_scheduler;
+
 /**
  * What the host offers a service: passed to `initialize`, valid until `unload` returns. Callbacks
  * take `host_context` as their first argument.
@@ -297,9 +347,12 @@ typedef struct malv_mlaas_host {
 
     /** GPUHost kernels on the VM's vGPU context buffers (ABI 2; NULL where the host has no GPU). */
     const malv_mlaas_gpu *gpu;
-    /* Reserved: NULL; a later slice fills them without moving the fields above. */
-    /** Hooks into the GPU scheduler (per-client batch duration predictions, slice choice). */
-    const void *reserved_scheduler_hooks;
+    /**
+     * Hooks into the GPU scheduler: a model of the VM's batch durations (`malv_mlaas_scheduler`;
+     * was `reserved_scheduler_hooks`). A capability like `block`: its own version and size, no
+     * ABI bump. NULL where this process schedules no GPU work of the VM.
+     */
+    const struct malv_mlaas_scheduler *scheduler;
     /**
      * Hooks into virtio-blk: watch the VM's reads of a granted disk, read ahead into the host's
      * cache (`malv_mlaas_block`; was `reserved_block_hooks`). A capability with its own

@@ -5,22 +5,26 @@ struct PendingBatch {
     var batch: ValidatedBatch
     var ticket: BatchTicket
     var enqueuedAt: UInt64
-    /// Set for a learned-slice client's batches: the submitted batch this one is (a piece of).
+    /// Set for the batches of a client with a batch-duration model: the submitted batch this one
+    /// is (a piece of).
     var group: BatchGroup?
 }
 
-/// One submitted batch of a learned-slice client, run as one or more pieces that share its
-/// ticket: what they cost so far, and what the predictor learns from once all have retired.
-/// Guarded by the scheduler's monitor.
+/// One submitted batch of a client with a batch-duration model, run as one or more pieces that
+/// share its ticket: what they cost so far, and what the model learns from once all have
+/// retired (the model it was cut by, even if the VM's model changed meanwhile). Guarded by the
+/// scheduler's monitor.
 final class BatchGroup {
-    let signature: KernelListIdentity
+    let model: any BatchDurationModel
+    let signature: UInt64
     let work: Double
     let pieces: Int
     var retired = 0
     var failed = false
     var merged: ScheduledCompletion?
 
-    init(signature: KernelListIdentity, work: Double, pieces: Int) {
+    init(model: any BatchDurationModel, signature: UInt64, work: Double, pieces: Int) {
+        self.model = model
         self.signature = signature
         self.work = work
         self.pieces = pieces
@@ -63,7 +67,7 @@ final class InFlightBatch {
     let submittedAt: UInt64
     /// Held only until the backend has it.
     var batch: ValidatedBatch?
-    /// The submitted batch it is (a piece of), for a learned-slice client.
+    /// The submitted batch it is (a piece of), for a client with a batch-duration model.
     var group: BatchGroup?
     /// The batch moves bytes between host memory and its buffers (see `ClientState.canIssue`).
     var carriesHostTransfers = false
@@ -98,8 +102,6 @@ final class ClientState {
     /// allocations cannot both squeeze under the quota).
     var memoryInUse = 0
     var removed = false
-    /// What its batches cost, learned as they retire (learned-slice clients only).
-    var predictor = BatchDurationPredictor()
     /// Batches cut into pieces, and pieces made, since the client was added.
     var batchesCut: UInt64 = 0
     var piecesMade: UInt64 = 0

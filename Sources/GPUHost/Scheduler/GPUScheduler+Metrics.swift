@@ -63,7 +63,7 @@ extension GPUScheduler {
                     cumulativePreemptionNanoseconds: account?.cumulativePreemption ?? 0,
                     queueing: Self.summary(state.latency), queuedBatches: state.queue.count,
                     memoryInUseBytes: state.memoryInUse, memoryQuotaBytes: state.configuration.memoryQuotaBytes,
-                    learnedSlice: state.configuration.learnedSlice, batchesCut: state.batchesCut, piecesMade: state.piecesMade)
+                    learnedSlice: batchModel(of: state) != nil, batchesCut: state.batchesCut, piecesMade: state.piecesMade)
             }
             return SchedulerMetrics(
                 policy: configuration.policy, timeSliceNanoseconds: policy.timeSlice, windowNanoseconds: window,

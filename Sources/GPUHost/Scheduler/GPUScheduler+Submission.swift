@@ -53,8 +53,8 @@ extension GPUScheduler {
         let now = monotonicNanoseconds()
         policy.workQueued(for: client, at: now) { self.demand(of: $0) }
         let ticket = BatchTicket(client: client, callback: completion)
-        if state.configuration.learnedSlice {
-            let (pieces, group) = cut(batch, for: state)
+        if let model = batchModel(of: state) {
+            let (pieces, group) = cut(batch, for: state, by: model)
             for piece in pieces {
                 state.queue.append(PendingBatch(batch: piece, ticket: ticket, enqueuedAt: now, group: group))
             }
@@ -69,17 +69,21 @@ extension GPUScheduler {
     /// The most pieces one batch is cut into: each costs a submission and a fence of its own.
     static let maxPieces = 32
 
-    /// Call locked. A learned-slice client's batch as it goes to the device: whole when its
-    /// predicted device time fits a time slice and a half (or nothing is known yet), else in
-    /// pieces of about three quarters of a slice (so a piece that runs a little long still
-    /// ends inside its slice), cut where the kernels' work (`kernelWork`) divides evenly.
-    private func cut(_ batch: ValidatedBatch, for state: ClientState) -> ([ValidatedBatch], BatchGroup) {
+    /// Call locked. The batch of a client with a batch-duration model as it goes to the device:
+    /// whole when its predicted device time fits a time slice and a half (or nothing is known
+    /// yet), else in pieces of about three quarters of a slice (so a piece that runs a little
+    /// long still ends inside its slice), cut where the kernels' work (`kernelWork`) divides evenly.
+    private func cut(_ batch: ValidatedBatch, for state: ClientState,
+                     by model: any BatchDurationModel) -> ([ValidatedBatch], BatchGroup) {
         let work = batch.kernelWork
         let total = work.reduce(0, +)
         let quantum = Double(policy.timeSlice)
-        guard batch.kernels.count > 1, quantum > 0, let predicted = state.predictor.predict(batch.kernelList, work: total),
-              predicted > 1.5 * quantum else {
-            return ([batch], BatchGroup(signature: batch.kernelList, work: total, pieces: 1))
+        let signature = batch.kernelList.serial
+        let whole = BatchGroup(model: model, signature: signature, work: total, pieces: 1)
+        guard batch.kernels.count > 1, quantum > 0,
+              let predicted = model.predict(client: state.id, signature: signature, work: total),
+              predicted.isFinite, predicted > 1.5 * quantum else {
+            return ([batch], whole)
         }
         let count = min(batch.kernels.count, Self.maxPieces, Int((predicted / (0.75 * quantum)).rounded(.up)))
         var cuts: [Int] = []
@@ -94,7 +98,7 @@ extension GPUScheduler {
             state.batchesCut += 1
             state.piecesMade += UInt64(pieces.count)
         }
-        return (pieces, BatchGroup(signature: batch.kernelList, work: total, pieces: pieces.count))
+        return (pieces, BatchGroup(model: model, signature: signature, work: total, pieces: pieces.count))
     }
 
     /// Call locked. The next batch to hand the device: more of the current slice while it
@@ -148,7 +152,8 @@ extension GPUScheduler {
             return result
         case let .success(piece):
             guard let whole = group.add(piece) else { return nil }
-            entry.client.predictor.observe(group.signature, work: group.work, nanoseconds: Double(whole.chargedNanoseconds))
+            group.model.observe(client: entry.client.id, signature: group.signature, work: group.work,
+                                nanoseconds: Double(whole.chargedNanoseconds))
             return group.failed ? nil : .success(whole)
         }
     }

@@ -43,6 +43,8 @@ public final class GPUScheduler: @unchecked Sendable {
 
     // Everything below is guarded by `monitor`.
     var clients: [ClientID: ClientState] = [:]
+    /// Batch-duration models by owner VM (`setBatchModel`): the learned-slice policy's.
+    var batchModels: [String: any BatchDurationModel] = [:]
     /// Entitlements, tokens, virtual time, slices and their debts; also the round-robin ring.
     var policy: SliceScheduler
     var nextClientID: UInt32 = 1

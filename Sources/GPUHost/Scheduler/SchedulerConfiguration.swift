@@ -144,21 +144,12 @@ public struct ClientConfiguration: Hashable, Sendable {
     /// Bytes of device memory the client may hold at once; an allocation beyond it is
     /// refused with `quotaExceeded`.
     public var memoryQuotaBytes: Int
-    /// The `learned-slice` policy for this client: the scheduler learns how long its batches
-    /// take (`BatchDurationPredictor`) and cuts one predicted to run longer than a time slice
-    /// into slice-sized pieces at kernel boundaries, so other clients' short batches wait for
-    /// a piece, not for the whole batch, and its slices overrun less. Its results are the
-    /// same: the pieces run in order on its queue, uploads before the first, downloads after
-    /// the last, and its ticket completes once, when the last piece has.
-    public var learnedSlice: Bool
 
-    public init(name: String, owner: ClientOwner? = nil, weight: Double = 1, memoryQuotaBytes: Int = Int.max,
-                learnedSlice: Bool = false) {
+    public init(name: String, owner: ClientOwner? = nil, weight: Double = 1, memoryQuotaBytes: Int = Int.max) {
         self.name = name
         self.owner = owner
         self.weight = weight
         self.memoryQuotaBytes = memoryQuotaBytes
-        self.learnedSlice = learnedSlice
     }
 }
 

@@ -63,8 +63,9 @@ public struct ClientMetrics: Hashable, Sendable {
     public var queuedBatches: Int
     public var memoryInUseBytes: Int
     public var memoryQuotaBytes: Int
-    /// Learned-slice (`ClientConfiguration.learnedSlice`): batches cut into pieces since the
-    /// client was added, and the pieces they became.
+    /// Learned-slice: whether the client's VM has a batch-duration model installed
+    /// (`GPUScheduler.setBatchModel`), batches cut into pieces since the client was added, and
+    /// the pieces they became.
     public var learnedSlice: Bool = false
     public var batchesCut: UInt64 = 0
     public var piecesMade: UInt64 = 0
