@@ -8,7 +8,13 @@
  *   vgpuload: 3 s, 1234 submissions
  * and ends with
  *   vgpuload: N submissions of B commands in T ms: X submissions/s
+ *   vgpuload: round trip p50 A us p99 B us max C us (N samples)
  *   vgpuload: PASS
+ * `think` (microseconds, default 0; 0-1000000) makes it an inference-like client
+ * instead: after each submission completes, that slot waits a think time drawn
+ * uniformly from [think/2, 3 think/2] (a fixed-seed generator) before it
+ * submits again. The round trip (submit to fence signalled, the guest's TSC)
+ * is what such a client feels: its own GPU time plus its wait behind others.
  */
 #include "malv/bootinfo.h"
 #include "malv/console.h"
@@ -27,6 +33,43 @@ static struct vgpu gpu;
 static struct vgpu_ctx ctx;
 static struct vgpu_buf blob;
 static struct vgpu_stream streams[MAX_DEPTH];
+
+/* Round trips in 10 us buckets up to 500 ms (the last bucket holds the rest). */
+#define LATENCY_BUCKET_US 10
+#define LATENCY_BUCKETS 50000
+static uint32_t latency[LATENCY_BUCKETS];
+static uint64_t latency_samples, latency_max_us;
+
+static void record_latency(uint64_t us)
+{
+    uint64_t bucket = us / LATENCY_BUCKET_US;
+    latency[bucket < LATENCY_BUCKETS ? bucket : LATENCY_BUCKETS - 1]++;
+    latency_samples++;
+    if (us > latency_max_us)
+        latency_max_us = us;
+}
+
+/* The upper edge of the bucket holding the p-th per-mille sample. */
+static uint64_t latency_percentile(unsigned per_mille)
+{
+    uint64_t rank = (latency_samples * per_mille + 999) / 1000, seen = 0;
+    for (unsigned b = 0; b < LATENCY_BUCKETS; b++) {
+        seen += latency[b];
+        if (seen >= rank && rank > 0)
+            return (uint64_t)(b + 1) * LATENCY_BUCKET_US;
+    }
+    return latency_max_us;
+}
+
+/* splitmix64: think times that are the same in every run. */
+static uint64_t think_state = 0x9e3779b97f4a7c15ull;
+static uint64_t next_random(void)
+{
+    uint64_t z = (think_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
 
 static int fail(const char *what, uint32_t st)
 {
@@ -48,9 +91,9 @@ static bool argument(const char *name, uint64_t *value, uint64_t low, uint64_t h
 
 int test_vgpuload(void)
 {
-    uint64_t seconds = 10, depth = 4, batch = 4;
+    uint64_t seconds = 10, depth = 4, batch = 4, think = 0;
     if (!argument("seconds", &seconds, 1, 3600) || !argument("depth", &depth, 1, MAX_DEPTH) ||
-        !argument("batch", &batch, 1, 256))
+        !argument("batch", &batch, 1, 256) || !argument("think", &think, 0, 1000000))
         return 2;
     const char *why = vgpu_open_msix(&gpu, 0, VGPU_MSIX_VECTOR);
     if (why) {
@@ -79,11 +122,12 @@ int test_vgpuload(void)
             vgpu_sgemm(&streams[d], N, N, N, 0, 1.0f, 0.0f, vgpu_f32(&blob, 0, N * N), vgpu_f32(&blob, N * N, N * N),
                        vgpu_f32(&blob, 2 * N * N, N * N));
     }
-    printf("vgpuload: %llu s, %llu in flight, batches of %llu sgemm %ux%ux%u, backend %s\n", (unsigned long long)seconds,
-           (unsigned long long)depth, (unsigned long long)batch, N, N, N,
-           vgpu_capset(&gpu)->backend == 1 ? "vulkan" : "cpu");
+    printf("vgpuload: %llu s, %llu in flight, batches of %llu sgemm %ux%ux%u, think %llu us, backend %s\n",
+           (unsigned long long)seconds, (unsigned long long)depth, (unsigned long long)batch, N, N, N,
+           (unsigned long long)think, vgpu_capset(&gpu)->backend == 1 ? "vulkan" : "cpu");
     struct vgpu_fence fences[MAX_DEPTH];
     bool busy[MAX_DEPTH] = { false };
+    uint64_t submitted_at[MAX_DEPTH] = { 0 }, ready_at[MAX_DEPTH] = { 0 };
     uint64_t start = rdtsc(), end = start + seconds * hz, next_report = start + hz, done = 0;
     unsigned slot = 0;
     for (;;) {
@@ -94,6 +138,12 @@ int test_vgpuload(void)
                 return fail("submission", st);
             busy[slot] = false;
             done++;
+            uint64_t completed = rdtsc();
+            record_latency((completed - submitted_at[slot]) * 1000000 / hz);
+            if (think) {
+                uint64_t us = think / 2 + next_random() % (think + 1);
+                ready_at[slot] = completed + us * hz / 1000000;
+            }
         } else if (!more) {
             bool any = false;
             for (unsigned d = 0; d < depth; d++)
@@ -101,7 +151,8 @@ int test_vgpuload(void)
             if (!any)
                 break;
         }
-        if (more) {
+        if (more && !busy[slot] && rdtsc() >= ready_at[slot]) {
+            submitted_at[slot] = rdtsc();
             if ((st = vgpu_submit(&ctx, &streams[slot], &fences[slot])))
                 return fail("submit", st);
             busy[slot] = true;
@@ -115,6 +166,9 @@ int test_vgpuload(void)
     uint64_t ms = (rdtsc() - start) * 1000 / hz;
     printf("vgpuload: %llu submissions of %llu commands in %llu ms: %llu submissions/s\n", (unsigned long long)done,
            (unsigned long long)batch, (unsigned long long)ms, (unsigned long long)(ms ? done * 1000 / ms : 0));
+    printf("vgpuload: round trip p50 %llu us p99 %llu us max %llu us (%llu samples)\n",
+           (unsigned long long)latency_percentile(500), (unsigned long long)latency_percentile(990),
+           (unsigned long long)latency_max_us, (unsigned long long)latency_samples);
     vgpu_buf_destroy(&blob);
     vgpu_ctx_destroy(&ctx);
     printf("vgpuload: PASS\n");

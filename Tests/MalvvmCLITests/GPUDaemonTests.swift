@@ -95,17 +95,25 @@ import Testing
     /// the VM beside it, which did not select it, is not attached.
     @Test func aVMSelectsLearnedSliceInItsDaemon() throws {
         let daemon = try Daemon(["--policy", "equal-share", "--mlaas", "learned-slice", "--log-level", "info"], logs: true)
-        let learned = try BackgroundProcess(["run", "--kernel", Harness.guest, "--memory", "512M", "--name", "ls1", "--api-socket", "none",
-                                             "--disk", Self.dataset + ",readonly", "--vgpu", "gpud=\(daemon.socket),profile=2g",
-                                             "--mlaas", "learned-slice", "--log-level", "info", "--cmdline", "test=train epochs=3"],
-                                            logs: true)
-        let plain = try Self.trainingVM("plain1", on: daemon, epochs: 3)
+        // Long enough to be seen submitting side by side: batches of 64 SGEMMs, and of 4.
+        // The plain VM is an inference-like client: one SGEMM, then 1-3 ms of think time.
+        func vm(_ name: String, _ extra: [String], load: String) throws -> BackgroundProcess {
+            try BackgroundProcess(["run", "--kernel", Harness.guest, "--memory", "256M", "--name", name, "--api-socket", "none",
+                                   "--vgpu", "gpud=\(daemon.socket),profile=1g", "--log-level", "info"] + extra
+                                  + ["--cmdline", "test=vgpuload seconds=8 depth=1 \(load)"], logs: true)
+        }
+        let learned = try vm("ls1", ["--mlaas", "learned-slice"], load: "batch=64")
+        let plain = try vm("plain1", [], load: "batch=1 think=2000")
         #expect(try daemon.waitForSubmittingVGPUs(2), "\(daemon.process.output.suffix(600))")
         let list = try Harness.malvvm(["mlaas", "list", "--gpud", daemon.socket, "--json"])
         let services = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]
         #expect(services?.first { $0["name"] as? String == "learned-slice" }?["vms"] as? [String] == ["ls1"], "\(list.stdout)")
         #expect(learned.finish(within: 300) == 0, "\(learned.output.suffix(600))")
         #expect(plain.finish(within: 300) == 0, "\(plain.output.suffix(600))")
+        // Its round trips: at most one submission per millisecond of think time, so fewer than 8,000.
+        let trips = plain.output.split(separator: "\n").first { $0.hasPrefix("vgpuload: round trip p50 ") } ?? ""
+        let samples = trips.split(separator: "(").last.flatMap { Int($0.split(separator: " ").first ?? "") } ?? 0
+        #expect((100 ..< 8000).contains(samples), "\(trips)")
         #expect(learned.output.contains("the GPU daemon serves MLaaS learned-slice for VM 'ls1'"), "\(learned.output.suffix(900))")
         #expect(daemon.process.waitForOutput("VM 'ls1': ", timeout: 30), "\(daemon.process.output.suffix(1500))")
         let report = daemon.process.output.split(separator: "\n").first { $0.contains("VM 'ls1': ") } ?? ""

@@ -1,0 +1,172 @@
+"""learned-slice with VMs (issue #17, item 5, "ML for OS"): one VM trains, three VMs send small
+inference-like submissions, all four on one `malvvm gpud` under equal share. In alternate
+rounds the training VM selects the MLaaS service learned-slice (`--mlaas learned-slice`; the
+daemon loaded it with `gpud --mlaas`); the static alternative is the same run without it (a
+fixed slice). The other VMs never select it.
+
+  trainer  test=vgpuload depth=2 batch=B: back-to-back batches of B 64x64x64 SGEMMs, many
+           time slices long (B from --trainer-batch)
+  small    test=vgpuload depth=1 batch=1 think=T: one SGEMM, then a think time drawn from
+           [T/2, 3T/2], as an inference client
+
+Measured per round: the small VMs' round trip (submit to fence, their guests' TSC: their own
+GPU time plus their wait behind others) p50 and p99, the trainer's submissions/s, the daemon's
+utilisation and two fairness indices over the measuring window: the daemon's Jain index (every
+client that asked for time against an equal share: low here by design, the small VMs ask for
+far less) and a demand-aware one (`demand_aware_jain`): the small VMs wanted what they used, the
+training VM the rest of the GPU's time.
+"""
+import json
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+
+from benchlib import KERNEL, ROOT, api
+
+ROUND_TRIP = re.compile(r"^vgpuload: round trip p50 (\d+) us p99 (\d+) us max (\d+) us \((\d+) samples\)")
+RATE = re.compile(r"^vgpuload: (\d+) submissions of (\d+) commands in (\d+) ms")
+
+
+class Daemon:
+    """`malvvm gpud` on a socket of its own, equal share, learned-slice loaded."""
+
+    def __init__(self, binary, gpu, directory):
+        self.socket = os.path.join(directory, "gpud.sock")
+        self.api = self.socket + ".api"
+        self.out = open(os.path.join(directory, "gpud.out"), "w+")
+        self.proc = subprocess.Popen([binary, "gpud", "--gpu", gpu, "--policy", "equal-share", "--socket", self.socket,
+                                      "--mlaas", "learned-slice", "--log-level", "info"],
+                                     cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            self.out.seek(0)
+            if "gpud: serving" in self.out.read():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.out.seek(0)
+        raise RuntimeError(f"gpud did not start: {self.out.read()[-500:]}")
+
+    def status(self):
+        code, body = api(self.api, "GET", "/status")
+        if code != 200:
+            raise RuntimeError(f"gpud status: HTTP {code}")
+        return body
+
+    def log(self):
+        self.out.seek(0)
+        return self.out.read()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def demand_aware_jain(vgpus, utilisation, backlogged):
+    """Jain's index over measured/target GPU time of the vGPUs, the targets what each wanted: a
+    VM that is not `backlogged` (a small, closed-loop client) is taken to have wanted what it
+    used — whether it waited for it is what its round trip measures — and the backlogged VMs
+    are entitled to the rest of the window's GPU time, split equally. So the index falls when the
+    GPU idles or wastes time while a backlogged VM has work, or when backlogged VMs are served
+    unequally; 1.0 is a work-conserving, fair scheduler."""
+    used = {v["vm"]: v["measured_share"] * utilisation for v in vgpus}
+    if not used or not any(vm in backlogged for vm in used):
+        return None
+    rest = 1.0 - sum(share for vm, share in used.items() if vm not in backlogged)
+    wanting = [vm for vm in used if vm in backlogged]
+    ratios = [used[vm] / (rest / len(wanting)) if vm in backlogged else 1.0 for vm in used]
+    return sum(ratios) ** 2 / (len(ratios) * sum(r * r for r in ratios))
+
+
+def wait_for(predicate, what, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log):
+    with tempfile.TemporaryDirectory(prefix="malvvm-learned-slice-") as directory:
+        daemon = Daemon(binary, gpu, directory)
+        procs = []
+        try:
+            def vm(name, cmdline, extra=()):
+                return subprocess.Popen([binary, "run", "--kernel", KERNEL, "--memory", "256M", "--name", name,
+                                         "--api-socket", "none", "--vgpu", f"gpud={daemon.socket},profile=1g",
+                                         *extra, "--cmdline", cmdline],
+                                        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+            # The trainer outlives the small VMs, so every small submission meets it.
+            trainer = vm("trainer", f"test=vgpuload depth=2 batch={trainer_batch} seconds={seconds + 8}",
+                         ("--mlaas", "learned-slice") if learned else ())
+            procs.append(trainer)
+            wait_for(lambda: any(v["submissions"] > 0 for v in daemon.status()["vgpus"]), "the trainer's first batch")
+            smalls = [vm(f"small{i}", f"test=vgpuload depth=1 batch=1 think={think_us} seconds={seconds + 2}") for i in range(3)]
+            procs += smalls
+            wait_for(lambda: sum(v["submissions"] > 0 for v in daemon.status()["vgpus"]) >= 4, "four submitting VMs")
+            time.sleep(1)  # the model's first measurements, the pipelines' first use
+            api(daemon.api, "PUT", "/metrics/reset")
+            time.sleep(seconds)
+            status = daemon.status()
+            outputs = [p.communicate(timeout=600) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            daemon.stop()
+        texts = [out.decode(errors="replace") for out, _ in outputs]
+        for p, (out, err) in zip(procs, outputs):
+            if p.returncode != 0:
+                raise RuntimeError(f"a VM exited {p.returncode}: {err.decode(errors='replace')[-400:]}")
+
+        def matched(pattern, text):
+            return next((m for m in (pattern.match(line.rstrip("\r")) for line in text.splitlines()) if m), None)
+
+        trips = [matched(ROUND_TRIP, t) for t in texts[1:]]
+        rate = matched(RATE, texts[0])
+        if None in trips or rate is None:
+            raise RuntimeError("a VM did not report its round trips or rate")
+        vgpus = [{"vm": v["vm"], "measured_share": v["measured_share"], "submissions": v["submissions"]} for v in status["vgpus"]]
+        # The pooled p99 of three VMs: the worst of their p99s (each is over its own samples).
+        round_ = {
+            "learned": learned,
+            "small_p50_us": statistics.median(int(m[1]) for m in trips),
+            "small_p99_us": max(int(m[2]) for m in trips),
+            "small_max_us": max(int(m[3]) for m in trips),
+            "small_samples": sum(int(m[4]) for m in trips),
+            "trainer_submissions_per_s": int(rate[1]) * 1000 / max(int(rate[3]), 1),
+            "utilisation": status["utilisation"],
+            "jain": status["jain_index"],
+            "jain_demand_aware": demand_aware_jain(vgpus, status["utilisation"], {"trainer"}),
+            "vgpus": vgpus,
+            "learned_report": next((line.split("] ", 1)[-1] for line in daemon.log().splitlines() if "VM 'trainer': " in line), None),
+        }
+        log(f"learned-slice VMs, {'learned-slice' if learned else 'fixed slice'}: small p99 {round_['small_p99_us']} us, "
+            f"trainer {round_['trainer_submissions_per_s']:.1f} batches/s, Jain (demand-aware) {round_['jain_demand_aware']:.4f}")
+        return round_
+
+
+def measure(binary, gpu, rounds, seconds, trainer_batch, think_us, log):
+    """`rounds` pairs of rounds, the modes alternating which goes first; medians per mode."""
+    results = []
+    for r in range(rounds):
+        order = [False, True] if r % 2 == 0 else [True, False]
+        for learned in order:
+            results.append(one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log))
+
+    def median(learned, key):
+        values = [x[key] for x in results if x["learned"] == learned and x[key] is not None]
+        return statistics.median(values) if values else None
+
+    summary = {mode: {key: median(learned, key) for key in ("small_p50_us", "small_p99_us", "trainer_submissions_per_s",
+                                                           "utilisation", "jain", "jain_demand_aware")}
+               for mode, learned in (("fixed", False), ("learned", True))}
+    fixed, learned = summary["fixed"], summary["learned"]
+    summary["p99_ratio"] = fixed["small_p99_us"] / learned["small_p99_us"] if learned["small_p99_us"] else None
+    return {"rounds": results, "summary": summary, "seconds": seconds, "trainer_batch": trainer_batch, "think_us": think_us}
