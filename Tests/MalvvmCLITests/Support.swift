@@ -110,14 +110,16 @@ final class BackgroundProcess {
     /// - Parameter fileLimit: the process's RLIMIT_NOFILE (through prlimit(1), which execs
     ///   malvvm in place, so the pid is malvvm's).
     /// - Parameter logs: its stderr (the log) goes to the same file as its stdout.
-    init(_ arguments: [String], fileLimit: Int? = nil, environment: [String: String] = [:], logs: Bool = false) throws {
+    /// - Parameter executable: another program than malvvm (a peer: QEMU).
+    init(_ arguments: [String], fileLimit: Int? = nil, environment: [String: String] = [:], logs: Bool = false,
+         executable: String = Harness.malvvm) throws {
         consolePath = NSTemporaryDirectory() + "malvvm-bg-\(getpid())-\(UInt32.random(in: 0 ... .max)).out"
         _ = FileManager.default.createFile(atPath: consolePath, contents: nil)
         if let fileLimit {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-            process.arguments = ["--nofile=\(fileLimit):\(fileLimit)", "--", Harness.malvvm] + arguments
+            process.arguments = ["--nofile=\(fileLimit):\(fileLimit)", "--", executable] + arguments
         } else {
-            process.executableURL = URL(fileURLWithPath: Harness.malvvm)
+            process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
         }
         if !environment.isEmpty {
