@@ -131,7 +131,7 @@ def host_gpus(binary):
         inventory = json.loads(out) if rc == 0 else {}
     except ValueError:
         inventory = {}
-    return [d.get("name") for d in inventory.get("vulkanDevices", []) if d.get("name")]
+    return [v["name"] for gpu in inventory.get("gpus", []) for v in gpu.get("vulkan", []) if v.get("name")]
 
 
 def device_name(gpu, runs, gpus):

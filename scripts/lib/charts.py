@@ -56,12 +56,14 @@ def draw_vgpu(report, source, path, log):
     bottom_limit, top_limit = min(values) - 0.06, max(values) + 0.06
     ratio_ax.axhspan(bottom_limit, 1.0, color=NATIVE, alpha=0.06)
     ratio_ax.axhspan(1.0, top_limit, color=VM, alpha=0.06)
-    ratio_ax.text(0.03, 0.03, "below 1: VM faster than native", transform=ratio_ax.transAxes, fontsize=7, color=NATIVE)
-    ratio_ax.text(0.03, 0.97, "above 1: VM slower than native", transform=ratio_ax.transAxes, fontsize=7, color=VM, va="top")
+    ratio_ax.text(0.97, 0.03, "below 1: VM faster than native", transform=ratio_ax.transAxes, fontsize=7, color=NATIVE,
+                  ha="right")
+    ratio_ax.text(0.97, 0.97, "above 1: VM slower than native", transform=ratio_ax.transAxes, fontsize=7, color=VM,
+                  ha="right", va="top")
     ratio_ax.axhline(1.0, color="#222222", linewidth=0.8)
     if goal:
         ratio_ax.axhline(goal, color=NEUTRAL, linestyle="--", linewidth=0.8)
-        ratio_ax.text(0.97, goal, f"goal ≤ {goal:g}", transform=ratio_ax.get_yaxis_transform(), ha="right", va="bottom",
+        ratio_ax.text(0.03, goal, f"goal ≤ {goal:g}", transform=ratio_ax.get_yaxis_transform(), ha="left", va="bottom",
                       fontsize=7, color=NEUTRAL)
     if headline is None:
         plots.missing(ratio_ax, 0, 1.0, horizontal=False)
@@ -74,7 +76,7 @@ def draw_vgpu(report, source, path, log):
             if low <= 1.0 <= high:
                 text += "\n(range spans 1: no difference\nbeyond the noise)"
         ratio_ax.text(0.12, headline, text, va="center", ha="left", fontsize=7.5)
-    ratio_ax.set_xlim(-0.5, 1.5)
+    ratio_ax.set_xlim(-0.6, 1.4)
     ratio_ax.set_xticks([])
     ratio_ax.set_ylim(bottom_limit, top_limit)
     ratio_ax.set_ylabel("VM / native (lower is better)")
