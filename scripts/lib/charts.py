@@ -145,7 +145,8 @@ def draw_gvmcs(report, source, path, log):
     rounds = report.get("rounds") or 1
     plots.footer(fig, report, source, plots.rounds_label(rounds),
                  f"submissions: test=vgpubench / fullvgpubench, {report.get('bench_ms', '?')} ms per batch size; "
-                 f"training: test=train, {report.get('epochs', '?')} epochs")
+                 f"training: test=train, {report.get('epochs', '?')} epochs; grey band: native's own min-max "
+                 "(a bar inside it is no different from native beyond the noise)")
     plots.save(fig, plt, path, bottom=0.08)
     return True
 
