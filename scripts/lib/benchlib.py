@@ -1,5 +1,6 @@
 """What the Python benchmarks in scripts/ share: the release build, running malvvm, reading the
-guest's test=train output, HTTP over the API sockets, and matplotlib."""
+guest's test=train output, HTTP over the API sockets, and what every result JSON records about
+where it ran (the device, the host's load, the time). Drawing is scripts/lib/plots.py's."""
 import http.client
 import json
 import os
@@ -7,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KERNEL = "Guest/build/malvguest.elf"
@@ -16,7 +18,9 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 EPOCH = re.compile(r"^train: epoch (\d+) loss ([0-9.naninf]+) train-acc ([0-9.]+)% test-acc ([0-9.]+)% time (\d+) ms$")
 FINAL = re.compile(r"^train: final test accuracy ([0-9.]+)%$")
 SUBMISSIONS = re.compile(r"^train: (\d+) submissions \((\d+) commands.*? in (\d+) ms, (\d+) train images/s")
-BACKEND = re.compile(r"^train: backend (\w+)")
+# `bench native` names the device in parentheses ("backend vulkan (llvmpipe (LLVM 15.0.6, 256 bits)), native");
+# the guest names only the backend.
+BACKEND = re.compile(r"^train: backend (\w+)(?: \((.*)\), native)?")
 UTIL = re.compile(r"GPU utilisation ([0-9.]+)%")
 
 
@@ -29,6 +33,7 @@ def logger(name):
 def parse_train(text):
     """The guest's (or `malvvm bench native`'s) test=train report."""
     epochs, final, submissions, commands, images, backend, util, job_ms = [], None, None, None, None, None, None, None
+    device = None
     for line in text.splitlines():
         line = line.rstrip("\r")
         if m := EPOCH.match(line):
@@ -39,11 +44,11 @@ def parse_train(text):
         elif m := SUBMISSIONS.match(line):
             submissions, commands, job_ms, images = int(m[1]), int(m[2]), int(m[3]), int(m[4])
         elif m := BACKEND.match(line):
-            backend = m[1]
+            backend, device = m[1], m[2]
         if m := UTIL.search(line):
             util = float(m[1])
     return {"epochs": epochs, "final_test_acc": final, "submissions": submissions, "commands": commands,
-            "train_images_per_s": images, "backend": backend, "gpu_utilisation_pct": util,
+            "train_images_per_s": images, "backend": backend, "device": device, "gpu_utilisation_pct": util,
             "train_ms": sum(e["ms"] for e in epochs), "job_ms": job_ms}
 
 
@@ -57,7 +62,7 @@ def release_binary(build, log):
     if build:
         log("building malvvm (release)")
         if subprocess.run(["swift", "build", "-c", "release", "--product", "malvvm"], cwd=ROOT).returncode != 0:
-            sys.exit(f"release build failed")
+            sys.exit("release build failed")
     bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     return os.path.join(bindir, "malvvm")
@@ -94,30 +99,6 @@ def api(socket_path, method, path, body=None):
         connection.close()
 
 
-def pyplot(log):
-    """matplotlib.pyplot on the Agg backend (installed with pip if missing), or None."""
-    try:
-        import matplotlib
-    except ImportError:
-        log("installing matplotlib with pip")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--user", "--no-warn-script-location", "matplotlib"],
-                       check=False)
-        # The user site directory may not have existed when this interpreter started.
-        import importlib
-        import site
-        if site.getusersitepackages() not in sys.path:
-            sys.path.append(site.getusersitepackages())
-        importlib.invalidate_caches()
-        try:
-            import matplotlib
-        except ImportError:
-            log("matplotlib unavailable: no chart")
-            return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def run_vm(binary, args, log, what):
     """`malvvm run ARGS --metrics FILE`: (exit code, stdout text, the metrics report or None)."""
     import tempfile
@@ -141,3 +122,42 @@ def userspace_exits(metrics, serial_bytes):
     """The VMM's port-I/O and MMIO exits, less one port write per console byte the guest printed."""
     vmm = (metrics or {}).get("vmm", {})
     return vmm.get("port_io_exits", 0) + vmm.get("mmio_exits", 0) - serial_bytes
+
+
+def host_gpus(binary):
+    """The host's Vulkan devices by name, from `malvvm gpus --json` ([] when it fails)."""
+    rc, out, _ = run([binary, "gpus", "--json"], timeout=120)
+    try:
+        inventory = json.loads(out) if rc == 0 else {}
+    except ValueError:
+        inventory = {}
+    return [v["name"] for gpu in inventory.get("gpus", []) for v in gpu.get("vulkan", []) if v.get("name")]
+
+
+def device_name(gpu, runs, gpus):
+    """The device a benchmark ran on: what a native run printed (the scheduler's own device),
+    else the CPU reference for --gpu cpu, else the only or the named Vulkan device."""
+    named = next((r.get("device") for r in runs if r.get("device")), None)
+    if named:
+        return named
+    if gpu == "cpu":
+        return "CPU reference backend"
+    if gpu == "auto" and len(gpus) == 1:
+        return gpus[0]
+    matching = [g for g in gpus if gpu != "auto" and gpu.lower() in g.lower()]
+    return matching[0] if len(matching) == 1 else None
+
+
+class HostLoad:
+    """The 1-minute load average when a benchmark starts and ends, and the CPU count: timings
+    taken beside another build or benchmark are slower, and the JSON should say so."""
+
+    def __init__(self):
+        self.before = os.getloadavg()[0]
+
+    def record(self):
+        return {"cpus": os.cpu_count(), "before": round(self.before, 2), "after": round(os.getloadavg()[0], 2)}
+
+
+def recorded_now():
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
