@@ -6,7 +6,8 @@ import VGPUCore
 /// line's `--vgpu` mini-language stays on the command line: `malvvm vgpu attach` parses it and
 /// sends these fields.
 public struct AttachVGPURequest: Codable, Sendable, Equatable {
-    /// A named profile (`1g`, `2g`, `4g`, `8g`; a daemon's own names with `gpud`).
+    /// A named profile (`1g.1gb`, `2g.2gb`, `4g.4gb`, `8g.8gb`, or their former names `1g`…`8g`;
+    /// a daemon's own names with `gpud`).
     public var profile: String
     /// Overrides of the named profile's GPU memory quota, weight and context limit (not with
     /// `gpud`: the daemon's operator sets what a profile gets).
@@ -44,7 +45,7 @@ public struct AttachVGPURequest: Codable, Sendable, Equatable {
         case let .embedded(profile):
             // A custom profile goes as a named base with every field overridden.
             let isNamed = VGPUProfile.named[profile.name] == profile
-            self.init(profile: isNamed ? profile.name : "1g")
+            self.init(profile: isNamed ? profile.name : VGPUProfile.defaultName)
             if !isNamed {
                 memoryBytes = profile.memoryBytes
                 weight = profile.weight
@@ -86,7 +87,7 @@ public struct AttachVGPURequest: Codable, Sendable, Equatable {
             guard VGPUProfile.isPlainName(profile) else { throw .badRequest("bad profile name '\(profile)'") }
             placement = .daemon(socket: gpud, profile: profile.lowercased())
         } else {
-            guard var chosen = VGPUProfile.named[profile.lowercased()] else {
+            guard var chosen = VGPUProfile.resolve(profile) else {
                 throw .badRequest("unknown vGPU profile '\(profile)' (known: \(VGPUProfile.named.keys.sorted().joined(separator: ", ")))")
             }
             if let memoryBytes {

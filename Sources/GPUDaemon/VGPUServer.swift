@@ -253,7 +253,7 @@ private final class Session: @unchecked Sendable {
                 return .failed("mlaas: at most \(Self.maxSelectedServices) plain service names")
             }
             // The operator's profile of that name, whatever else the VM might wish for.
-            guard let profile = profiles[hello.profile] else {
+            guard let profile = VGPUProfile.resolve(hello.profile, in: profiles) else {
                 return .failed("profile '\(hello.profile)' is not offered by this GPU daemon (offered: \(profiles.keys.sorted().joined(separator: ", ")))")
             }
             unused = []

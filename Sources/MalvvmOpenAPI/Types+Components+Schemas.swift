@@ -156,7 +156,7 @@ extension Components {
         }
         /// - Remark: Generated from `#/components/schemas/AttachVGPURequest`.
         package struct AttachVGPURequest: Codable, Hashable, Sendable {
-            /// A named profile: 1g, 2g, 4g, 8g (with gpud: a profile the daemon's operator defines)
+            /// A named profile: 1g.1gb, 2g.2gb, 4g.4gb, 8g.8gb (N compute units, N GiB; former names 1g-8g) or, with gpud, a profile the daemon's operator defines
             ///
             /// - Remark: Generated from `#/components/schemas/AttachVGPURequest/profile`.
             package var profile: Swift.String
@@ -206,7 +206,7 @@ extension Components {
             /// Creates a new `AttachVGPURequest`.
             ///
             /// - Parameters:
-            ///   - profile: A named profile: 1g, 2g, 4g, 8g (with gpud: a profile the daemon's operator defines)
+            ///   - profile: A named profile: 1g.1gb, 2g.2gb, 4g.4gb, 8g.8gb (N compute units, N GiB; former names 1g-8g) or, with gpud, a profile the daemon's operator defines
             ///   - memoryBytes: Override the profile's GPU memory quota (not with gpud)
             ///   - weight: Override the profile's scheduling weight (not with gpud)
             ///   - contexts: Override the profile's compute-context limit (not with gpud)

@@ -85,7 +85,7 @@ public struct VGPUSpecification: Sendable, Equatable {
         }
     }
 
-    /// The one profile name a daemon vGPU may carry ("2g" or "profile=2g"; 1g when none).
+    /// The one profile name a daemon vGPU may carry ("2g.2gb" or "profile=2g.2gb"; 1g.1gb when none).
     static func daemonProfileName(_ items: [Substring]) throws(VGPUProfile.ParseError) -> String {
         var name: String?
         for item in items {
@@ -98,7 +98,7 @@ public struct VGPUSpecification: Sendable, Equatable {
             guard VGPUProfile.isPlainName(value) else { throw .badValue(key: "profile", value: value) }
             name = value.lowercased()
         }
-        return name ?? "1g"
+        return name ?? VGPUProfile.defaultName
     }
 
     /// The profile: the command line's for an embedded vGPU, the name asked of the daemon for

@@ -18,15 +18,32 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
 
     public static let gibibyte = 1 << 30
 
-    /// The named profiles: `Ng` has N GiB of GPU memory and weight N, so on a fixed-share
-    /// scheduler with total weight 8 an 8 GiB GPU holds eight `1g`, four `2g` or two `4g`
-    /// vGPUs, the way NVIDIA's time-sliced profiles divide a board.
+    /// The named profiles, `Ng.Mgb`: N units of compute (share weight N) and M GiB of GPU
+    /// memory, in the order and form of NVIDIA's MIG profiles (`1g.10gb`: one compute slice,
+    /// 10 GB), so a MIG user's reading is right: here a "compute unit" is a weight under the
+    /// fixed-share policy (time slices, not SMs), and memory is a quota, not a partition. On a
+    /// fixed-share scheduler with total weight 8, an 8 GiB GPU holds eight `1g.1gb`, four
+    /// `2g.2gb` or two `4g.4gb` vGPUs (docs/gpud.md, "Profiles").
     public static let named: [String: VGPUProfile] = [
-        "1g": VGPUProfile(name: "1g", memoryBytes: 1 * gibibyte, weight: 1),
-        "2g": VGPUProfile(name: "2g", memoryBytes: 2 * gibibyte, weight: 2),
-        "4g": VGPUProfile(name: "4g", memoryBytes: 4 * gibibyte, weight: 4),
-        "8g": VGPUProfile(name: "8g", memoryBytes: 8 * gibibyte, weight: 8),
+        "1g.1gb": VGPUProfile(name: "1g.1gb", memoryBytes: 1 * gibibyte, weight: 1),
+        "2g.2gb": VGPUProfile(name: "2g.2gb", memoryBytes: 2 * gibibyte, weight: 2),
+        "4g.4gb": VGPUProfile(name: "4g.4gb", memoryBytes: 4 * gibibyte, weight: 4),
+        "8g.8gb": VGPUProfile(name: "8g.8gb", memoryBytes: 8 * gibibyte, weight: 8),
     ]
+
+    /// The profile a VM gets when it names none.
+    public static let defaultName = "1g.1gb"
+
+    /// The names earlier releases used (`4g`, which read as "4 GiB" to some and as "4 compute
+    /// slices" to MIG users; it meant both): still accepted, as the profile they named.
+    public static let formerNames: [String: String] = ["1g": "1g.1gb", "2g": "2g.2gb", "4g": "4g.4gb", "8g": "8g.8gb"]
+
+    /// The profile `name` means in `catalog` (an operator's profiles by name): its own entry, or
+    /// the one a former name stands for; nil for neither.
+    public static func resolve(_ name: String, in catalog: [String: VGPUProfile] = named) -> VGPUProfile? {
+        let key = name.lowercased()
+        return catalog[key] ?? formerNames[key].flatMap { catalog[$0] }
+    }
 
     public static let defaultMaxContexts = 16
 
@@ -66,8 +83,8 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Parses "profile=4g,weight=2", "memory=512m,contexts=4" or a bare "2g". A named profile
-    /// is the starting point (1g when none is named); the other keys override its fields.
+    /// Parses "profile=4g.4gb,weight=2", "memory=512m,contexts=4" or a bare "2g.2gb". A named
+    /// profile is the starting point (1g.1gb when none is named); the other keys override its fields.
     /// Memory takes a byte count with an optional k/m/g suffix (binary units).
     public init(parsing text: String) throws(ParseError) {
         var fields: [String: String] = [:]
@@ -77,8 +94,8 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
             guard fields[key] == nil else { throw .duplicateKey(key) }
             fields[key] = value
         }
-        let baseName = fields.removeValue(forKey: "profile") ?? "1g"
-        guard var profile = Self.named[baseName.lowercased()] else {
+        let baseName = fields.removeValue(forKey: "profile") ?? Self.defaultName
+        guard var profile = Self.resolve(baseName) else {
             throw .unknownProfile(baseName, known: Self.named.keys.sorted())
         }
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
@@ -97,7 +114,6 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
             }
             profile.name = "custom"
         }
-        if fields.isEmpty { profile.name = baseName.lowercased() }
         self = profile
     }
 
@@ -114,7 +130,7 @@ public struct VGPUProfile: Hashable, Sendable, CustomStringConvertible {
         !name.isEmpty && name.count <= 32 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
     }
 
-    /// An operator's profile definition, `NAME:SPEC` (`heavy:profile=4g,weight=8`): SPEC as
+    /// An operator's profile definition, `NAME:SPEC` (`heavy:profile=4g.4gb,weight=8`): SPEC as
     /// `init(parsing:)` takes it, under the name NAME.
     public init(definition text: String) throws(ParseError) {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)

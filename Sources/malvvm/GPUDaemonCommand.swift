@@ -54,7 +54,7 @@ struct GPUDaemonCommand: ParsableCommand {
         var socketGroup: String?
 
         @Option(name: .customLong("profile"), help: ArgumentHelp(
-            "Define a profile VMs may ask for by name, e.g. 'heavy:profile=4g,weight=8' or 'small:memory=512m,contexts=4'; repeat for more. VMs name a profile; its memory, weight and contexts are only ever these (1g, 2g, 4g, 8g are defined unless redefined).",
+            "Define a profile VMs may ask for by name, e.g. 'heavy:profile=4g.4gb,weight=8' or 'small:memory=512m,contexts=4'; repeat for more. VMs name a profile; its memory, weight and contexts are only ever these (1g.1gb, 2g.2gb, 4g.4gb, 8g.8gb: N compute units (weight N) and N GiB, are defined unless redefined; 1g-8g are their former names).",
             valueName: "name:spec"),
                 transform: { text in
                     do { return try VGPUProfile(definition: text) } catch { throw ValidationError("--profile: \(error)") }

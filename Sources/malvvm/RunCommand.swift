@@ -61,7 +61,7 @@ extension Malvvm {
         var disk: [DiskArgument] = []
 
         @Option(name: .long, help: ArgumentHelp(
-            "A vGPU: a named profile (1g, 2g, 4g, 8g) and overrides, e.g. 'profile=4g,weight=2,memory=512m'; add 'gpud=PATH' (or 'gpud' for the default socket) to make it a client of the GPU daemon; 'kind=full' for a full-vGPU on the G-VMCS model (with doorbell-exiting, mmio-bitmap, nested-paging, posted-completions=on|off); repeat for more.",
+            "A vGPU: a named profile (1g.1gb, 2g.2gb, 4g.4gb, 8g.8gb: N compute units (share weight N) and N GiB of GPU memory; 1g-8g are their former names) and overrides, e.g. 'profile=4g.4gb,weight=2,memory=512m'; add 'gpud=PATH' (or 'gpud' for the default socket) to make it a client of the GPU daemon; 'kind=full' for a full-vGPU on the G-VMCS model (with doorbell-exiting, mmio-bitmap, nested-paging, posted-completions=on|off); repeat for more.",
             valueName: "spec"),
                 transform: { text in
                     do { return try VGPUSpecification(parsing: text, defaultDaemonSocket: GPUDaemonAPI.defaultSocket) } catch {

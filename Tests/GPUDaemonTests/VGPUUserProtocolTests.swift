@@ -137,8 +137,9 @@ import VirtioGPU
         let channel = try MessageChannel.connect(to: socket)
         let reply = try exchange(channel, hello(profile: "2g"), fds: [memory.fileDescriptor])
         guard case let .device(device)? = reply else { Issue.record("\(String(describing: reply))"); return }
-        #expect(device.profile == VGPUProfile.named["2g"])
-        #expect(daemon.vgpus.first?.profile == VGPUProfile.named["2g"])
+        // "2g", the former name, is the operator's 2g.2gb.
+        #expect(device.profile == VGPUProfile.named["2g.2gb"] && device.profile.name == "2g.2gb")
+        #expect(daemon.vgpus.first?.profile == VGPUProfile.named["2g.2gb"])
     }
 
     /// A hugetlbfs memfd passes a seal check but raises SIGBUS on a fault when its pool is

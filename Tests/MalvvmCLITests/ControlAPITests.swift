@@ -153,7 +153,7 @@ import Testing
         #expect(vgpus.count == 1 && vgpu["id"] as? String == "vgpu0" && vgpu["kind"] as? String == "para", "\(vgpu)")
         #expect(vgpu["hotplugged"] as? Bool == false && (vgpu["pci_address"] as? String)?.hasSuffix(":01.0") == true, "\(vgpu)")
         let profile = vgpu["profile"] as? [String: Any]
-        #expect(profile?["name"] as? String == "2g" && profile?["memory_bytes"] as? Int == 2 << 30 && profile?["weight"] as? Double == 2,
+        #expect(profile?["name"] as? String == "2g.2gb" && profile?["memory_bytes"] as? Int == 2 << 30 && profile?["weight"] as? Double == 2,
                 "\(String(describing: profile))")
         let statistics = vgpu["statistics"] as? [String: Any]
         #expect(statistics?["submissions"] as? Int == 0 && statistics?["gpu_nanoseconds"] as? Int != nil, "\(String(describing: statistics))")

@@ -67,7 +67,9 @@ import Testing
     /// differ between any two boots; `0x…` becomes `Nx#`).
     static func masked(_ log: String) -> [String] {
         var lines: [String] = []
-        for raw in log.split(separator: "\n") {
+        // Split on newlines of every kind: the serial console ends lines with "\r\n", which is one
+        // Character in Swift, so splitting on "\n" would not split them.
+        for raw in log.split(whereSeparator: \.isNewline) {
             var line = String(raw).trimmingCharacters(in: .whitespacesAndNewlines)
             guard line.hasPrefix("["), let close = line.firstIndex(of: "]") else { continue }
             line = String(line[line.index(after: close)...]).trimmingCharacters(in: .whitespaces)
@@ -158,7 +160,7 @@ import Testing
         peer.kill(SIGTERM)
         try #require(oursDone && peerDone, "malvvm: \(ours.output.suffix(800))\nQEMU: \(peer.output.suffix(800))")
         func decompressorLines(_ output: String) -> [String] {
-            Array(output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            Array(output.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("malvvm:") && !$0.hasPrefix("qemu-system") }
                 .prefix { !$0.hasPrefix(last) }) + [last]
         }

@@ -335,9 +335,9 @@ import Testing
 
 @Suite struct VGPUProfileTests {
     @Test func parsesNamedAndCustomProfiles() throws {
-        #expect(try VGPUProfile(parsing: "4g") == VGPUProfile.named["4g"])
-        #expect(try VGPUProfile(parsing: "profile=2g") == VGPUProfile.named["2g"])
-        let custom = try VGPUProfile(parsing: "profile=4g,weight=2")
+        #expect(try VGPUProfile(parsing: "4g.4gb") == VGPUProfile.named["4g.4gb"])
+        #expect(try VGPUProfile(parsing: "profile=2g.2gb") == VGPUProfile.named["2g.2gb"])
+        let custom = try VGPUProfile(parsing: "profile=4g.4gb,weight=2")
         #expect(custom.memoryBytes == 4 << 30 && custom.weight == 2 && custom.name == "custom")
         let small = try VGPUProfile(parsing: "memory=512m, contexts=4")
         #expect(small.memoryBytes == 512 << 20 && small.maxContexts == 4 && small.weight == 1)

@@ -98,7 +98,7 @@ def one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log):
         try:
             def vm(name, cmdline, extra=()):
                 return subprocess.Popen([binary, "run", "--kernel", KERNEL, "--memory", "256M", "--name", name,
-                                         "--api-socket", "none", "--vgpu", f"gpud={daemon.socket},profile=1g",
+                                         "--api-socket", "none", "--vgpu", f"gpud={daemon.socket},profile=1g.1gb",
                                          *extra, "--cmdline", cmdline],
                                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

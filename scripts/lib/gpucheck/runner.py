@@ -382,7 +382,7 @@ def training_run(check, side, epochs):
         metrics_path = None
     else:
         metrics_path = os.path.join(check.work, f"train-{side}-{time.monotonic_ns()}.json")
-        spec, cmdline = ("profile=4g", "test=train") if side == "para" else ("kind=full,profile=4g", "test=train gpu=full")
+        spec, cmdline = ("profile=4g.4gb", "test=train") if side == "para" else ("kind=full,profile=4g.4gb", "test=train gpu=full")
         cmd = vm_args(check, spec, cmdline + extra, metrics_path)
     r = check.run(cmd, check.args.run_timeout)
     result = parse_train(r.out)
@@ -497,7 +497,7 @@ def phase_microbench(check, sampler, results):
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         raise Skip("/dev/kvm is missing or not read-writable")
     result = {"bench_ms": check.args.bench_ms}
-    for test, spec, label in (("vgpubench", "profile=4g", "para-vGPU"), ("fullvgpubench", "kind=full,profile=4g", "full-vGPU")):
+    for test, spec, label in (("vgpubench", "profile=4g.4gb", "para-vGPU"), ("fullvgpubench", "kind=full,profile=4g.4gb", "full-vGPU")):
         metrics_path = os.path.join(check.work, f"{test}.json")
         cmd = [check.bin("malvvm"), "run", "--kernel", check.kernel, "--vgpu", spec, "--gpu", check.args.gpu,
                "--api-socket", "none", "--metrics", metrics_path, "--cmdline", f"test={test} bench_ms={check.args.bench_ms}"]
@@ -627,7 +627,7 @@ def load_vms(check, daemon, count, seconds):
     needed and stopped after the window."""
     prefix = f"gpucheck-{count}-"
     procs = [check.start([check.bin("malvvm"), "run", "--kernel", check.kernel, "--name", f"{prefix}{i}",
-                          "--api-socket", "none", "--vgpu", f"gpud={daemon.socket},profile=1g",
+                          "--api-socket", "none", "--vgpu", f"gpud={daemon.socket},profile=1g.1gb",
                           "--cmdline", f"test=vgpuload seconds={seconds + 120}"], subprocess.PIPE, subprocess.PIPE)
              for i in range(count)]
     result = {"vms": count, "window_s": None}
