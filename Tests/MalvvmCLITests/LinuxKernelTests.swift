@@ -76,8 +76,13 @@ import Testing
             line = line.replacingOccurrences(of: "0x[0-9a-fA-F]+", with: "0x#", options: .regularExpression)
             line = line.replacingOccurrences(of: "\\b[0-9a-fA-F]{8,}\\b", with: "#", options: .regularExpression)
             line = line.replacingOccurrences(of: "[0-9]+", with: "N", options: .regularExpression)
+            // The marker line may still be half-written when the process is stopped: its start is
+            // what both must reach.
+            if raw.contains(comparedUntil) {
+                lines.append(comparedUntil)
+                break
+            }
             lines.append(line)
-            if raw.contains(comparedUntil) { break }
         }
         return lines
     }
