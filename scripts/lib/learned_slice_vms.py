@@ -14,7 +14,7 @@ GPU time plus their wait behind others) p50 and p99, the trainer's submissions/s
 utilisation and two fairness indices over the measuring window: the daemon's Jain index (every
 client that asked for time against an equal share: low here by design, the small VMs ask for
 far less) and a demand-aware one (`demand_aware_jain`): the small VMs wanted what they used, the
-training VM the rest of the GPU's time.
+training VM all of its entitlement.
 """
 import json
 import os
@@ -66,20 +66,28 @@ class Daemon:
         self.proc.wait(timeout=30)
 
 
-def demand_aware_jain(vgpus, utilisation, backlogged):
-    """Jain's index over measured/target GPU time of the vGPUs, the targets what each wanted: a
-    VM that is not `backlogged` (a small, closed-loop client) is taken to have wanted what it
-    used — whether it waited for it is what its round trip measures — and the backlogged VMs
-    are entitled to the rest of the window's GPU time, split equally. So the index falls when the
-    GPU idles or wastes time while a backlogged VM has work, or when backlogged VMs are served
-    unequally; 1.0 is a work-conserving, fair scheduler."""
-    used = {v["vm"]: v["measured_share"] * utilisation for v in vgpus}
-    if not used or not any(vm in backlogged for vm in used):
-        return None
-    rest = 1.0 - sum(share for vm, share in used.items() if vm not in backlogged)
-    wanting = [vm for vm in used if vm in backlogged]
-    ratios = [used[vm] / (rest / len(wanting)) if vm in backlogged else 1.0 for vm in used]
-    return sum(ratios) ** 2 / (len(ratios) * sum(r * r for r in ratios))
+def demand_aware_jain(clients, utilisation, backlogged):
+    """Jain's index over each client's GPU time against what it should have had given what it
+    asked for: a client of a `backlogged` VM (the trainer: it always has work queued) should
+    have had its whole entitlement (the policy's `entitled_share`: a quarter under equal share
+    with four VMs, which leaves an idle VM's share idle, as NVIDIA's equal share does); any other
+    client (a small, closed-loop VM) wanted what it used, up to its entitlement — whether it
+    waited for it is what its round trip measures. So the index falls when a backlogged VM gets
+    less than its entitlement (the GPU given to others, or lost to overhead: cutting's too), or
+    when a small VM gets more than its own; 1.0 is exact."""
+    ratios = []
+    for c in clients:
+        used = c["measured_share"] * utilisation
+        entitled = c["entitled_share"]
+        if c["vm"] in backlogged:
+            target = entitled
+        elif used > 0:
+            target = min(used, entitled)
+        else:
+            continue
+        if target > 0:
+            ratios.append(used / target)
+    return sum(ratios) ** 2 / (len(ratios) * sum(r * r for r in ratios)) if ratios else None
 
 
 def wait_for(predicate, what, timeout=120):
@@ -109,7 +117,12 @@ def one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log):
             wait_for(lambda: any(v["submissions"] > 0 for v in daemon.status()["vgpus"]), "the trainer's first batch")
             smalls = [vm(f"small{i}", f"test=vgpuload depth=1 batch=1 think={think_us} seconds={seconds + 2}") for i in range(3)]
             procs += smalls
-            wait_for(lambda: sum(v["submissions"] > 0 for v in daemon.status()["vgpus"]) >= 4, "four submitting VMs")
+            try:
+                wait_for(lambda: sum(v["submissions"] > 0 for v in daemon.status()["vgpus"]) >= 4, "four submitting VMs")
+            except RuntimeError:
+                gone = [(p.args[p.args.index("--name") + 1], p.returncode, p.stderr.read().decode(errors="replace")[-300:])
+                        for p in procs if p.poll() is not None]
+                raise RuntimeError(f"not four VMs submitting: {daemon.status()['vgpus']}; VMs that ended: {gone}")
             time.sleep(1)  # the model's first measurements, the pipelines' first use
             api(daemon.api, "PUT", "/metrics/reset")
             time.sleep(seconds)
@@ -133,6 +146,9 @@ def one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log):
         if None in trips or rate is None:
             raise RuntimeError("a VM did not report its round trips or rate")
         vgpus = [{"vm": v["vm"], "measured_share": v["measured_share"], "submissions": v["submissions"]} for v in status["vgpus"]]
+        # A client's name is its device's, "VM/vGPU/ctxN(label)".
+        clients = [{"vm": c["name"].split("/")[0], "name": c["name"], "measured_share": c["measured_share"],
+                    "entitled_share": c["entitled_share"]} for c in status["clients"]]
         # The pooled p99 of three VMs: the worst of their p99s (each is over its own samples).
         round_ = {
             "learned": learned,
@@ -143,8 +159,9 @@ def one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log):
             "trainer_submissions_per_s": int(rate[1]) * 1000 / max(int(rate[3]), 1),
             "utilisation": status["utilisation"],
             "jain": status["jain_index"],
-            "jain_demand_aware": demand_aware_jain(vgpus, status["utilisation"], {"trainer"}),
+            "jain_demand_aware": demand_aware_jain(clients, status["utilisation"], {"trainer"}),
             "vgpus": vgpus,
+            "clients": clients,
             "learned_report": next((line.split("] ", 1)[-1] for line in daemon.log().splitlines() if "VM 'trainer': " in line), None),
         }
         log(f"learned-slice VMs, {'learned-slice' if learned else 'fixed slice'}: small p99 {round_['small_p99_us']} us, "
