@@ -162,6 +162,8 @@ def one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log):
             "jain_demand_aware": demand_aware_jain(clients, status["utilisation"], {"trainer"}),
             "vgpus": vgpus,
             "clients": clients,
+            # The daemon names its device when it starts ("gpud: serving llvmpipe (...) (equal-share, ...").
+            "device": next((m[1] for m in [re.search(r"gpud: serving (.+?) \((?:best-effort|equal-share|fixed-share)", daemon.log())] if m), None),
             "learned_report": next((line.split("] ", 1)[-1] for line in daemon.log().splitlines() if "VM 'trainer': " in line), None),
         }
         log(f"learned-slice VMs, {'learned-slice' if learned else 'fixed slice'}: small p99 {round_['small_p99_us']} us, "
@@ -186,4 +188,5 @@ def measure(binary, gpu, rounds, seconds, trainer_batch, think_us, log):
                for mode, learned in (("fixed", False), ("learned", True))}
     fixed, learned = summary["fixed"], summary["learned"]
     summary["p99_ratio"] = fixed["small_p99_us"] / learned["small_p99_us"] if learned["small_p99_us"] else None
-    return {"rounds": results, "summary": summary, "seconds": seconds, "trainer_batch": trainer_batch, "think_us": think_us}
+    return {"rounds": results, "summary": summary, "seconds": seconds, "trainer_batch": trainer_batch, "think_us": think_us,
+            "device": next((r["device"] for r in results if r.get("device")), None)}
