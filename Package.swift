@@ -54,7 +54,7 @@ let package = Package(
         // The primitives every module shares: threads, a lock with conditions, a serial worker,
         // the monotonic clock.
         .target(name: "CPlatform"),
-        .target(name: "Platform", dependencies: ["CPlatform"]),
+        .target(name: "Platform", dependencies: ["CPlatform", "CSeccomp"]),
         .target(
             name: "Hypervisor",
             dependencies: [
@@ -71,6 +71,8 @@ let package = Package(
                        providers: [.apt(["libvulkan-dev"])]),
         .systemLibrary(name: "CDRM", path: "Sources/CDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
         .systemLibrary(name: "CPCI", path: "Sources/CPCI", pkgConfig: "libpci", providers: [.apt(["libpci-dev"])]),
+        // The VMM's system-call filter (libseccomp), installed after set-up (docs/hardening.md).
+        .target(name: "CSeccomp", linkerSettings: [.linkedLibrary("seccomp")]),
         .target(name: "CGPUInventory", dependencies: ["CDRM", "CPCI"], path: "Sources/CGPUInventory"),
         // Compute backends, the ML kernel library and the time-sliced scheduler. Shaders/*.comp
         // are compiled to SPIR-V by scripts/build-shaders into Generated/.
@@ -215,6 +217,7 @@ let package = Package(
                 "MLWorkloads",
                 "GPUBenchmarks",
                 "MLaaS",
+                "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -257,7 +260,7 @@ let package = Package(
 // the fuzz targets, so they cannot break them (scripts/test runs scripts/fuzz briefly, which
 // keeps them compiling). scripts/fuzz builds in its own scratch path (.build-fuzz).
 if Context.environment["MALVVM_FUZZ"] == "1" {
-    let cTargets: Set<String> = ["CKVM", "CPlatform", "CVulkan", "CDRM", "CPCI", "CGPUInventory", "CFDPassing"]
+    let cTargets: Set<String> = ["CKVM", "CPlatform", "CVulkan", "CDRM", "CPCI", "CGPUInventory", "CFDPassing", "CSeccomp"]
     for target in package.targets where !cTargets.contains(target.name) && target.type == .regular {
         target.swiftSettings = (target.swiftSettings ?? []) + [
             .unsafeFlags(["-sanitize=address", "-Xfrontend", "-sanitize=fuzzer", "-enable-testing"]),

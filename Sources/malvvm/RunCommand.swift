@@ -7,6 +7,7 @@ import GPUHost
 import Hypervisor
 import Logging
 import MLaaS
+import Platform
 import VGPUAssembly
 import VGPUCore
 
@@ -97,6 +98,13 @@ extension Malvvm {
         @Option(name: .long, help: ArgumentHelp("The operator's MLaaS module directory (default: the directory of the malvvm binary).",
                                                 valueName: "dir"))
         var mlaasDir: ModuleDirectoryArgument?
+
+        @Flag(name: .long, help: "Run without the system-call filter that goes in after set-up (to debug with strace or gdb; README, Hardening: confinement).")
+        var noSeccomp = false
+
+        /// Makes one forbidden system call once the filter is in: how the tests see it work.
+        @Flag(name: .long, help: .hidden)
+        var seccompSelfTest = false
 
         @OptionGroup var global: GlobalOptions
 
@@ -194,6 +202,11 @@ extension Malvvm {
             defer { server?.stop() }
             // With --metrics, the GPU's own busy measure over the run (NVML, where it exists).
             let nvml = metrics != nil ? NVMLRun.start() : nil
+            // Everything is set up: the system-call filter goes in (README, "Hardening: confinement").
+            if !noSeccomp {
+                do { try SyscallFilter.confine(exitStatus: MalvvmExit.failure) } catch { throw RuntimeFailure(message: error.description) }
+                if seccompSelfTest { SyscallFilter.makeForbiddenCall() }
+            }
             let exit: MachineExit
             do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
             let status: Int32
