@@ -16,16 +16,9 @@ final class LearnedSliceService {
     let host: UnsafePointer<malv_mlaas_host>
     init(host: UnsafePointer<malv_mlaas_host>) { self.host = host }
 
-    /// The scheduler capability, if the host offers one this module understands.
-    var scheduler: UnsafePointer<malv_mlaas_scheduler>? {
-        guard let scheduler = host.pointee.scheduler, scheduler.pointee.version >= 1,
-              scheduler.pointee.struct_size >= UInt32(MemoryLayout<malv_mlaas_scheduler>.size) else { return nil }
-        return scheduler
-    }
+    var scheduler: UnsafePointer<malv_mlaas_scheduler>? { schedulerCapability(of: host) }
 
-    func log(_ level: malv_mlaas_log_level, _ message: String) {
-        message.withCString { host.pointee.log?(host.pointee.host_context, Int32(level.rawValue), $0) }
-    }
+    func log(_ level: malv_mlaas_log_level, _ message: String) { hostLog(host, level, message) }
 }
 
 /// One VM's model: a predictor per scheduler client of its vGPUs.

@@ -20,16 +20,9 @@ final class PrefetchService {
     let host: UnsafePointer<malv_mlaas_host>
     init(host: UnsafePointer<malv_mlaas_host>) { self.host = host }
 
-    /// The block capability, if the host offers one this module understands.
-    var block: UnsafePointer<malv_mlaas_block>? {
-        guard let block = host.pointee.block, block.pointee.version >= 1,
-              block.pointee.struct_size >= UInt32(MemoryLayout<malv_mlaas_block>.size) else { return nil }
-        return block
-    }
+    var block: UnsafePointer<malv_mlaas_block>? { blockCapability(of: host) }
 
-    func log(_ level: malv_mlaas_log_level, _ message: String) {
-        message.withCString { host.pointee.log?(host.pointee.host_context, Int32(level.rawValue), $0) }
-    }
+    func log(_ level: malv_mlaas_log_level, _ message: String) { hostLog(host, level, message) }
 }
 
 /// One VM's read-ahead: its parameters, its chain and what it asked of the host.

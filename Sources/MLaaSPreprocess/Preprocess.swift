@@ -40,10 +40,7 @@ final class PreprocessService {
     let host: UnsafePointer<malv_mlaas_host>
     init(host: UnsafePointer<malv_mlaas_host>) { self.host = host }
 
-    func log(_ level: malv_mlaas_log_level, _ message: String) {
-        guard let log = host.pointee.log else { return }
-        message.withCString { log(host.pointee.host_context, Int32(level.rawValue), $0) }
-    }
+    func log(_ level: malv_mlaas_log_level, _ message: String) { hostLog(host, level, message) }
 }
 
 /// The descriptor: identity and entry points (the host reads it for as long as the module is mapped).

@@ -39,3 +39,23 @@ public func writeError(_ message: String, _ buffer: UnsafeMutablePointer<CChar>?
 private func cString(_ literal: StaticString) -> UnsafePointer<CChar> {
     UnsafeRawPointer(literal.utf8Start).assumingMemoryBound(to: CChar.self)
 }
+
+/// One line in the host's log (the host prefixes the service's name).
+public func hostLog(_ host: UnsafePointer<malv_mlaas_host>, _ level: malv_mlaas_log_level, _ message: String) {
+    guard let log = host.pointee.log else { return }
+    message.withCString { log(host.pointee.host_context, Int32(level.rawValue), $0) }
+}
+
+/// The host's `block` capability, if it offers one of a version and size this module knows.
+public func blockCapability(of host: UnsafePointer<malv_mlaas_host>) -> UnsafePointer<malv_mlaas_block>? {
+    guard let block = host.pointee.block, block.pointee.version >= 1,
+          block.pointee.struct_size >= UInt32(MemoryLayout<malv_mlaas_block>.size) else { return nil }
+    return block
+}
+
+/// The host's `scheduler` capability, if it offers one of a version and size this module knows.
+public func schedulerCapability(of host: UnsafePointer<malv_mlaas_host>) -> UnsafePointer<malv_mlaas_scheduler>? {
+    guard let scheduler = host.pointee.scheduler, scheduler.pointee.version >= 1,
+          scheduler.pointee.struct_size >= UInt32(MemoryLayout<malv_mlaas_scheduler>.size) else { return nil }
+    return scheduler
+}

@@ -6,7 +6,6 @@ import Glibc
 import GPUDaemon
 import GPUHost
 import MLaaS
-import Platform
 import VGPUCore
 
 struct GPUDaemonCommand: ParsableCommand {
@@ -70,12 +69,7 @@ struct GPUDaemonCommand: ParsableCommand {
                                                 valueName: "name[,name...]"))
         var mlaas: ServiceNamesArgument?
 
-        @Flag(name: .long, help: "Run without the system-call filter that goes in after set-up (to debug with strace or gdb; README, Hardening: confinement).")
-        var noSeccomp = false
-
-        /// Makes one forbidden system call once the filter is in: how the tests see it work.
-        @Flag(name: .long, help: .hidden)
-        var seccompSelfTest = false
+        @OptionGroup var confinement: ConfinementOptions
 
         @OptionGroup var global: GlobalOptions
 
@@ -151,10 +145,7 @@ struct GPUDaemonCommand: ParsableCommand {
             let serving = "serving \(scheduler.backend.device.name) (\(configuration.policy), slice \(slice) ms)"
                 + " on \(socketPath)\(activated == nil ? "" : " (socket-activated)"), API on \(apiSocket)"
             // Both sockets are up: the system-call filter goes in (README, "Hardening: confinement").
-            if !noSeccomp {
-                do { try SyscallFilter.confine(exitStatus: MalvvmExit.failure) } catch { throw RuntimeFailure(message: error.description) }
-                if seccompSelfTest { SyscallFilter.makeForbiddenCall() }
-            }
+            try confinement.confine()
             // Unbuffered: whoever started us waits for this line to know the sockets are up.
             FileHandle.standardOutput.write(Data("gpud: \(serving)\n".utf8))
             // A Type=notify unit is started once both sockets are up.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import Platform
 
 /// The root is async so that the API commands (ps, vm, vgpu, mlaas, gpud status) can await
 /// their calls; the VM and the daemon themselves (run, gpud) stay synchronous commands.
@@ -28,3 +29,20 @@ struct GlobalOptions: ParsableArguments {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// The system-call filter's options (`run` and `gpud`; README, Hardening: confinement).
+struct ConfinementOptions: ParsableArguments {
+    @Flag(name: .long, help: "Run without the system-call filter that goes in after set-up (to debug with strace or gdb; README, Hardening: confinement).")
+    var noSeccomp = false
+
+    /// Makes one forbidden system call once the filter is in: how the tests see it work.
+    @Flag(name: .long, help: .hidden)
+    var seccompSelfTest = false
+
+    /// Installs the filter (unless --no-seccomp): call once everything is set up.
+    func confine() throws {
+        guard !noSeccomp else { return }
+        do { try SyscallFilter.confine(exitStatus: MalvvmExit.failure) } catch { throw RuntimeFailure(message: error.description) }
+        if seccompSelfTest { SyscallFilter.makeForbiddenCall() }
+    }
+}

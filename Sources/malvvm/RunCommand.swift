@@ -7,7 +7,6 @@ import GPUHost
 import Hypervisor
 import Logging
 import MLaaS
-import Platform
 import VGPUAssembly
 import VGPUCore
 
@@ -99,12 +98,7 @@ extension Malvvm {
                                                 valueName: "dir"))
         var mlaasDir: ModuleDirectoryArgument?
 
-        @Flag(name: .long, help: "Run without the system-call filter that goes in after set-up (to debug with strace or gdb; README, Hardening: confinement).")
-        var noSeccomp = false
-
-        /// Makes one forbidden system call once the filter is in: how the tests see it work.
-        @Flag(name: .long, help: .hidden)
-        var seccompSelfTest = false
+        @OptionGroup var confinement: ConfinementOptions
 
         @OptionGroup var global: GlobalOptions
 
@@ -203,10 +197,7 @@ extension Malvvm {
             // With --metrics, the GPU's own busy measure over the run (NVML, where it exists).
             let nvml = metrics != nil ? NVMLRun.start() : nil
             // Everything is set up: the system-call filter goes in (README, "Hardening: confinement").
-            if !noSeccomp {
-                do { try SyscallFilter.confine(exitStatus: MalvvmExit.failure) } catch { throw RuntimeFailure(message: error.description) }
-                if seccompSelfTest { SyscallFilter.makeForbiddenCall() }
-            }
+            try confinement.confine()
             let exit: MachineExit
             do { exit = try machine.run(stopOnSignals: true) } catch { throw RuntimeFailure(message: error.description) }
             let status: Int32

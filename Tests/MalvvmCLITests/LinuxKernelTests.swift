@@ -97,6 +97,19 @@ import Testing
             || line.hasPrefix("ACPI: INT_SRC_OVR")
     }
 
+    /// `kernel` booted by malvvm and by QEMU at once, the same guest CPU on both: QEMU's
+    /// -cpu host without the features malvvm's no-cx16-xsave template takes away, and without
+    /// arch-capabilities, which microvm's KVM exposes and ours does not.
+    static func bootSideBySide(_ kernel: String) throws -> (ours: BackgroundProcess, peer: BackgroundProcess) {
+        let ours = try BackgroundProcess(["run", "--kernel", kernel, "--memory", "512M", "--cpu-template", "no-cx16-xsave",
+                                          "--cmdline", comparedCommandLine, "--api-socket", "none"])
+        let peer = try BackgroundProcess(["-M", "microvm,x-option-roms=off,rtc=off", "-enable-kvm",
+                                          "-cpu", "host,-arch-capabilities,-cx16,-xsave", "-m", "512M", "-nodefaults",
+                                          "-no-user-config", "-display", "none", "-serial", "stdio", "-kernel", kernel,
+                                          "-append", comparedCommandLine], executable: qemu)
+        return (ours, peer)
+    }
+
     static func tableSignatures(_ lines: [String]) -> Set<String> {
         Set(lines.compactMap { line in
             line.range(of: "^ACPI: [A-Z]{4} Nx#", options: .regularExpression).map { String(line[$0].dropFirst(6).prefix(4)) }
@@ -107,16 +120,8 @@ import Testing
                    "needs Debian's vmlinux (scripts/fetch-kernel) and qemu-system-x86_64 (scripts/setup)"),
           .timeLimit(.minutes(8)))
     func debiansVmlinuxPrintsTheSameBootLinesAsUnderQEMU() throws {
-        // The same guest CPU on both: QEMU's -cpu host without the features malvvm's
-        // no-cx16-xsave template takes away, and without arch-capabilities, which microvm's
-        // KVM exposes and ours does not.
-        let ours = try BackgroundProcess(["run", "--kernel", Self.vmlinux, "--memory", "512M", "--cpu-template", "no-cx16-xsave",
-                                          "--cmdline", Self.comparedCommandLine, "--api-socket", "none"])
-        let peer = try BackgroundProcess(["-M", "microvm,x-option-roms=off,rtc=off", "-enable-kvm",
-                                          "-cpu", "host,-arch-capabilities,-cx16,-xsave", "-m", "512M", "-nodefaults",
-                                          "-no-user-config", "-display", "none", "-serial", "stdio", "-kernel", Self.vmlinux,
-                                          "-append", Self.comparedCommandLine], executable: Self.qemu)
         // Both run at once: the host's software KVM makes each take a minute or more.
+        let (ours, peer) = try Self.bootSideBySide(Self.vmlinux)
         let oursDone = ours.waitForOutput(Self.comparedUntil, timeout: 400)
         let peerDone = peer.waitForOutput(Self.comparedUntil, timeout: 400)
         ours.kill(SIGTERM)
@@ -153,12 +158,7 @@ import Testing
           .timeLimit(.minutes(6)))
     func debiansBzImagePrintsTheSameDecompressorLinesAsUnderQEMU() throws {
         let last = "KASLR disabled: 'nokaslr' on cmdline."
-        let ours = try BackgroundProcess(["run", "--kernel", Self.bzImage, "--memory", "512M", "--cpu-template", "no-cx16-xsave",
-                                          "--cmdline", Self.comparedCommandLine, "--api-socket", "none"])
-        let peer = try BackgroundProcess(["-M", "microvm,x-option-roms=off,rtc=off", "-enable-kvm",
-                                          "-cpu", "host,-arch-capabilities,-cx16,-xsave", "-m", "512M", "-nodefaults",
-                                          "-no-user-config", "-display", "none", "-serial", "stdio", "-kernel", Self.bzImage,
-                                          "-append", Self.comparedCommandLine], executable: Self.qemu)
+        let (ours, peer) = try Self.bootSideBySide(Self.bzImage)
         let oursDone = ours.waitForOutput(last, timeout: 300)
         let peerDone = peer.waitForOutput(last, timeout: 300)
         ours.kill(SIGTERM)
