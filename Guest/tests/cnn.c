@@ -3,9 +3,9 @@
  * "The CNN job"): a small CNN on the 5,000 real MNIST digits of mnist.img
  * (4,000 train / 1,000 test), every kernel on the para-vGPU, with the
  * augmentation that makes preprocessing weigh: each train image resized
- * 28x28 -> 56x56 (bilinear), cropped 48x48 at a random offset inside 4 pixels
- * of padding, normalised (mean 0.1307, std 0.3081), a seeded shuffle per
- * epoch, batches of 64. That pipeline is the MLaaS `preprocess` service's,
+ * 28x28 -> 56x56 (bilinear), cropped 48x48 at a random offset inside it (no
+ * padding: a shift of up to +-4 pixels, the digit never cut), normalised
+ * (mean 0.1307, std 0.3081), a seeded shuffle per epoch, batches of 64. That pipeline is the MLaaS `preprocess` service's,
  * and it runs in one of two places (cnn_pp=):
  *
  *   guest   on this vCPU, with the service's own CPU reference
@@ -20,12 +20,18 @@
  * times differ only by where the preprocessing ran.
  *
  * The model (NCHW, 1 x 48 x 48 in):
- *   conv 5x5 stride 2 pad 2, 6 channels -> ReLU -> max pool 2x2    6 x 12 x 12
- *   conv 3x3 pad 1, 12 channels -> ReLU -> max pool 2x2            12 x 6 x 6
- *   fully connected 432 -> 10, softmax cross-entropy
+ *   conv 5x5 stride 2 pad 2, 16 channels -> ReLU -> max pool 2x2   16 x 12 x 12
+ *   conv 3x3 pad 1, 32 channels -> ReLU -> max pool 2x2            32 x 6 x 6
+ *   fully connected 1152 -> 10, softmax cross-entropy
  * (small on purpose: lavapipe on a 2-core host trains it at a few hundred
- * images a second, and the job is about where preprocessing runs)
- * SGD lr 0.2 momentum 0.9; weights uniform +-sqrt(6 / (fan_in + fan_out))
+ * images a second, and the job is about where preprocessing runs; 6 and 12
+ * channels, the first model, stayed far under 97 %; 12 and 24 reached
+ * 96.0-96.3 % at 3-5 epochs; 16 and 32 over 5 epochs reached 97.7 % in a
+ * numpy simulation of this job but 96.0 % here, seed 42: 97 % is not yet
+ * reached)
+ * SGD lr 0.05 decaying linearly towards 0 over the run (step n of N trains at
+ * 0.05 (N - n) / N: the large early steps learn, the small late ones settle
+ * in a minimum instead of bouncing around it), momentum 0.9; weights uniform +-sqrt(6 / (fan_in + fan_out))
  * from a fixed-seed splitmix64, biases 0 (malvvm bench native's MNISTCNN
  * draws the same). One step (forward, loss, backward, update: 24 kernels) is
  * one SUBMIT_3D; the test set is preprocessed once on the GPU (resize, centre
@@ -35,7 +41,7 @@
  *   cnn: epoch N loss X test-acc Z% time T ms
  *   cnn: result: test-acc Z% train T ms vcpu-busy B ms preprocess P ms ...
  *   cnn: PASS / FAIL     (test accuracy >= cnn_pass, default 97)
- * Options: cnn_pp=guest|host (guest), cnn_epochs (3), cnn_records (train
+ * Options: cnn_pp=guest|host (guest), cnn_epochs (5), cnn_records (train
  * records used, 4000), cnn_seed (42), cnn_pass (percent, 97), vgpu_poll=1.
  */
 #include "malv/bootinfo.h"
@@ -58,18 +64,20 @@
 /* The pipeline's geometry (the service's resize/crop/padding keys). */
 #define RESIZE 56u
 #define SIDE 48u
-#define PADDING 4u
+#define PADDING 0u              /* the crop's +-4 pixel shift is augmentation enough; padding 4 cut digits off */
 #define CENTRE ((RESIZE - SIDE) / 2u)
 #define BATCH 64u
 #define CLASSES 10u
+/* The default run (MNISTCNN.defaultEpochs, scripts/bench-mlaas --epochs): the 5 epochs measured above. */
+#define EPOCHS 5u
 
 /* The model. */
-#define C1 6u
+#define C1 16u
 #define K1 5u
 #define S1 2u                   /* stride 2, pad 2: 48 -> 24 */
 #define O1 ((SIDE + 2u * (K1 / 2u) - K1) / S1 + 1u)
 #define Q1 (O1 / 2u)
-#define C2 12u
+#define C2 32u
 #define K2 3u
 #define O2 Q1                   /* pad 1 keeps the size */
 #define Q2 (O2 / 2u)
@@ -85,7 +93,7 @@
 #define P_B3 (P_W3 + FC_IN * CLASSES)
 #define P_COUNT (P_B3 + CLASSES)
 
-static const float LEARNING_RATE = 0.2f, MOMENTUM = 0.9f;
+static const float LEARNING_RATE = 0.05f, MOMENTUM = 0.9f;
 static const float MEAN = 0.1307f, STD = 0.3081f;
 
 static struct mnist_disk mnist;
@@ -135,8 +143,18 @@ static void record_forward(struct vgpu_stream *s, uint32_t rows, struct vgpu_ref
     vgpu_bias_add(s, rows, CLASSES, 1, out, vgpu_f32(&params, P_B3, CLASSES));
 }
 
-/* One SGD step on the batch in `slot` of xb/lb. */
-static void record_step(uint32_t slot)
+/*
+ * Step n of `steps`' learning rate: LEARNING_RATE (steps - n) / steps, in
+ * single precision in this order, as MNISTCNN.learningRate(step:of:) computes
+ * it, so the native form's updates are bit-identical.
+ */
+static float learning_rate(uint64_t n, uint64_t steps)
+{
+    return LEARNING_RATE * (float)(steps - n) / (float)steps;
+}
+
+/* One SGD step at learning rate `lr` on the batch in `slot` of xb/lb. */
+static void record_step(uint32_t slot, float lr)
 {
     struct vgpu_stream *s = &step_stream;
     const uint32_t rows = BATCH;
@@ -173,7 +191,7 @@ static void record_step(uint32_t slot)
                     v = vgpu_f32(&velocity, 0, P_COUNT);
     vgpu_scale(s, P_COUNT, MOMENTUM, v);
     vgpu_axpy(s, P_COUNT, 1.0f, g, v);
-    vgpu_axpy(s, P_COUNT, -LEARNING_RATE, v, p);
+    vgpu_axpy(s, P_COUNT, -lr, v, p);
 }
 
 /*
@@ -302,7 +320,7 @@ int test_cnn(void)
         return 2;
     }
     offloaded = strcmp(arg, "host") == 0;
-    const uint32_t epochs = cmdline_u32("cnn_epochs", 3), seed = cmdline_u32("cnn_seed", 42), pass = cmdline_u32("cnn_pass", 97);
+    const uint32_t epochs = cmdline_u32("cnn_epochs", EPOCHS), seed = cmdline_u32("cnn_seed", 42), pass = cmdline_u32("cnn_pass", 97);
 
     const char *why = mnist_read(&mnist);
     if (why) {
@@ -436,7 +454,7 @@ int test_cnn(void)
     for (uint64_t n = 0; n < steps; n++) {
         /* Step n runs while batch n+1 is prepared: on this vCPU, or by the service behind it. */
         vgpu_stream_reset(&step_stream);
-        record_step((uint32_t)slot);
+        record_step((uint32_t)slot, learning_rate(n, steps));
         struct vgpu_fence f;
         st = vgpu_submit(&ctx, &step_stream, &f);
         if (st)

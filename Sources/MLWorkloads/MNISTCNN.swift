@@ -9,17 +9,24 @@ import PreprocessDraws
 /// (`MNISTBatchLoader`, as a PyTorch DataLoader's workers would); the batch a step trains on is
 /// uploaded with the step, as the vGPU copies a guest's GUEST blob in before a submission.
 ///
-/// The model (NCHW, 1 x 48 x 48): conv 5x5 (6, stride 2, pad 2) → ReLU → max pool 2x2 → conv
-/// 3x3 (12, pad 1) → ReLU → max pool 2x2 → fully connected 432 → 10; softmax cross-entropy; SGD
-/// with momentum. The test set is preprocessed once on the GPU (resize, centre crop, normalise) and
+/// The model (NCHW, 1 x 48 x 48): conv 5x5 (16, stride 2, pad 2) → ReLU → max pool 2x2 → conv
+/// 3x3 (32, pad 1) → ReLU → max pool 2x2 → fully connected 1152 → 10; softmax cross-entropy; SGD
+/// with momentum at a learning rate that decays linearly towards 0 over the run
+/// (`learningRate(step:of:)`). The test set is preprocessed once on the GPU (resize, centre crop, normalise) and
 /// evaluated after every epoch.
 public final class MNISTCNN {
-    public static let resize = 56, side = 48, padding = 4, batchSize = 64, classes = 10
+    /// No padding: the random crop shifts a digit by up to ±4 of 56 pixels and never cuts it (padding
+    /// 4 shifted by up to 12, past the margin MNIST leaves around a digit).
+    public static let resize = 56, side = 48, padding = 0, batchSize = 64, classes = 10
     public static let mean: Float = 0.1307, std: Float = 0.3081
-    public static let c1 = 6, k1 = 5, s1 = 2, c2 = 12, k2 = 3
+    public static let c1 = 16, k1 = 5, s1 = 2, c2 = 32, k2 = 3
     public static let o1 = (side + 2 * (k1 / 2) - k1) / s1 + 1, q1 = o1 / 2, o2 = q1, q2 = q1 / 2
     public static let fcIn = c2 * q2 * q2
-    public static let learningRate: Float = 0.2, momentum: Float = 0.9
+    /// The first step's learning rate (see `learningRate(step:of:)`) and the momentum.
+    public static let learningRate: Float = 0.05, momentum: Float = 0.9
+    /// The default run (cnn.c's EPOCHS, scripts/bench-mlaas --epochs): seed 42 reaches 96.0 % on the
+    /// CPU backend (95.6 % after epoch 4); `passPercent` is not yet reached.
+    public static let defaultEpochs = 5
     public static let passPercent = 97.0
     /// The weights' splitmix64 seed ("cnn-mnis"), the guest's.
     public static let weightSeed: UInt64 = 0x636e_6e2d_6d6e_6973
@@ -135,6 +142,13 @@ public final class MNISTCNN {
 
     deinit { try? scheduler.removeClient(client) }
 
+    /// Step `n` of `steps`' learning rate: `learningRate (steps - n) / steps`, linear decay towards 0
+    /// (large early steps learn, small late ones settle instead of bouncing around a minimum). Single
+    /// precision in the guest's order (cnn.c's `learning_rate`), so both forms update bit-identically.
+    public static func learningRate(step n: Int, of steps: Int) -> Float {
+        learningRate * Float(steps - n) / Float(steps)
+    }
+
     // MARK: Recording (the guest's record_forward, record_step, record_eval)
 
     private func f32(_ buffer: BufferID, _ offset: Int, _ count: Int) -> BufferRange {
@@ -173,7 +187,7 @@ public final class MNISTCNN {
                                         bias: f32(params, Self.pB3, Self.classes))))
     }
 
-    private func recordStep() -> CommandBatch {
+    private func recordStep(learningRate: Float) -> CommandBatch {
         let rows = Self.batchSize, C = Self.classes, P = Self.parameterCount
         let n1 = rows * Self.c1 * Self.o1 * Self.o1, n2 = rows * Self.c2 * Self.o2 * Self.o2
         let x = f32(xb, 0, rows * Self.side * Self.side)
@@ -219,7 +233,7 @@ public final class MNISTCNN {
         let p = f32(params, 0, P), g = f32(grads, 0, P), v = f32(velocity, 0, P)
         b.append(.scale(ScaleParams(count: P, alpha: Self.momentum, x: v)))
         b.append(.axpy(AxpyParams(count: P, alpha: 1, x: g, y: v)))
-        b.append(.axpy(AxpyParams(count: P, alpha: -Self.learningRate, x: v, y: p)))
+        b.append(.axpy(AxpyParams(count: P, alpha: -learningRate, x: v, y: p)))
         return b
     }
 
@@ -305,7 +319,7 @@ public final class MNISTCNN {
             var data: MNISTBatchLoader.Batch
             do { data = try loader.batch(n) } catch { throw .loader(error.description) }
             loaderWait += monotonicNanoseconds() - waitStart
-            var step = recordStep()
+            var step = recordStep(learningRate: Self.learningRate(step: n, of: steps))
             // The batch goes in with its step and the per-row losses come back after it, as the
             // vGPU moves a guest's GUEST blobs around its SUBMIT_3D.
             let outcome: Result<Void, Failure> = data.images.withUnsafeMutableBytes { images in

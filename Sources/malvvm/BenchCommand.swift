@@ -43,7 +43,7 @@ extension Malvvm.Bench {
                                                 valueName: "path"))
         var dataset: String?
 
-        @Option(name: .long, help: ArgumentHelp("Epochs (1..1000; default 20 for mlp, 3 for cnn).", valueName: "n"))
+        @Option(name: .long, help: ArgumentHelp("Epochs (1..1000; default 20 for mlp, \(MNISTCNN.defaultEpochs) for cnn).", valueName: "n"))
         var epochs: Int?
 
         @Option(name: .long, help: ArgumentHelp("cnn: train records used (64..4000).", valueName: "n"))

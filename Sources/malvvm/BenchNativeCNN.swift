@@ -8,7 +8,7 @@ extension Malvvm.Bench.Native {
     /// (`cnn: epoch ...`, `cnn: result: ...`, `cnn: PASS`), so scripts/bench-mlaas reads the
     /// three forms with one parser.
     func runCNN() throws {
-        let epochs = self.epochs ?? 3
+        let epochs = self.epochs ?? MNISTCNN.defaultEpochs
         let path = dataset ?? "Guest/build/mnist.img"
         let data: MNISTDataset
         do { data = try MNISTDataset.load(path: path) } catch {
