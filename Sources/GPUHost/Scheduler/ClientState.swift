@@ -19,6 +19,8 @@ final class BatchGroup {
     let signature: UInt64
     let work: Double
     let pieces: Int
+    /// Pieces still in the client's queue.
+    private(set) var piecesQueued: Int
     var retired = 0
     var failed = false
     var merged: ScheduledCompletion?
@@ -28,6 +30,13 @@ final class BatchGroup {
         self.signature = signature
         self.work = work
         self.pieces = pieces
+        piecesQueued = pieces
+    }
+
+    /// A piece left the queue for the device; whether it was the batch's last.
+    func pieceTaken() -> Bool {
+        piecesQueued -= 1
+        return piecesQueued == 0
     }
 
     /// Adds a retired piece's completion; returns the whole batch's once the last has come.
@@ -93,6 +102,9 @@ final class ClientState {
     let id: ClientID
     let configuration: ClientConfiguration
     var queue = FIFO<PendingBatch>()
+    /// Submitted batches with a piece still queued: what the queue limit and the metrics count
+    /// (a batch cut into pieces is one batch to its client).
+    var queuedSubmissions = 0
     var inFlight = 0
     /// Of `inFlight`, the batches with host transfers (at most one: see `canIssue`).
     var transferBatchesInFlight = 0
@@ -122,6 +134,12 @@ final class ClientState {
     }
 
     var hasWork: Bool { !queue.isEmpty }
+
+    /// Empties the queue: what was in it, and how many submitted batches that was.
+    func dropQueue() -> (pending: [PendingBatch], submissions: Int) {
+        defer { queuedSubmissions = 0 }
+        return (queue.removeAll(), queuedSubmissions)
+    }
 
     /// Whether the client's next batch may go to the device now. A batch with host transfers
     /// goes alone among the client's batches: backends serve transfers of host-mapped memory

@@ -30,8 +30,8 @@ extension GPUScheduler {
         }
         let now = monotonicNanoseconds()
         state.removed = true
-        let dropped = state.queue.removeAll()
-        cancelled += UInt64(dropped.count)
+        let (dropped, submissions) = state.dropQueue()
+        cancelled += UInt64(submissions)
         policy.detach(id, at: now) { self.record($0) }
         removals.append(ClientRemoval(client: id, name: state.configuration.name, owner: state.configuration.owner,
                                       revokedNanoseconds: monotonicNanoseconds() - epoch))

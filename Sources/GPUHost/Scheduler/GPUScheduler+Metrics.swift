@@ -61,7 +61,7 @@ extension GPUScheduler {
                     sliceOverruns: state.overruns, overrunNanoseconds: state.overrunNanoseconds,
                     outstandingDebtNanoseconds: UInt64(max(0, account?.debt ?? 0)),
                     cumulativePreemptionNanoseconds: account?.cumulativePreemption ?? 0,
-                    queueing: Self.summary(state.latency), queuedBatches: state.queue.count,
+                    queueing: Self.summary(state.latency), queuedBatches: state.queuedSubmissions,
                     memoryInUseBytes: state.memoryInUse, memoryQuotaBytes: state.configuration.memoryQuotaBytes,
                     learnedSlice: batchModel(of: state) != nil, batchesCut: state.batchesCut, piecesMade: state.piecesMade)
             }

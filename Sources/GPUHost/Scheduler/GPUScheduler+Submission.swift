@@ -47,7 +47,7 @@ extension GPUScheduler {
             throw .backend(error)
         }
         // A batch counts once against the limit, however many pieces it is cut into.
-        guard state.queue.count < configuration.maxQueuedBatchesPerClient else {
+        guard state.queuedSubmissions < configuration.maxQueuedBatchesPerClient else {
             throw .queueFull(client, limit: configuration.maxQueuedBatchesPerClient)
         }
         let now = monotonicNanoseconds()
@@ -61,6 +61,7 @@ extension GPUScheduler {
         } else {
             state.queue.append(PendingBatch(batch: batch, ticket: ticket, enqueuedAt: now))
         }
+        state.queuedSubmissions += 1
         state.demanded = true
         workAvailable.signal()
         return ticket
@@ -124,6 +125,7 @@ extension GPUScheduler {
             state = chosen
         }
         guard let pending = state.queue.popFirst(), let dispatch = policy.dispatch() else { return nil }
+        if pending.group?.pieceTaken() ?? true { state.queuedSubmissions -= 1 }
         let entry = InFlightBatch(client: state, dispatch: dispatch, ticket: pending.ticket, enqueuedAt: pending.enqueuedAt,
                                   submittedAt: now)
         entry.group = pending.group

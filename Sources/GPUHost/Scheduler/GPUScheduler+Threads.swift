@@ -7,7 +7,7 @@ extension GPUScheduler {
         monitor.lock()
         stopping = true
         var dropped: [PendingBatch] = []
-        for state in clients.values { dropped += state.queue.removeAll() }
+        for state in clients.values { dropped += state.dropQueue().pending }
         workAvailable.signal()
         dispatched.signal()
         while threadsRunning > 0 { progress.wait() }
