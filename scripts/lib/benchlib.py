@@ -118,6 +118,45 @@ def run_vm(binary, args, log, what):
         os.unlink(metrics_path)
 
 
+class GPUDaemon:
+    """`malvvm gpud` on a socket of its own in `directory`, its output in gpud.out there; started
+    with `options` (`--gpu`, `--policy`, ...) and waited for until it serves (RuntimeError if not)."""
+
+    def __init__(self, binary, directory, options):
+        self.socket = os.path.join(directory, "gpud.sock")
+        self.api = self.socket + ".api"
+        self.out = open(os.path.join(directory, "gpud.out"), "w+")
+        self.proc = subprocess.Popen([binary, "gpud", "--socket", self.socket, *options],
+                                     cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if "gpud: serving" in self.log():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gpud did not start: {self.log()[-500:]}")
+
+    def log(self):
+        self.out.seek(0)
+        return self.out.read()
+
+    def status(self):
+        code, body = api(self.api, "GET", "/status")
+        if code != 200:
+            raise RuntimeError(f"gpud status: HTTP {code}")
+        return body
+
+    def reset(self):
+        api(self.api, "PUT", "/metrics/reset")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
 def userspace_exits(metrics, serial_bytes):
     """The VMM's port-I/O and MMIO exits, less one port write per console byte the guest printed."""
     vmm = (metrics or {}).get("vmm", {})

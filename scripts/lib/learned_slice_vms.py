@@ -16,54 +16,16 @@ client that asked for time against an equal share: low here by design, the small
 far less) and a demand-aware one (`demand_aware_jain`): the small VMs wanted what they used, the
 training VM all of its entitlement.
 """
-import json
-import os
 import re
 import statistics
 import subprocess
 import tempfile
 import time
 
-from benchlib import KERNEL, ROOT, api
+from benchlib import KERNEL, ROOT, GPUDaemon
 
 ROUND_TRIP = re.compile(r"^vgpuload: round trip p50 (\d+) us p99 (\d+) us max (\d+) us \((\d+) samples\)")
 RATE = re.compile(r"^vgpuload: (\d+) submissions of (\d+) commands in (\d+) ms")
-
-
-class Daemon:
-    """`malvvm gpud` on a socket of its own, equal share, learned-slice loaded."""
-
-    def __init__(self, binary, gpu, directory):
-        self.socket = os.path.join(directory, "gpud.sock")
-        self.api = self.socket + ".api"
-        self.out = open(os.path.join(directory, "gpud.out"), "w+")
-        self.proc = subprocess.Popen([binary, "gpud", "--gpu", gpu, "--policy", "equal-share", "--socket", self.socket,
-                                      "--mlaas", "learned-slice", "--log-level", "info"],
-                                     cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            self.out.seek(0)
-            if "gpud: serving" in self.out.read():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.out.seek(0)
-        raise RuntimeError(f"gpud did not start: {self.out.read()[-500:]}")
-
-    def status(self):
-        code, body = api(self.api, "GET", "/status")
-        if code != 200:
-            raise RuntimeError(f"gpud status: HTTP {code}")
-        return body
-
-    def log(self):
-        self.out.seek(0)
-        return self.out.read()
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def demand_aware_jain(clients, utilisation, backlogged):
@@ -101,7 +63,8 @@ def wait_for(predicate, what, timeout=120):
 
 def one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log):
     with tempfile.TemporaryDirectory(prefix="malvvm-learned-slice-") as directory:
-        daemon = Daemon(binary, gpu, directory)
+        daemon = GPUDaemon(binary, directory, ["--gpu", gpu, "--policy", "equal-share", "--mlaas", "learned-slice",
+                                               "--log-level", "info"])
         procs = []
         try:
             def vm(name, cmdline, extra=()):
@@ -124,7 +87,7 @@ def one_round(binary, gpu, learned, seconds, trainer_batch, think_us, log):
                         for p in procs if p.poll() is not None]
                 raise RuntimeError(f"not four VMs submitting: {daemon.status()['vgpus']}; VMs that ended: {gone}")
             time.sleep(1)  # the model's first measurements, the pipelines' first use
-            api(daemon.api, "PUT", "/metrics/reset")
+            daemon.reset()
             time.sleep(seconds)
             status = daemon.status()
             outputs = [p.communicate(timeout=600) for p in procs]
