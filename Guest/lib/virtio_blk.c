@@ -84,7 +84,7 @@ const char *blk_open(struct blk_dev *b, unsigned nth, uint64_t optional, bool ms
     b->inflight = 0;
     b->irq = msix;
     b->vector = vector;
-    b->irqs_seen = 0;
+    b->irq_base = irq_count(vector);
     b->timeout_cycles = DEFAULT_TIMEOUT_CYCLES;
 
     const struct pci_function *f = virtio_pci_find(VIRTIO_TYPE_BLOCK, nth);
@@ -234,8 +234,12 @@ static bool wait_used(struct blk_dev *b)
             return false;
         cpu_relax();
     }
-    b->irqs_seen += irq_count(b->vector) - seen;
     return true;
+}
+
+uint64_t blk_interrupts(const struct blk_dev *b)
+{
+    return irq_count(b->vector) - b->irq_base;
 }
 
 int blk_complete(struct blk_dev *b, struct blk_done *done, unsigned max, bool wait)

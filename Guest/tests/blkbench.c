@@ -181,7 +181,7 @@ int test_blkbench(void)
                            (unsigned long long)r.notifies);
                 }
     if (msix)
-        printf("blkbench: %llu interrupts\n", (unsigned long long)dev.irqs_seen);
+        printf("blkbench: %llu interrupts\n", (unsigned long long)blk_interrupts(&dev));
     printf("blkbench: done\n");
     if (hold) {
         console_flush();

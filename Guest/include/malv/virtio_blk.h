@@ -88,7 +88,7 @@ struct blk_dev {
     bool read_only;
     bool irq;                   /* completions by MSI-X */
     uint8_t vector;             /* the queue's interrupt vector */
-    uint64_t irqs_seen;         /* interrupts consumed by blk_complete */
+    uint64_t irq_base;          /* the vector's interrupt count at blk_open */
     uint64_t timeout_cycles;
     struct blk_slot slots[BLK_MAX_INFLIGHT];
     unsigned inflight;
@@ -121,6 +121,13 @@ int blk_sync(struct blk_dev *b, const struct blk_io *io, uint32_t *used_len);
 
 /* Why the device or queue is unusable, or NULL. */
 const char *blk_error(struct blk_dev *b);
+
+/*
+ * Interrupts delivered on the queue's vector since blk_open, whichever way
+ * blk_complete found the completions (a completion already in the used ring
+ * is taken without waiting, but its interrupt still arrives).
+ */
+uint64_t blk_interrupts(const struct blk_dev *b);
 
 const char *blk_feature_name(unsigned bit);
 
