@@ -18,6 +18,10 @@ final class PolicyBench {
     private(set) var picks: [ClientID] = []
     private(set) var charged: [ClientID: UInt64] = [:]
     private(set) var decisions: [SliceScheduler.Decision] = []
+    /// Clients whose submitted batches are cut into this many equal pieces (as a batch-duration
+    /// model has the scheduler do); the policy hears of a submission once its last piece retires.
+    var piecesPerSubmission: [ClientID: Int] = [:]
+    private var piecesRetired: [ClientID: Int] = [:]
 
     init(_ policy: SchedulingPolicy, timeSlice: UInt64? = nil, averagingFactor: Int = 33) {
         self.policy = SliceScheduler(configuration: SchedulerConfiguration(
@@ -62,6 +66,13 @@ final class PolicyBench {
         now += cost
         policy.retire(dispatch, charged: cost) { self.finished.append($0) }
         charged[client, default: 0] += cost
+        if let pieces = piecesPerSubmission[client] {
+            let done = (piecesRetired[client, default: 0] + 1) % pieces
+            piecesRetired[client] = done
+            if done == 0 { policy.submissionRetired(client, charged: cost * UInt64(pieces)) }
+        } else {
+            policy.submissionRetired(client, charged: cost)
+        }
         return true
     }
 
@@ -146,6 +157,27 @@ struct SchedulingPolicyTests {
         // start with tokens left.
         #expect(used <= 50 * ms + 2 * slice + ms / 2, "a ran \(used) ns in 100 ms")
         #expect(used >= 50 * ms, "a ran \(used) ns in 100 ms")
+    }
+
+    @Test("a client whose batches are cut into pieces banks two whole batches, not two pieces")
+    func aCutBatchIsBankedWhole() {
+        let bench = PolicyBench(.equalShare)
+        let a = bench.add(), b = bench.add()
+        let slice = bench.policy.timeSlice
+        // a's 24 ms batches go to the device in eight pieces of 3 ms.
+        bench.piecesPerSubmission[a] = 8
+        bench.submit(a, cost: 3 * ms, count: 8 * 4)
+        bench.submit(b, cost: ms / 2, count: 100)
+        bench.run(for: 400 * ms)
+        #expect(bench.charged[a] == 96 * ms)
+        #expect(bench.policy.account(a)?.submissionEstimate == Double(24 * ms))
+        #expect(bench.policy.account(a)?.batchEstimate == Double(3 * ms))
+        // A pause (the host delaying a's next batch) refills a's bucket up to two whole batches:
+        // more than the two slices or two pieces it would otherwise stop at.
+        bench.run(for: 1_000 * ms)
+        bench.policy.refill(bench.now)
+        let tokens = bench.policy.account(a)?.tokens ?? 0
+        #expect(tokens == Double(48 * ms), "a banked \(tokens) ns; a slice is \(slice) ns")
     }
 
     @Test("an overrun shortens the next slices, 1/averagingFactor of the debt each, by at most 3/4",

@@ -147,13 +147,19 @@ extension GPUScheduler {
     func retire(_ entry: InFlightBatch, _ outcome: Result<BatchCompletion, GPUError>,
                 at now: UInt64) -> Result<ScheduledCompletion, SchedulerError>? {
         let result = charge(entry, outcome, at: now)
-        guard let group = entry.group else { return result }
+        guard let group = entry.group else {
+            if case let .success(whole) = result {
+                policy.submissionRetired(entry.client.id, charged: whole.chargedNanoseconds)
+            }
+            return result
+        }
         switch result {
         case .failure:
             group.failed = true
             return result
         case let .success(piece):
             guard let whole = group.add(piece) else { return nil }
+            policy.submissionRetired(entry.client.id, charged: whole.chargedNanoseconds)
             group.model.observe(client: entry.client.id, signature: group.signature, work: group.work,
                                 nanoseconds: Double(whole.chargedNanoseconds))
             return group.failed ? nil : .success(whole)

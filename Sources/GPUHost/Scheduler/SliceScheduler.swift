@@ -45,6 +45,10 @@ struct SliceScheduler {
         /// Moving average of charged time per batch; how far ahead of the measurement the
         /// scheduler looks when deciding whether one more batch fits in a slice.
         var batchEstimate: Double = 0
+        /// Moving average of charged time per submitted batch, all its pieces together when a
+        /// batch-duration model cut it (else the same as `batchEstimate`): what the token
+        /// bucket must hold for the client to run one of its batches without losing time.
+        var submissionEstimate: Double = 0
         /// The device time this client's batches in flight are expected to take.
         var inFlightEstimate: Double = 0
         var readySince: UInt64?
@@ -201,8 +205,11 @@ struct SliceScheduler {
     // MARK: Tokens
 
     /// Accrues every client's entitlement. The bucket holds two slices, or two of the
-    /// client's batches when those are longer, so a backlogged client never loses accrued time
-    /// merely because its batches are big, while an idle one cannot bank more.
+    /// client's submitted batches when those are longer, so a backlogged client never loses
+    /// accrued time merely because its batches are big, while an idle one cannot bank more.
+    /// Submitted, not pieces: a batch cut into slice-sized pieces still has to be paid for
+    /// whole, and a bucket of two pieces overflows, and the client loses accrued time, whenever
+    /// the host delays its next piece by more than two pieces' worth of its share.
     mutating func refill(_ now: UInt64) {
         guard now > lastRefill else { return }
         let elapsed = Double(now - lastRefill)
@@ -210,7 +217,7 @@ struct SliceScheduler {
         guard !configuration.policy.isWorkConserving else { return }
         let slice = Double(timeSlice)
         for index in accounts.indices where !accounts[index].detached {
-            let cap = 2 * max(slice, accounts[index].batchEstimate)
+            let cap = 2 * max(slice, accounts[index].submissionEstimate)
             accounts[index].tokens = min(cap, accounts[index].tokens + elapsed * accounts[index].entitledShare)
         }
     }
@@ -369,6 +376,14 @@ struct SliceScheduler {
         if closing[position].pending == 0 {
             finish(closing.remove(at: position), finished)
         }
+    }
+
+    /// A submitted batch has retired whole (all its pieces, when it was cut) after `charged`
+    /// ns of device time in all.
+    mutating func submissionRetired(_ id: ClientID, charged: UInt64) {
+        guard let index = index(of: id) else { return }
+        let estimate = accounts[index].submissionEstimate
+        accounts[index].submissionEstimate = estimate == 0 ? Double(charged) : estimate + (Double(charged) - estimate) / 8
     }
 
     private func index(of id: ClientID) -> Int? {
