@@ -276,8 +276,57 @@ def draw_gpu_shares(report, source, path, log):
     return True
 
 
+def draw_mlaas(report, source, path, log):
+    """The CNN job in its three forms (bench-mlaas, the seed's Figures 1 and 2): training time
+    over native's (each round's own ratio), the guest vCPU's busy share of its training time,
+    GPU utilisation; one bar per form at the median of its rounds, whiskers min-max."""
+    plt = plots.pyplot(log)
+    if plt is None:
+        return False
+    runs = report.get("runs", {})
+    names = [n for n in ("native", "vm-guest", "vm-mlaas") if n in runs]
+    native = [r.get("train_ms") for r in runs.get("native", [])]
+
+    def ratios(name):
+        # Round i of a form against round i of native: the rounds alternate, so the pair shares its load.
+        return [t / n if t and n else None for t, n in zip((r.get("train_ms") for r in runs[name]), native)]
+
+    def busy_pct(name):
+        return [r["vcpu_busy_ms"] / r["train_ms"] * 100 if r.get("vcpu_busy_ms") is not None and r.get("train_ms") else None
+                for r in runs[name]]
+
+    panels = [("training time / native (lower is better)", [ratios(n) for n in names], ".2f"),
+              ("guest vCPU busy, % of training time", [busy_pct(n) for n in names], ".1f"),
+              ("GPU utilisation, %", [[r.get("gpu_utilisation_pct") for r in runs[n]] for n in names], ".1f")]
+    labels = {"native": "native (host threads preprocess)", "vm-guest": "VM, guest vCPU preprocesses",
+              "vm-mlaas": "VM, MLaaS preprocess offloaded"}
+    colours = {"native": plots.NATIVE, "vm-guest": plots.VM, "vm-mlaas": plots.VARIANT}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    for index, (ax, (title, values, spec)) in enumerate(zip(axes, panels)):
+        top = plots.bars_with_spread(ax, [labels[n] for n in names], values, [colours[n] for n in names], spec,
+                                     show_labels=index == 0)
+        if index == 0:
+            goal = report.get("goal_vm_mlaas_over_native")
+            ax.axvline(1.0, color=plots.NEUTRAL, linewidth=1)
+            if goal:
+                ax.axvline(goal, color=plots.VARIANT, linestyle="--", linewidth=1)
+                ax.text(goal, len(names) - 0.55, f" goal {goal:g}", fontsize=7, color=plots.VARIANT, va="bottom")
+        plots.room_for_labels(ax, top)
+        ax.set_title(title, fontsize=9)
+    accuracy = [r.get("test_acc") for n in names for r in runs[n]]
+    shown = plots.present(accuracy)
+    accuracy_text = (f", test accuracy {min(shown):g}" + (f"-{max(shown):g}" if max(shown) > min(shown) else "") + " %"
+                     if shown else "")
+    fig.suptitle(f"MNIST CNN, {report.get('records', '?')} records, {report.get('epochs', '?')} epochs: "
+                 f"native vs VM, preprocessing on the guest's vCPU or offloaded{accuracy_text}", fontsize=10)
+    plots.footer(fig, report, source, plots.rounds_label(report.get("rounds")) + " (native has no vCPU: n/a)")
+    plots.save(fig, plt, path, bottom=0.08)
+    return True
+
+
 # Which chart each result JSON gets: the JSON's name without the device suffix (gvmcs-cpu -> gvmcs).
-CHARTS = {"vgpu": draw_vgpu, "gvmcs": draw_gvmcs, "share": draw_share, "gpu-shares": draw_gpu_shares}
+CHARTS = {"vgpu": draw_vgpu, "gvmcs": draw_gvmcs, "share": draw_share, "gpu-shares": draw_gpu_shares,
+          "mlaas": draw_mlaas}
 
 
 def chart_for(json_name):

@@ -132,11 +132,13 @@ def bars_with_spread(ax, labels, per_label_values, colours, value_format, horizo
         else:
             ax.text(position, high, text.replace("  ", "\n"), va="bottom", ha="center", fontsize=8)
     shown = labels if show_labels else [""] * len(labels)
+    # Every label's row stays inside the axes, also one with only an "n/a" (no bar to fit).
     if horizontal:
         ax.set_yticks(list(positions), shown)
-        ax.invert_yaxis()
+        ax.set_ylim(len(labels) - 0.5, -0.5)
     else:
         ax.set_xticks(list(positions), shown)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
     return top
 
 

@@ -69,10 +69,22 @@ class ConventionTests(unittest.TestCase):
         self.assertIn("median of 3 rounds, whiskers min-max", footer)
         self.assertIn("host load 1.0-1.5 on 2 CPUs", footer)
 
+    def test_mlaas_says_native_has_no_vcpu_and_names_the_rounds(self):
+        run = lambda ms, busy: {"train_ms": ms, "vcpu_busy_ms": busy, "gpu_utilisation_pct": 90.0, "test_acc": 97.1}
+        report = {"device": "llvmpipe", "rounds": 2, "epochs": 5, "records": 4000, "goal_vm_mlaas_over_native": 1.05,
+                  "runs": {"native": [run(100, None), run(110, None)], "vm-guest": [run(130, 20), run(140, 25)],
+                           "vm-mlaas": [run(103, 1), run(112, 1)]}}
+        fig = drawn_figure(charts.draw_mlaas, report)
+        self.assertIn(" n/a", [t.get_text() for t in fig.axes[1].texts])
+        self.assertEqual(len(fig.axes[1].patches), 2, "native drew a vCPU bar")
+        self.assertIn("median of 2 rounds", "\n".join(texts(fig)))
+        self.assertIn("test accuracy 97.1 %", "\n".join(texts(fig)))
+
     def test_every_chart_has_a_json_name(self):
         self.assertIs(charts.chart_for("gvmcs-cpu.json"), charts.draw_gvmcs)
         self.assertIs(charts.chart_for("vgpu.json"), charts.draw_vgpu)
         self.assertIs(charts.chart_for("gpu-shares.json"), charts.draw_gpu_shares)
+        self.assertIs(charts.chart_for("mlaas.json"), charts.draw_mlaas)
         self.assertIsNone(charts.chart_for("gpu.json"))
         self.assertIsNone(charts.chart_for("gpu-check-nvidia-h200.json"))
 
