@@ -8,8 +8,11 @@ import Glibc
 public final class SerialWorker: @unchecked Sendable {
     private let lock = Monitor()
     private let changed: Monitor.Condition
-    // Guarded by `lock`.
-    private var jobs: [() -> Void] = []
+    // Guarded by `lock`. A job is dropped (nil) the moment it is taken: a job's closure holds
+    // what it works on (a vGPU context holds its worker, whose finished jobs held the context
+    // and its device back: a reference cycle that kept every served VM's guest memory mapped
+    // in gpud).
+    private var jobs: [(() -> Void)?] = []
     private var head = 0
     private var stopping = false
     private var exited = false
@@ -43,8 +46,8 @@ public final class SerialWorker: @unchecked Sendable {
     private func run() {
         lock.lock()
         while true {
-            if head < jobs.count {
-                let job = jobs[head]
+            if head < jobs.count, let job = jobs[head] {
+                jobs[head] = nil
                 head += 1
                 if head > 64 && head * 2 > jobs.count {
                     jobs.removeFirst(head)
@@ -58,6 +61,8 @@ public final class SerialWorker: @unchecked Sendable {
             if stopping { break }
             changed.wait()
         }
+        jobs.removeAll()
+        head = 0
         exited = true
         changed.broadcast()
         lock.unlock()
