@@ -17,26 +17,43 @@ public final class APIServer: Sendable {
     private let task: Task<Void, Never>
     private let services: ServiceGroup
     private let executor: ThreadTaskExecutor
+    private let ready: DispatchSemaphore
+    private let failure: LockedBox<String?>
+    private let previousMask: mode_t
+    /// Whether `waitUntilListening` has seen the socket bound (once is enough).
+    private let listening = LockedBox(false)
 
-    /// Serves the VM control API for `control`.
+    /// Serves the VM control API for `control`, listening when it returns.
     public convenience init(socketPath: String, control: any VMControl, version: APIVersion) throws(APIError) {
+        try self.init(startingOn: socketPath, control: control, version: version)
+        try waitUntilListening()
+    }
+
+    /// Starts serving the VM control API for `control` without waiting for the socket: the
+    /// server's event loops start on their own threads while the caller goes on building the
+    /// VM (`malvvm run` does, with a `PendingVMControl`), and `waitUntilListening` joins them.
+    /// The socket path is claimed before this returns, so a live VM of the same name is an
+    /// error here.
+    public convenience init(startingOn socketPath: String, control: any VMControl, version: APIVersion) throws(APIError) {
         let handler = VMAPIHandler(control: control, version: version)
         try self.init(socketPath: socketPath) { transport in
             try handler.registerHandlers(on: transport, serverURL: APIWire.serverURL, configuration: APIWire.configuration)
         }
     }
 
-    /// Serves the GPU daemon's API for `daemon`.
+    /// Serves the GPU daemon's API for `daemon`, listening when it returns.
     public convenience init(socketPath: String, daemon: GPUDaemonController, version: APIVersion) throws(APIError) {
         let handler = GPUDaemonAPIHandler(control: daemon, version: version)
         try self.init(socketPath: socketPath) { transport in
             try handler.registerHandlers(on: transport, serverURL: APIWire.serverURL, configuration: APIWire.configuration)
         }
+        try waitUntilListening()
     }
 
-    /// Binds `socketPath` (a stale socket left by a dead VM is replaced; a live one is an
+    /// Claims `socketPath` (a stale socket left by a dead VM is replaced; a live one is an
     /// error) and starts serving in the background the operations `registerHandlers` puts on
-    /// the transport it is given (a generated `APIProtocol`'s `registerHandlers`).
+    /// the transport it is given (a generated `APIProtocol`'s `registerHandlers`); the socket is
+    /// bound once `waitUntilListening` returns.
     init(socketPath: String, logger: Logger = Logger(label: "malvvm.api"),
          registerHandlers: (any ServerTransport) throws -> Void) throws(APIError) {
         let router = Router()
@@ -78,10 +95,16 @@ public final class APIServer: Sendable {
                 ready.signal()
             }
         }
-        // Bind before returning, so a client started right after us finds the socket; the VM
-        // boots meanwhile on its own thread, so this costs boot nothing.
-        // A loaded host can take seconds to start the server's event loop; returning before the
-        // socket is bound would make the first client fail to connect.
+        self.ready = ready
+        self.failure = failure
+        self.previousMask = previousMask
+    }
+
+    /// Returns once the socket is bound, so a client started after this finds it; throws if
+    /// the server failed to start. A loaded host can take seconds to start the server's event
+    /// loops, hence the long bound. Until it returns the process's umask is the socket's (0177).
+    public func waitUntilListening() throws(APIError) {
+        if listening.value { return }
         let bound = ready.wait(timeout: .now() + .seconds(30)) == .success
         umask(previousMask)
         if let error = failure.value { throw .failed("cannot serve the API on '\(socketPath)': \(error)") }
@@ -89,6 +112,7 @@ public final class APIServer: Sendable {
             task.cancel()
             throw .failed("cannot serve the API on '\(socketPath)': not listening after 30 s")
         }
+        listening.value = true
     }
 
     /// Stops serving and removes the socket.

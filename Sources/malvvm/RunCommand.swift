@@ -133,6 +133,19 @@ extension Malvvm {
 
         func run() throws {
             global.bootstrapLogging()
+            // The API server's event loops start on their own threads while the VM is built
+            // below; requests wait for the controller (`PendingVMControl`), and the vCPUs start
+            // only once the socket is bound, so a client started after the guest's first output
+            // finds it.
+            let control = PendingVMControl()
+            let socketPath = apiSocket ?? SocketPath.forVM(named: vmName)
+            var server: APIServer?
+            if apiSocket != "none" {
+                do { server = try APIServer(startingOn: socketPath, control: control, version: MalvvmVersion.api) } catch {
+                    throw RuntimeFailure(message: error.description)
+                }
+            }
+            defer { server?.stop() }
             let machine: Machine
             do {
                 machine = try Machine(configuration: machineConfiguration, console: .fileDescriptor(STDOUT_FILENO))
@@ -177,7 +190,7 @@ extension Malvvm {
                 for name in mlaas?.names ?? [] { try services.enable(service: name) }
                 for item in mlaasConfig { try services.configure(service: item.name, parameters: item.parameters) }
             } catch { throw RuntimeFailure(message: "mlaas: \(error)") }
-            let controller = MachineController(name: vmName, apiSocket: apiSocket ?? SocketPath.forVM(named: vmName),
+            let controller = MachineController(name: vmName, apiSocket: socketPath,
                                                machine: machine, scheduler: scheduler,
                                                makeScheduler: {
                                                    let made = try GPUScheduler(backend: try BackendFactory.make(selector))
@@ -187,13 +200,8 @@ extension Malvvm {
                                                services: services)
             vgpus.forEach(controller.adopt)
             defer { controller.shutDownGPU() }
-            var server: APIServer?
-            if apiSocket != "none" {
-                do { server = try APIServer(socketPath: controller.apiSocket, control: controller, version: MalvvmVersion.api) } catch {
-                    throw RuntimeFailure(message: error.description)
-                }
-            }
-            defer { server?.stop() }
+            control.resolve(controller)
+            do { try server?.waitUntilListening() } catch { throw RuntimeFailure(message: error.description) }
             // With --metrics, the GPU's own busy measure over the run (NVML, where it exists).
             let nvml = metrics != nil ? NVMLRun.start() : nil
             // Everything is set up: the system-call filter goes in (README, "Hardening: confinement").
