@@ -193,7 +193,9 @@ class Soak:
         self.minutes, self.steady_seconds, self.steady_epochs = minutes, steady_seconds, epochs
         self.kill_interval, self.api_rate, self.vm_timeout = kill_interval, api_rate, vm_timeout
         self.seed = seed if seed is not None else int(time.time())
-        self.random = random.Random(self.seed)
+        self.random = random.Random(self.seed)            # kills: when and whom
+        self.api_random = random.Random(self.seed + 1)    # the API traffic's targets
+        self.kills = []           # (elapsed s, VM, its role, its age s)
         self.log = log
         self.directory = directory or tempfile.mkdtemp(prefix="malvvm-soak-")
         self.lock = threading.Lock()
@@ -331,6 +333,11 @@ class Soak:
                 ended.append(vm)
         return ended
 
+    def kill_gap(self):
+        """Seconds to the next SIGKILL: exponential (kills at random moments of VMs' lives) with
+        mean `kill_interval`, cut at 3 times that so a short run is sure to see some."""
+        return min(self.random.expovariate(1 / self.kill_interval), 3 * self.kill_interval)
+
     def kill_one(self):
         candidates = [vm for vm in self.running() if vm.age() > 0.3]
         if not candidates:
@@ -340,6 +347,7 @@ class Soak:
         vm.proc.kill()
         with self.lock:
             self.counts["kills"] += 1
+            self.kills.append((round(time.monotonic() - self.start, 1), vm.name, vm.role, round(vm.age(), 1)))
 
     # -- background threads ----------------------------------------------------------------
 
@@ -360,8 +368,8 @@ class Soak:
             i += 1
             # A VM's API once its socket is there (it is bound after the VM is set up).
             vms = [vm for vm in self.running() if os.path.exists(vm.api)]
-            vm = self.random.choice(vms) if vms and i % 2 == 0 else None
-            path = self.random.choice(vm_paths if vm else gpud_paths)
+            vm = self.api_random.choice(vms) if vms and i % 2 == 0 else None
+            path = self.api_random.choice(vm_paths if vm else gpud_paths)
             try:
                 code, body = request(vm.api if vm else self.gpud_api, "GET", path)
                 error = None if code == 200 else f"HTTP {code} {body[:200]!r}"
@@ -607,11 +615,11 @@ class Soak:
             for _ in range(self.n):
                 self.start_train()
             no_kills = self.kill_interval <= 0
-            next_kill = time.monotonic() + (0 if no_kills else self.random.expovariate(1 / self.kill_interval))
+            next_kill = time.monotonic() + (0 if no_kills else self.kill_gap())
             while time.monotonic() < deadline and self.gpud_alive():
                 if not no_kills and time.monotonic() >= next_kill:
                     self.kill_one()
-                    next_kill = time.monotonic() + self.random.expovariate(1 / self.kill_interval)
+                    next_kill = time.monotonic() + self.kill_gap()
                 for _ in self.reap():
                     self.start_train()
                 self.tick("churn")
@@ -652,7 +660,7 @@ class Soak:
                 stop_rc = "still running 30 s after SIGTERM"
                 self.daemon.kill()
                 self.daemon.wait()
-        report.update(phases=phases, counts=dict(self.counts), samples=self.samples, steady=steady,
+        report.update(phases=phases, counts=dict(self.counts), samples=self.samples, steady=steady, kills=self.kills,
                       gpud={"fds": {"start": fds0, "baseline": fds1, "end": fds2,
                                     "peak": max((s[1] for s in self.samples if s[1] is not None), default=None)},
                             "rss_kib": {"start": rss0, "baseline": rss1, "end": rss2,
@@ -729,8 +737,9 @@ class Soak:
             checks.append({"name": name, "passed": bool(passed), "value": value, "bound": bound, "detail": detail})
 
         check("reference run", self.reference is not None,
-              f"{self.reference['epochs'][self.epochs - 1]['test_acc']} % after {self.epochs} epochs, "
-              f"{self.reference['final_test_acc']} % after {self.steady_epochs}" if self.reference else "failed",
+              (f"{self.reference['epochs'][self.epochs - 1]['test_acc']} % after {self.epochs} epochs"
+               + (f", {self.reference['final_test_acc']} % after {self.steady_epochs}" if self.steady_epochs > self.epochs else ""))
+              if self.reference else "failed",
               "bench native exits 0")
         check("VM results", judged and not wrong and len(ended) == len(vms),
               f"{len(judged) - len(wrong)}/{len(judged)} correct ({by_role['train']} train, {by_role['hotplug']} hot-plug; "
