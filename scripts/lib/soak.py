@@ -187,7 +187,8 @@ class VM:
 
 class Soak:
     def __init__(self, binary, kernel, dataset, gpu="cpu", vms=8, hotplug_vms=1, hotplug_cycles=4, epochs=40,
-                 minutes=1.0, steady_seconds=10.0, kill_interval=6.0, api_rate=20.0, vm_timeout=300.0, seed=None, log=print, directory=None):
+                 minutes=1.0, steady_seconds=10.0, kill_interval=6.0, api_rate=20.0, vm_timeout=300.0, seed=None,
+                 log=print, directory=None):
         self.binary, self.kernel, self.dataset, self.gpu = binary, kernel, dataset, gpu
         self.n, self.hotplug_vms, self.hotplug_cycles, self.epochs = vms, hotplug_vms, hotplug_cycles, epochs
         self.minutes, self.steady_seconds, self.steady_epochs = minutes, steady_seconds, epochs
@@ -207,7 +208,7 @@ class Soak:
         self.api_idle = threading.Event()
         self.counts = {"api_calls": 0, "api_calls_gpud": 0, "api_calls_vm": 0, "api_vm_gone": 0, "kills": 0,
                        "hotplug_attaches": 0, "hotplug_detaches": 0, "hotplug_cycles": 0, "hotplug_aborted_by_kill": 0}
-        self.problems = {"api": [], "hotplug": [], "gpud": []}
+        self.problems = {"api": [], "hotplug": []}
         self.samples = []         # (elapsed s, fds, rss KiB) every progress tick
         self.reference = None
         self.daemon = None
@@ -536,6 +537,7 @@ class Soak:
                 break
             if any(not vm.running() for vm in vms) or not self.gpud_alive():
                 break
+            self.tick("steady")
             time.sleep(0.1)
         result = {"vms": self.n, "epochs": self.steady_epochs, "window_s": 0.0, "jain": None, "daemon_jain": None, "gpu_ms": {}}
         if first is None:
@@ -556,6 +558,7 @@ class Soak:
                 last = (now, status, mine)
             else:
                 break
+            self.tick("steady")
             time.sleep(0.25)
         if last is None:
             result["error"] = "no sample with every steady VM running"
