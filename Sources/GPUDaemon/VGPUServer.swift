@@ -158,6 +158,8 @@ public final class VGPUServer: @unchecked Sendable {
                 _ = try NativeThread(name: "gpud-session", detached: true) { [weak self] in
                     session.serve()
                     self?.sessions.withLock { _ = $0.removeValue(forKey: id) }
+                    // The VM's device and memory are gone: the heap's free pages go back too.
+                    FreedMemory.returnToTheSystem()
                     session.finished.signal()
                 }
             } catch {

@@ -1,4 +1,5 @@
 #pragma once
+#include <malloc.h>
 #include <pthread.h>
 
 /// pthread_setname_np(3): glibc declares it only under _GNU_SOURCE, which Swift's Glibc module
