@@ -26,9 +26,8 @@
  * (small on purpose: lavapipe on a 2-core host trains it at a few hundred
  * images a second, and the job is about where preprocessing runs; 6 and 12
  * channels, the first model, stayed far under 97 %; 12 and 24 reached
- * 96.0-96.3 % at 3-5 epochs; 16 and 32 over 5 epochs reached 97.7 % in a
- * numpy simulation of this job but 96.0 % here, seed 42: 97 % is not yet
- * reached)
+ * 96.0-96.3 % at 3-5 epochs; 16 and 32 reach 96.0 % over 5 epochs and
+ * 97.2 / 97.3 % over 8 (seeds 42 and 7, CPU backend): 8 is the default)
  * SGD lr 0.05 decaying linearly towards 0 over the run (step n of N trains at
  * 0.05 (N - n) / N: the large early steps learn, the small late ones settle
  * in a minimum instead of bouncing around it), momentum 0.9; weights uniform +-sqrt(6 / (fan_in + fan_out))
@@ -41,7 +40,7 @@
  *   cnn: epoch N loss X test-acc Z% time T ms
  *   cnn: result: test-acc Z% train T ms vcpu-busy B ms preprocess P ms ...
  *   cnn: PASS / FAIL     (test accuracy >= cnn_pass, default 97)
- * Options: cnn_pp=guest|host (guest), cnn_epochs (5), cnn_records (train
+ * Options: cnn_pp=guest|host (guest), cnn_epochs (8), cnn_records (train
  * records used, 4000), cnn_seed (42), cnn_pass (percent, 97), vgpu_poll=1.
  */
 #include "malv/bootinfo.h"
@@ -68,8 +67,8 @@
 #define CENTRE ((RESIZE - SIDE) / 2u)
 #define BATCH 64u
 #define CLASSES 10u
-/* The default run (MNISTCNN.defaultEpochs, scripts/bench-mlaas --epochs): the 5 epochs measured above. */
-#define EPOCHS 5u
+/* The default run (MNISTCNN.defaultEpochs, scripts/bench-mlaas --epochs): the 8 epochs measured above. */
+#define EPOCHS 8u
 
 /* The model. */
 #define C1 16u

@@ -24,9 +24,9 @@ public final class MNISTCNN {
     public static let fcIn = c2 * q2 * q2
     /// The first step's learning rate (see `learningRate(step:of:)`) and the momentum.
     public static let learningRate: Float = 0.05, momentum: Float = 0.9
-    /// The default run (cnn.c's EPOCHS, scripts/bench-mlaas --epochs): seed 42 reaches 96.0 % on the
-    /// CPU backend (95.6 % after epoch 4); `passPercent` is not yet reached.
-    public static let defaultEpochs = 5
+    /// The default run (cnn.c's EPOCHS, scripts/bench-mlaas --epochs): on the CPU backend seeds 42
+    /// and 7 reach 97.2 and 97.3 % (`passPercent`); 5 epochs stopped at 96.0 %.
+    public static let defaultEpochs = 8
     public static let passPercent = 97.0
     /// The weights' splitmix64 seed ("cnn-mnis"), the guest's.
     public static let weightSeed: UInt64 = 0x636e_6e2d_6d6e_6973
