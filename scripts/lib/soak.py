@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import ROOT, UnixHTTPConnection, parse_train
+from benchlib import ROOT, GPUDaemon, UnixHTTPConnection, parse_train
 
 MIB = 1024 * 1024
 
@@ -217,23 +217,12 @@ class Soak:
     # -- the daemon ------------------------------------------------------------------------
 
     def start_daemon(self):
-        self.gpud_socket = os.path.join(self.directory, "gpud.sock")
-        self.gpud_api = self.gpud_socket + ".api"
-        self.gpud_out = open(os.path.join(self.directory, "gpud.out"), "w+")
-        self.daemon = subprocess.Popen([self.binary, "gpud", "--gpu", self.gpu, "--policy", "equal-share",
-                                        "--socket", self.gpud_socket], cwd=ROOT, stdout=self.gpud_out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if "gpud: serving" in self.gpud_log():
-                return
-            if self.daemon.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"gpud did not start: {self.gpud_log()[-500:]}")
+        self.gpud = GPUDaemon(self.binary, self.directory, ["--gpu", self.gpu, "--policy", "equal-share"])
+        self.daemon = self.gpud.proc
+        self.gpud_socket, self.gpud_api = self.gpud.socket, self.gpud.api
 
     def gpud_log(self):
-        self.gpud_out.seek(0)
-        return self.gpud_out.read()
+        return self.gpud.log()
 
     def gpud_alive(self):
         return self.daemon is not None and self.daemon.poll() is None
