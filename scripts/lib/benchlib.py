@@ -85,18 +85,24 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
-def api(socket_path, method, path, body=None):
-    """One request to a malvvm API socket: (status, decoded JSON or None)."""
-    connection = UnixHTTPConnection(socket_path)
+def api_raw(socket_path, method, path, body=None, timeout=30):
+    """One request to a malvvm API socket: (status, raw body). Raises OSError or
+    http.client.HTTPException when the socket does not answer in `timeout` seconds."""
+    connection = UnixHTTPConnection(socket_path, timeout=timeout)
     try:
         data = None if body is None else json.dumps(body).encode()
         headers = {} if body is None else {"Content-Type": "application/json"}
         connection.request(method, "/v1" + path, body=data, headers=headers)
         response = connection.getresponse()
-        raw = response.read()
-        return response.status, (json.loads(raw) if raw else None)
+        return response.status, response.read()
     finally:
         connection.close()
+
+
+def api(socket_path, method, path, body=None, timeout=30):
+    """One request to a malvvm API socket: (status, decoded JSON or None)."""
+    status, raw = api_raw(socket_path, method, path, body, timeout)
+    return status, (json.loads(raw) if raw else None)
 
 
 def run_vm(binary, args, log, what):

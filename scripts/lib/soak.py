@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import ROOT, GPUDaemon, UnixHTTPConnection, parse_train
+from benchlib import ROOT, GPUDaemon, api, api_raw, parse_train
 
 MIB = 1024 * 1024
 
@@ -90,25 +90,6 @@ def process_rss_kib(pid, field="VmRSS"):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return None
-
-
-def request(socket_path, method, path, body=None, timeout=10):
-    """One request to a malvvm API socket: (status, raw body). Raises OSError or
-    http.client.HTTPException when the socket does not answer in `timeout` seconds."""
-    connection = UnixHTTPConnection(socket_path, timeout=timeout)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {} if body is None else {"Content-Type": "application/json"}
-        connection.request(method, "/v1" + path, body=data, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def request_json(socket_path, method, path, body=None, timeout=10):
-    status, raw = request(socket_path, method, path, body, timeout)
-    return status, (json.loads(raw) if raw else None)
 
 
 def train_verdict(text, rc, reference, epochs):
@@ -228,10 +209,7 @@ class Soak:
         return self.daemon is not None and self.daemon.poll() is None
 
     def gpud_status(self):
-        code, body = request_json(self.gpud_api, "GET", "/status")
-        if code != 200:
-            raise RuntimeError(f"gpud status: HTTP {code}")
-        return body
+        return self.gpud.status()
 
     def gpud_resources(self):
         """(open descriptors, RSS KiB) of gpud now, the descriptors the fewest of three looks
@@ -361,7 +339,7 @@ class Soak:
             vm = self.api_random.choice(vms) if vms and i % 2 == 0 else None
             path = self.api_random.choice(vm_paths if vm else gpud_paths)
             try:
-                code, body = request(vm.api if vm else self.gpud_api, "GET", path)
+                code, body = api_raw(vm.api if vm else self.gpud_api, "GET", path, timeout=10)
                 error = None if code == 200 else f"HTTP {code} {body[:200]!r}"
                 if error is None and path != "/metrics":
                     json.loads(body)
@@ -438,7 +416,7 @@ class Soak:
             if gone():
                 return
             try:
-                code, body = request_json(vm.api, "POST", "/vgpus", {"profile": "1g.1gb", "gpud": self.gpud_socket}, timeout=30)
+                code, body = api(vm.api, "POST", "/vgpus", {"profile": "1g.1gb", "gpud": self.gpud_socket}, timeout=30)
             except (OSError, http.client.HTTPException, ValueError) as e:
                 return problem(f"attach: {type(e).__name__}: {e}")
             if code != 201:
@@ -456,7 +434,7 @@ class Soak:
                     return problem("ended before it computed on the hot-plugged vGPU")
                 return problem("did not compute on the hot-plugged vGPU within 60 s")
             try:
-                code, detached = request_json(vm.api, "DELETE", f"/vgpus/{body['id']}", timeout=30)
+                code, detached = api(vm.api, "DELETE", f"/vgpus/{body['id']}", timeout=30)
             except (OSError, http.client.HTTPException, ValueError) as e:
                 return problem(f"detach: {type(e).__name__}: {e}")
             if code != 204:
@@ -533,7 +511,7 @@ class Soak:
             result["error"] = "the steady VMs were never all submitting"
             return vms, result
         time.sleep(0.5)   # the first epochs' pipelines
-        request(self.gpud_api, "PUT", "/metrics/reset")
+        self.gpud.reset()
         t0 = time.monotonic()
         start = {v["vm"]: v["gpu_milliseconds"] for v in self.gpud_status()["vgpus"] if v["vm"] in names}
         last = None
